@@ -1,0 +1,1 @@
+"""The worker fleet: capability-routed RQ workers, heartbeat registry, reaper."""

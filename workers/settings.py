@@ -1,0 +1,87 @@
+"""Every Redis key name, queue name and fleet default, in one place.
+
+The API, the workers, the monitoring tools and the tests all import from here, so a
+key or a default is never spelled twice. Values that operators tune come from the
+environment; the names of keys do not.
+"""
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+
+import redis
+
+
+def env_str(name: str, default: str) -> str:
+    """The environment's value for `name`, or `default` when unset or empty."""
+    value = os.environ.get(name, "").strip()
+    return value or default
+
+
+def env_int(name: str, default: int) -> int:
+    """An integer setting; a malformed value is a configuration error, said plainly."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise SystemExit(f"{name} must be an integer, got {raw!r}") from None
+
+
+def env_float(name: str, default: float) -> float:
+    """A float setting; a malformed value is a configuration error, said plainly."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise SystemExit(f"{name} must be a number, got {raw!r}") from None
+
+
+# --- Connection -----------------------------------------------------------------------
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def redis_url() -> str:
+    """REDIS_URL, read at call time so that tests and the fleet launcher can set it."""
+    return env_str("REDIS_URL", DEFAULT_REDIS_URL)
+
+
+@lru_cache(maxsize=8)
+def _connection_for(url: str) -> redis.Redis:
+    return redis.Redis.from_url(url, socket_connect_timeout=5, health_check_interval=30)
+
+
+def get_redis(url: str | None = None) -> redis.Redis:
+    """A shared (thread-safe, pooled) client for `url` or REDIS_URL. Returns bytes."""
+    return _connection_for(url or redis_url())
+
+
+# --- Names ----------------------------------------------------------------------------
+PREFIX = "pixelfleet"
+CAPABILITIES: tuple[str, ...] = ("io", "cpu", "gpu")   # every capability class there is
+QUEUE_PREFIX = f"{PREFIX}:"                              # queue name: "pixelfleet:cpu+io"
+
+INPUT_KEY = f"{PREFIX}:input:{{digest}}"                 # content-addressed input bytes
+OUTPUT_KEY = f"{PREFIX}:output:{{task_id}}"              # encoded result image
+HEARTBEAT_KEY = f"{PREFIX}:worker:{{name}}"              # one JSON record per live worker
+HEARTBEAT_PATTERN = f"{PREFIX}:worker:*"
+TASK_INDEX_KEY = f"{PREFIX}:tasks"                       # zset task_id -> submitted-at
+COMPLETIONS_KEY = f"{PREFIX}:completions"                # zset of finished/failed records
+COUNTERS_KEY = f"{PREFIX}:counters"                      # hash: submitted/completed/failed…
+LOSSES_KEY = f"{PREFIX}:losses"                          # hash task_id -> worker losses
+SAMPLE_KEY = f"{PREFIX}:sample:{{name}}"                 # generated sample images
+
+# --- Defaults (tunable by environment) -------------------------------------------------
+INPUT_TTL = env_int("PIXELFLEET_INPUT_TTL", 24 * 3600)        # s an input image is kept
+OUTPUT_TTL = env_int("PIXELFLEET_OUTPUT_TTL", 24 * 3600)      # s a result image is kept
+RESULT_TTL = env_int("PIXELFLEET_RESULT_TTL", 24 * 3600)      # s RQ keeps a finished job
+FAILURE_TTL = env_int("PIXELFLEET_FAILURE_TTL", 7 * 24 * 3600)
+TASK_TIMEOUT = env_int("PIXELFLEET_TASK_TIMEOUT", 120)        # s per task
+HEARTBEAT_INTERVAL = env_float("PIXELFLEET_HEARTBEAT_INTERVAL", 2.0)
+HEARTBEAT_TTL = HEARTBEAT_INTERVAL * 3                         # gone after 3 missed beats
+MAX_WORKER_LOSSES = env_int("PIXELFLEET_MAX_WORKER_LOSSES", 3)
+WORKER_MAX_RSS_MB = env_int("PIXELFLEET_WORKER_MAX_RSS_MB", 4096)
+COMPLETIONS_WINDOW = 15 * 60                                   # s of history for metrics
