@@ -1,0 +1,155 @@
+"""GPU neighbourhood filters: Gaussian blur, unsharp-mask sharpen, Sobel edges.
+
+The Gaussian is separable: a horizontal pass writes a float32 intermediate in device
+memory, a vertical pass reads it and stores uint8 (blur) or fuses the unsharp mask
+(sharpen: out = x + amount * (x - gaussian(x))), so sharpen costs the same two passes.
+The weights (half-width ceil(3 * sigma), normalised) are computed on the host once per
+call and copied to the device. Borders are OpenCV's reflect-101, as on the CPU.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import cuda
+
+from filters.gpu_launch import device_like, launch_2d, luma, reflect101, to_u8
+
+
+def gaussian_weights(sigma: float) -> np.ndarray:
+    """Normalised 1-D Gaussian taps, half-width ceil(3 * sigma), as float32."""
+    half = max(1, int(math.ceil(3.0 * sigma)))
+    xs = np.arange(-half, half + 1, dtype=np.float64)
+    taps = np.exp(-(xs * xs) / (2.0 * sigma * sigma))
+    return (taps / taps.sum()).astype(np.float32)
+
+
+@cuda.jit
+def _hpass_kernel(src, weights, tmp):
+    """tmp[y, x, c] = sum_k w[k] * src[y, reflect(x + k - half), c] (float32)."""
+    x0, y0 = cuda.grid(2)
+    sx, sy = cuda.gridsize(2)
+    h, w, c = src.shape
+    taps = weights.shape[0]
+    half = taps // 2
+    for y in range(y0, h, sy):
+        for x in range(x0, w, sx):
+            for ch in range(c):
+                acc = np.float32(0.0)
+                for k in range(taps):
+                    xx = reflect101(x + k - half, w)
+                    acc += weights[k] * np.float32(src[y, xx, ch])
+                tmp[y, x, ch] = acc
+
+
+@cuda.jit
+def _vpass_blur_kernel(tmp, weights, dst):
+    x0, y0 = cuda.grid(2)
+    sx, sy = cuda.gridsize(2)
+    h, w, c = tmp.shape
+    taps = weights.shape[0]
+    half = taps // 2
+    for y in range(y0, h, sy):
+        for x in range(x0, w, sx):
+            for ch in range(c):
+                acc = np.float32(0.0)
+                for k in range(taps):
+                    yy = reflect101(y + k - half, h)
+                    acc += weights[k] * tmp[yy, x, ch]
+                dst[y, x, ch] = to_u8(acc)
+
+
+@cuda.jit
+def _vpass_unsharp_kernel(tmp, weights, src, amount, dst):
+    x0, y0 = cuda.grid(2)
+    sx, sy = cuda.gridsize(2)
+    h, w, c = tmp.shape
+    taps = weights.shape[0]
+    half = taps // 2
+    for y in range(y0, h, sy):
+        for x in range(x0, w, sx):
+            for ch in range(c):
+                acc = np.float32(0.0)
+                for k in range(taps):
+                    yy = reflect101(y + k - half, h)
+                    acc += weights[k] * tmp[yy, x, ch]
+                v = np.float32(src[y, x, ch])
+                dst[y, x, ch] = to_u8(v + amount * (v - acc))
+
+
+@cuda.jit
+def _sobel_kernel(src, dst, threshold):
+    """Sobel 3x3 on luma, reflect-101; threshold < 0 means "magnitude", else binary."""
+    x0, y0 = cuda.grid(2)
+    sx, sy = cuda.gridsize(2)
+    h, w, c = src.shape
+    for y in range(y0, h, sy):
+        ym = reflect101(y - 1, h)
+        yp = reflect101(y + 1, h)
+        for x in range(x0, w, sx):
+            xm = reflect101(x - 1, w)
+            xp = reflect101(x + 1, w)
+            gx = np.float32(0.0)
+            gy = np.float32(0.0)
+            for dy in range(3):
+                yy = ym if dy == 0 else (y if dy == 1 else yp)
+                wy = np.float32(1.0) if dy != 1 else np.float32(2.0)
+                sy_sign = np.float32(dy - 1)
+                for dx in range(3):
+                    xx = xm if dx == 0 else (x if dx == 1 else xp)
+                    wx = np.float32(1.0) if dx != 1 else np.float32(2.0)
+                    sx_sign = np.float32(dx - 1)
+                    l = luma(np.float32(src[yy, xx, 0]), np.float32(src[yy, xx, 1]),
+                             np.float32(src[yy, xx, 2]))
+                    gx += sx_sign * wy * l
+                    gy += sy_sign * wx * l
+            mag = math.sqrt(gx * gx + gy * gy)
+            if threshold >= 0:
+                out = np.uint8(255) if mag >= threshold else np.uint8(0)
+            else:
+                out = to_u8(mag)
+            dst[y, x, 0] = out
+            dst[y, x, 1] = out
+            dst[y, x, 2] = out
+            for ch in range(3, c):
+                dst[y, x, ch] = src[y, x, ch]
+
+
+def _horizontal(image, weights_dev):
+    h, w, c = image.shape
+    tmp = device_like(h, w, c, dtype=np.float32)
+    blocks, threads = launch_2d(h, w)
+    _hpass_kernel[blocks, threads](image, weights_dev, tmp)
+    return tmp
+
+
+def blur(image, *, radius: float = 2.0):
+    """Gaussian blur, sigma = radius, on every channel (alpha blurred the same way)."""
+    h, w, c = image.shape
+    weights = cuda.to_device(gaussian_weights(radius))
+    tmp = _horizontal(image, weights)
+    out = device_like(h, w, c)
+    blocks, threads = launch_2d(h, w)
+    _vpass_blur_kernel[blocks, threads](tmp, weights, out)
+    return out
+
+
+def sharpen(image, *, amount: float = 1.0, radius: float = 1.0):
+    """Unsharp mask out = clip(x + amount * (x - gaussian(x, radius))), every channel."""
+    h, w, c = image.shape
+    weights = cuda.to_device(gaussian_weights(radius))
+    tmp = _horizontal(image, weights)
+    out = device_like(h, w, c)
+    blocks, threads = launch_2d(h, w)
+    _vpass_unsharp_kernel[blocks, threads](tmp, weights, image, np.float32(amount), out)
+    return out
+
+
+def edges(image, *, threshold: int | None = None):
+    """Sobel magnitude of luma (or 0/255 against threshold) on R, G, B; alpha untouched."""
+    h, w, c = image.shape
+    out = device_like(h, w, c)
+    blocks, threads = launch_2d(h, w)
+    thr = np.float32(-1.0 if threshold is None else float(threshold))
+    _sobel_kernel[blocks, threads](image, out, thr)
+    return out
