@@ -1,0 +1,1 @@
+"""Load scripts for a Pixelfleet API: bounded, self-stopping, with percentile reports."""
