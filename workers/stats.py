@@ -1,0 +1,114 @@
+"""Completion statistics: what /api/metrics/, /metrics, the dashboard and stress read.
+
+Why a separate record from RQ's registries: RQ keeps jobs, not measurements. One small
+JSON record per finished or failed task, in a zset scored by end time and trimmed to
+COMPLETIONS_WINDOW, gives throughput and latency percentiles with one ZRANGEBYSCORE;
+COUNTERS_KEY (a hash) keeps the running totals for ever.
+"""
+from __future__ import annotations
+
+import json
+import time
+from typing import Any, Iterable
+
+import redis
+from rq.job import Job
+
+from workers import settings
+
+COUNTER_NAMES = ("submitted", "completed", "failed")
+
+
+def completion_record(job: Job, status: str, wait_ms: float | None, processing_ms: float | None,
+                      failure_type: str | None = None, ended_at: float | None = None) -> dict[str, Any]:
+    """The record stored per task: small, and unique per task and end time."""
+    caps = job.meta.get("capabilities") or []
+    return {
+        "task_id": job.id,
+        "ended_at": round(ended_at or time.time(), 6),
+        "status": status,
+        "queue": job.origin,
+        "capabilities": list(caps),
+        "worker": job.meta.get("worker") or job.worker_name,
+        "wait_ms": None if wait_ms is None else round(wait_ms, 3),
+        "processing_ms": None if processing_ms is None else round(processing_ms, 3),
+        "failure_type": failure_type,
+    }
+
+
+def record_completion(conn: redis.Redis, job: Job, status: str, wait_ms: float | None,
+                      processing_ms: float | None, failure_type: str | None = None,
+                      pipeline: redis.client.Pipeline | None = None) -> dict[str, Any]:
+    """Add one completion record and bump the counters; returns the record.
+
+    `status` is "finished" or "failed". With `pipeline` the writes join the caller's
+    round trip (the task stores its output in the same one).
+    """
+    record = completion_record(job, status, wait_ms, processing_ms, failure_type)
+    pipe = pipeline if pipeline is not None else conn.pipeline(transaction=False)
+    pipe.zadd(settings.COMPLETIONS_KEY, {json.dumps(record, separators=(",", ":")): record["ended_at"]})
+    pipe.zremrangebyscore(settings.COMPLETIONS_KEY, 0, record["ended_at"] - settings.COMPLETIONS_WINDOW)
+    pipe.hincrby(settings.COUNTERS_KEY, "completed" if status == "finished" else "failed", 1)
+    if failure_type:
+        pipe.hincrby(settings.COUNTERS_KEY, f"failed_{failure_type}", 1)
+    if pipeline is None:
+        pipe.execute()
+    return record
+
+
+def counters(conn: redis.Redis) -> dict[str, int]:
+    """Running totals: submitted, completed, failed (0 when never counted), and
+    failed_<failure_type> per type seen."""
+    raw = conn.hgetall(settings.COUNTERS_KEY)
+    totals = {name: 0 for name in COUNTER_NAMES}
+    totals.update({k.decode(): int(v) for k, v in raw.items()})
+    return totals
+
+
+def recent_completions(conn: redis.Redis, seconds: float) -> list[dict[str, Any]]:
+    """Completion records of the last `seconds` (at most COMPLETIONS_WINDOW), oldest first."""
+    since = time.time() - min(seconds, settings.COMPLETIONS_WINDOW)
+    return [json.loads(member) for member in conn.zrangebyscore(settings.COMPLETIONS_KEY, since, "+inf")]
+
+
+def percentile(values: Iterable[float], q: float) -> float | None:
+    """The q-th percentile (0–100) by linear interpolation; None for no values."""
+    ordered = sorted(values)
+    if not ordered:
+        return None
+    rank = (len(ordered) - 1) * q / 100.0
+    low = int(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def summarize(records: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
+    """Throughput and latency over `records` spanning `seconds`: what /api/metrics/ shows.
+
+    Latency is wait + processing of finished tasks, in ms (p50, p95, p99, max).
+    """
+    finished = [r for r in records if r["status"] == "finished"]
+    latencies = [(r["wait_ms"] or 0) + (r["processing_ms"] or 0) for r in finished]
+    waits = [r["wait_ms"] for r in finished if r["wait_ms"] is not None]
+    processing = [r["processing_ms"] for r in finished if r["processing_ms"] is not None]
+
+    def dist(values: list[float]) -> dict[str, float | None]:
+        return {"p50": percentile(values, 50), "p95": percentile(values, 95),
+                "p99": percentile(values, 99), "max": max(values) if values else None}
+
+    failed = len(records) - len(finished)
+    return {
+        "window_s": seconds,
+        "completed": len(finished),
+        "failed": failed,
+        "throughput_per_s": round(len(finished) / seconds, 3) if seconds > 0 else None,
+        "latency_ms": dist(latencies),
+        "queue_wait_ms": dist(waits),
+        "processing_ms": dist(processing),
+    }
+
+
+def completion_summary(conn: redis.Redis, seconds: float = 60.0) -> dict[str, Any]:
+    """summarize(recent_completions(conn, seconds), seconds) in one call."""
+    seconds = min(seconds, settings.COMPLETIONS_WINDOW)
+    return summarize(recent_completions(conn, seconds), seconds)

@@ -1,0 +1,242 @@
+"""What a task is doing, in the words the API returns; cancel and retry.
+
+Why built on RQ's own objects (Job.fetch, latest_result, registries, job.cancel,
+registry.requeue): these are real RQ jobs, so `rq info` and this module must never
+disagree. Our additions live in job.meta (see workers.routing and workers.failures).
+"""
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from typing import Any
+
+import redis
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
+from rq.queue import Queue
+from rq.registry import CanceledJobRegistry, FailedJobRegistry
+
+from filters.errors import EngineError
+from workers import failures, settings
+from workers.logs import get_logger, log_event, utc_timestamp
+
+log = get_logger(__name__)
+
+STATUSES = ("queued", "started", "finished", "failed", "canceled")
+MAX_LIST = 1000
+_RQ_TO_OURS = {
+    JobStatus.QUEUED: "queued", JobStatus.DEFERRED: "queued", JobStatus.SCHEDULED: "queued",
+    JobStatus.STARTED: "started", JobStatus.FINISHED: "finished", JobStatus.FAILED: "failed",
+    JobStatus.CANCELED: "canceled", JobStatus.STOPPED: "canceled",
+}
+_LIVE_STATES = ("idle", "busy", "warming")
+_HISTORY_KEEP = 10
+
+
+class TaskError(EngineError):
+    """Base of the errors the API maps to a 4xx; `http_status` and `code` say which."""
+
+    code = "task_error"
+    http_status = 400
+
+
+class TaskNotFound(TaskError):
+    """No such task id (never existed, or RQ's result TTL expired)."""
+
+    code = "task_not_found"
+    http_status = 404
+
+
+class TaskConflict(TaskError):
+    """The task is not in a state that allows the operation (cancel a started task…)."""
+
+    code = "task_conflict"
+    http_status = 409
+
+
+def _iso(moment: datetime | float | None) -> str | None:
+    if moment is None:
+        return None
+    return utc_timestamp(moment.timestamp() if isinstance(moment, datetime) else float(moment))
+
+
+def _epoch(moment: datetime | None) -> float | None:
+    return moment.timestamp() if moment else None
+
+
+def _status_of(job: Job) -> str:
+    raw = job.get_status(refresh=False)
+    return _RQ_TO_OURS.get(raw, str(raw.value if hasattr(raw, "value") else raw))
+
+
+def _fetch(conn: redis.Redis, task_id: str) -> Job:
+    if not isinstance(task_id, str) or not task_id or len(task_id) > 128:
+        raise TaskNotFound(f"task id {task_id!r:.140} is not valid")
+    try:
+        return Job.fetch(task_id, connection=conn)
+    except NoSuchJobError:
+        raise TaskNotFound(f"task {task_id} not found (never submitted, or expired after "
+                           f"{settings.RESULT_TTL} s)") from None
+
+
+def waiting_reason(caps: list[str] | frozenset[str], workers: list[dict[str, Any]]) -> str | None:
+    """Why a queued task cannot be taken, in words; None when some live worker can take it."""
+    need = frozenset(caps)
+    live = [w for w in workers if w.get("state") in _LIVE_STATES]
+    if not live:
+        return "no live worker is running"
+    if any(need <= frozenset(w.get("capabilities") or ()) for w in live):
+        return None
+    return f"no live worker has capabilities {'+'.join(sorted(need))}"
+
+
+def summary(job: Job, now: float | None = None) -> dict[str, Any]:
+    """The status dict from the job hash alone (no extra round trip): what lists show."""
+    now = now or time.time()
+    meta = job.meta or {}
+    status = _status_of(job)
+    enqueued = _epoch(job.enqueued_at) or meta.get("submitted_at")
+    started = _epoch(job.started_at) if status != "queued" else None
+    ended = _epoch(job.ended_at) if status in ("finished", "failed") else None
+    wait_end = started or (now if status == "queued" else None)
+    info: dict[str, Any] = {
+        "task_id": job.id,
+        "status": status,
+        "progress": meta.get("progress"),
+        "worker": meta.get("worker") or job.worker_name or None,
+        "queue": job.origin,
+        "capabilities": meta.get("capabilities", []),
+        "device": meta.get("device"),
+        "source": meta.get("source"),
+        "description": job.description,
+        "submitted_at": _iso(meta.get("submitted_at") or enqueued),
+        "started_at": _iso(started),
+        "ended_at": _iso(ended),
+        "queue_wait_ms": round((wait_end - enqueued) * 1000, 3) if wait_end and enqueued else None,
+        "processing_ms": round(((ended or now) - started) * 1000, 3) if started else None,
+        "losses": int(meta.get("losses") or 0),
+        "result": None,
+    }
+    if status == "failed" or meta.get("failure_type"):
+        info.update({k: meta.get(k) for k in ("failure_type", "failure_reason", "explanation")})
+    if status == "queued":
+        info["waiting_reason"] = None
+    if meta.get("history"):
+        info["history"] = meta["history"]
+    return info
+
+
+def task_status(conn: redis.Redis, task_id: str) -> dict[str, Any] | None:
+    """The full status dict of one task (docs/INTERFACES.md), or None if unknown."""
+    try:
+        job = _fetch(conn, task_id)
+    except TaskNotFound:
+        return None
+    info = summary(job)
+    if info["status"] in ("finished", "failed"):
+        latest = job.latest_result()
+        if latest is not None and latest.type == latest.Type.SUCCESSFUL:
+            info["result"] = latest.return_value
+        elif latest is not None and latest.exc_string:
+            info["error"] = _last_line(latest.exc_string)
+    if info["status"] == "failed" and not info.get("failure_type"):
+        # Failed outside our exception handler (a plain `rq worker`): say what we know.
+        info.update(failure_type=failures.JOB_FAILURE,
+                    failure_reason=info.get("error") or "the task failed",
+                    explanation="Failed without a recorded classification; see the worker's log.")
+    if info["status"] == "queued":
+        from workers.registry import read_workers
+        info["waiting_reason"] = waiting_reason(info["capabilities"], read_workers(conn))
+    return info
+
+
+def _last_line(exc_string: str) -> str:
+    lines = [line for line in exc_string.strip().splitlines() if line.strip()]
+    return (lines[-1] if lines else exc_string)[:1000]
+
+
+def list_tasks(conn: redis.Redis, status: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+    """Summaries of the newest tasks (by submission), optionally of one status only.
+
+    Bounded: at most `limit` (≤ MAX_LIST) results, reading the index in pipelined
+    batches and looking at no more than 10×MAX_LIST entries. Entries whose job RQ has
+    already expired are dropped from the index on the way.
+    """
+    if status is not None and status not in STATUSES:
+        raise TaskError(f"status must be one of {', '.join(STATUSES)}, got {status!r}")
+    limit = max(1, min(int(limit), MAX_LIST))
+    batch = limit if status is None else max(limit, 200)
+    found: list[dict[str, Any]] = []
+    now = time.time()
+    for offset in range(0, 10 * MAX_LIST, batch):
+        ids = [i.decode() for i in conn.zrevrange(settings.TASK_INDEX_KEY, offset, offset + batch - 1)]
+        if not ids:
+            break
+        jobs = Job.fetch_many(ids, connection=conn)
+        gone = [i for i, job in zip(ids, jobs) if job is None]
+        if gone:
+            conn.zrem(settings.TASK_INDEX_KEY, *gone)
+        for job in jobs:
+            if job is None:
+                continue
+            info = summary(job, now)
+            if status is None or info["status"] == status:
+                found.append(info)
+                if len(found) >= limit:
+                    return found
+        if len(ids) < batch:
+            break
+    return found
+
+
+def cancel_task(conn: redis.Redis, task_id: str) -> dict[str, Any]:
+    """Cancel a task that no worker has taken yet; returns its new status dict.
+
+    Race-free: the task is first removed from its queue with LREM; only if that removal
+    succeeded is it marked canceled, so a worker can never be running a canceled task.
+    Raises TaskNotFound (404) or TaskConflict (409, with the current status).
+    """
+    job = _fetch(conn, task_id)
+    status = _status_of(job)
+    if status != "queued":
+        raise TaskConflict(f"task {task_id} is {status}; only queued tasks can be canceled")
+    removed = Queue(job.origin, connection=conn).remove(job.id)
+    if not removed:
+        now_status = _status_of(_fetch(conn, task_id))
+        raise TaskConflict(f"task {task_id} is {now_status}; a worker took it before it could be canceled")
+    job.cancel()
+    log_event(log, "canceled", task=job.id, queue=job.origin)
+    return summary(job)
+
+
+def retry_task(conn: redis.Redis, task_id: str) -> dict[str, Any]:
+    """Put a failed or canceled task back on its own queue, at the back; returns its status.
+
+    The previous failure is kept in meta["history"] (last 10) and the failure fields and
+    worker-loss count are reset, so the retried task gets a fresh MAX_WORKER_LOSSES.
+    Raises TaskNotFound (404) or TaskConflict (409) for any other status.
+    """
+    job = _fetch(conn, task_id)
+    status = _status_of(job)
+    if status not in ("failed", "canceled"):
+        raise TaskConflict(f"task {task_id} is {status}; only failed or canceled tasks can be retried")
+    meta = job.meta
+    history = list(meta.get("history") or [])
+    history.append({"status": status, "failure_type": meta.get("failure_type"),
+                    "failure_reason": meta.get("failure_reason"), "losses": meta.get("losses", 0),
+                    "ended_at": _iso(_epoch(job.ended_at) or time.time())})
+    for key in ("failure_type", "failure_reason", "explanation", "progress", "worker", "started_at"):
+        meta.pop(key, None)
+    meta["losses"] = 0
+    meta["history"] = history[-_HISTORY_KEEP:]
+    job.save_meta()
+    conn.hdel(settings.LOSSES_KEY, job.id)
+    registry_class = CanceledJobRegistry if job.get_status(refresh=False) == JobStatus.CANCELED else FailedJobRegistry
+    registry = registry_class(job.origin, connection=conn)
+    try:
+        job = registry.requeue(job)
+    except Exception as exc:   # InvalidJobOperation: someone else retried it first
+        raise TaskConflict(f"task {task_id} could not be retried: it is no longer {status} ({type(exc).__name__})") from None
+    conn.hincrby(settings.COUNTERS_KEY, "retried", 1)
+    log_event(log, "retried", task=job.id, queue=job.origin, previous=status)
+    return summary(job)

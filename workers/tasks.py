@@ -1,0 +1,124 @@
+"""The RQ job function: one image through one pipeline, output back into Redis.
+
+Why it re-validates: the payload came out of Redis, which anything on the network may
+have written; the registry checks the steps again exactly as the API did. Why it counts
+round trips: the fleet's overhead over bare RQ is mostly Redis round trips, so the
+input read and the "started" meta share one, each later step saves progress once, and
+the output, the final meta and the completion statistics share the last one.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from rq import get_current_job
+from rq.job import Job
+
+from filters.errors import EngineError
+from workers import runtime, settings, stats, storage
+from workers.logs import get_logger, log_context, log_event
+from workers.routing import normalise_options
+
+log = get_logger(__name__)
+
+
+class InvalidPayload(EngineError):
+    """The task's payload in Redis is not what enqueue_task writes (tampered or foreign)."""
+
+    code = "invalid_payload"
+    http_status = 422
+
+
+def check_payload(payload: Any) -> dict[str, Any]:
+    """The payload with options normalised; InvalidPayload/ValidationError name what is wrong."""
+    from filters.registry import validate_steps
+
+    if not isinstance(payload, dict):
+        raise InvalidPayload(f"task payload must be a dict, got {type(payload).__name__}")
+    missing = [k for k in ("digest", "steps") if k not in payload]
+    if missing:
+        raise InvalidPayload(f"task payload lacks {', '.join(missing)}")
+    storage.check_digest(payload["digest"])
+    steps = validate_steps(payload["steps"])
+    options = normalise_options({k: payload.get(k) for k in ("format", "quality", "device")})
+    return {"digest": payload["digest"], "steps": steps, **options}
+
+
+def _current_job() -> Job:
+    job = get_current_job()
+    if job is None:
+        raise RuntimeError("process_image runs inside an RQ worker (no current job)")
+    return job
+
+
+def _save_meta(job: Job, pipe: Any) -> None:
+    pipe.hset(job.key, "meta", job.serializer.dumps(job.meta))
+
+
+def process_image(payload: dict[str, Any]) -> dict[str, Any]:
+    """Load, re-validate, filter, encode and store one task's image; returns its metadata.
+
+    Raises EngineError subclasses for bad tasks (recorded as job_failure by
+    workers.failures.exception_handler) and TimeoutError past the job's timeout.
+    """
+    job = _current_job()
+    conn = job.connection
+    started = time.time()
+    rt = runtime.current()
+    worker = rt.name or job.worker_name or "unnamed"
+    with log_context(task=job.id):
+        task = check_payload(payload)
+        steps = task["steps"]
+        total = len(steps)
+        job.meta.update({"worker": worker, "started_at": started,
+                         "progress": {"step": 1, "total": total, "filter": steps[0].name}})
+        with conn.pipeline(transaction=False) as pipe:
+            _save_meta(job, pipe)
+            pipe.get(storage.input_key(task["digest"]))
+            _, data = pipe.execute()
+        if data is None:
+            storage.load_input(conn, task["digest"])   # raises InputMissing with the full story
+        return _run(job, task, data, started, worker)
+
+
+def _run(job: Job, task: dict[str, Any], data: bytes, started: float, worker: str) -> dict[str, Any]:
+    from filters.io import CONTENT_TYPES, decode_image, encode_image
+    from filters.pipeline import run_pipeline
+
+    conn = job.connection
+    steps = task["steps"]
+    calls = 0
+
+    def progress(_index: int, total: int, name: str) -> None:
+        # The first step's progress went out with the input read; later steps save once each.
+        nonlocal calls
+        calls += 1
+        if calls > 1:
+            job.meta["progress"] = {"step": calls, "total": total, "filter": name}
+            job.save_meta()
+
+    image = decode_image(data)
+    deadline = time.monotonic() + (job.timeout or settings.TASK_TIMEOUT)
+    backend = runtime.backend_for(task["device"])
+    result = run_pipeline(image, steps, backend=backend, progress=progress, deadline=deadline)
+    encoded = encode_image(result.image, task["format"], task["quality"])
+    ended = time.time()
+    enqueued = job.enqueued_at.timestamp() if job.enqueued_at else job.meta.get("submitted_at", started)
+    height, width = result.image.shape[:2]
+    metadata = {
+        "width": int(width), "height": int(height), "format": task["format"],
+        "content_type": CONTENT_TYPES[task["format"]], "bytes": len(encoded),
+        "timings": [{"filter": t.name, "ms": round(t.ms, 3)} for t in result.timings],
+        "backend": result.backend, "device": result.device, "worker": worker,
+        "queue_wait_ms": round(max(0.0, started - enqueued) * 1000, 3),
+        "processing_ms": round((ended - started) * 1000, 3),
+    }
+    with conn.pipeline(transaction=False) as pipe:
+        storage.store_output(conn, job.id, encoded, task["format"], pipeline=pipe)
+        stats.record_completion(conn, job, "finished", metadata["queue_wait_ms"],
+                                metadata["processing_ms"], pipeline=pipe)
+        pipe.execute()
+    log_event(log, "processed", queue=job.origin, steps=len(steps), backend=result.backend,
+              size=f"{width}x{height}", bytes=len(encoded), wait_ms=metadata["queue_wait_ms"],
+              ms=metadata["processing_ms"])
+    return metadata
