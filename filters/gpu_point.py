@@ -1,8 +1,8 @@
 """GPU point operations: brightness, contrast, grayscale.
 
-brightness and contrast are one affine kernel, out = clip(round((x - center) * scale +
-center)) on the colour channels (brightness: center 0), so both cost one read and one
-write per pixel. contrast first needs the image's mean luma: a block-level shared-memory
+brightness and contrast are one lookup-table kernel: the host builds the 256-entry table
+of clip(round((v - center) * scale + center)) in float64 (brightness: center 0), exactly
+as the CPU kernel does, and the GPU gathers through it (one read, one write per byte). contrast first needs the image's mean luma: a block-level shared-memory
 reduction of the per-channel integer sums followed by one int64 atomic add per block
 (exact and order-independent, so the mean is the same on every run and equals the
 float mean of the per-pixel luma: luma is linear in R, G, B).
@@ -16,15 +16,21 @@ from filters.gpu_launch import REDUCE_SLOTS, device_like, launch_2d, luma, to_u8
 
 
 @cuda.jit
-def _affine_kernel(src, dst, scale, center):
+def _lut_kernel(src, lut, dst):
+    """dst = lut[src] on R, G, B (table staged in shared memory), alpha copied."""
+    table = cuda.shared.array(shape=256, dtype=np.uint8)
+    tid = cuda.threadIdx.y * cuda.blockDim.x + cuda.threadIdx.x
+    nthreads = cuda.blockDim.x * cuda.blockDim.y
+    for i in range(tid, 256, nthreads):
+        table[i] = lut[i]
+    cuda.syncthreads()
     x0, y0 = cuda.grid(2)
     sx, sy = cuda.gridsize(2)
     h, w, c = src.shape
     for y in range(y0, h, sy):
         for x in range(x0, w, sx):
             for ch in range(3):
-                v = (np.float32(src[y, x, ch]) - center) * scale + center
-                dst[y, x, ch] = to_u8(v)
+                dst[y, x, ch] = table[src[y, x, ch]]
             for ch in range(3, c):
                 dst[y, x, ch] = src[y, x, ch]
 
@@ -80,11 +86,21 @@ def _channel_sums_kernel(src, sums):
         cuda.atomic.add(sums, 2, sh[0, 2])
 
 
-def _affine(image, scale: float, center: float):
+def affine_lut(scale: float, center: float) -> np.ndarray:
+    """clip(round-half-up((v - center) * scale + center)) for v = 0..255, in float64.
+
+    Built on the host exactly as the CPU kernel builds its table, so brightness and
+    contrast agree with the CPU bit for bit given the same mean.
+    """
+    values = (np.arange(256, dtype=np.float64) - center) * scale + center
+    return np.clip(np.floor(values + 0.5), 0, 255).astype(np.uint8)
+
+
+def _apply_lut(image, lut: np.ndarray):
     h, w, c = image.shape
     out = device_like(h, w, c)
     blocks, threads = launch_2d(h, w)
-    _affine_kernel[blocks, threads](image, out, np.float32(scale), np.float32(center))
+    _lut_kernel[blocks, threads](image, cuda.to_device(lut), out)
     return out
 
 
@@ -100,12 +116,12 @@ def mean_luma(image) -> float:
 
 def brightness(image, *, factor: float = 1.2):
     """out = clip(round(x * factor)) on R, G, B; alpha untouched."""
-    return _affine(image, factor, 0.0)
+    return _apply_lut(image, affine_lut(factor, 0.0))
 
 
 def contrast(image, *, factor: float = 1.2):
     """out = clip(round((x - m) * factor + m)), m = mean luma; alpha untouched."""
-    return _affine(image, factor, mean_luma(image))
+    return _apply_lut(image, affine_lut(factor, mean_luma(image)))
 
 
 def grayscale(image):

@@ -1,6 +1,9 @@
 """GPU resize: nearest, bilinear, area and lanczos as one separable resampler.
 
-The host builds one (indices, weights) table per axis (filters/gpu_resample.py); a
+The host builds one (indices, weights) tap table per axis with the CPU kernel's own
+`filters.cpu_resize.axis_taps`, so both backends share one definition of every
+interpolation (conventions in that module: nearest = floor((i + 0.5) * scale), bilinear =
+OpenCV INTER_LINEAR, area = exact box coverage, lanczos = Pillow's Lanczos-3). A
 horizontal pass writes a float32 (H, tw, C) intermediate in device memory and a
 vertical pass produces the uint8 (th, tw, C) result. Nearest skips the arithmetic: a
 single gather kernel. The target size comes from filters.geometry.resize_target, the
@@ -13,7 +16,8 @@ from numba import cuda
 
 from filters.geometry import resize_target
 from filters.gpu_launch import device_like, launch_2d, to_u8
-from filters.gpu_resample import nearest_table, table_for
+from filters.cpu_resize import INTERPOLATIONS, axis_taps
+from filters.errors import FilterFailed
 
 
 @cuda.jit
@@ -61,20 +65,24 @@ def _resample_v_kernel(tmp, idx, wts, dst):
                 dst[y, x, ch] = to_u8(acc)
 
 
+def _taps_on_device(n_in: int, n_out: int, interpolation: str):
+    idx, wts = axis_taps(n_in, n_out, interpolation)
+    return cuda.to_device(idx.astype(np.int32)), cuda.to_device(wts.astype(np.float32))
+
+
 def resize_to(image, th: int, tw: int, interpolation: str = "auto"):
     """Resample a device image to exactly (th, tw)."""
     h, w, c = image.shape
     out = device_like(th, tw, c)
-    blocks, threads = launch_2d(th, tw)
-    if interpolation == "nearest":
-        rows = cuda.to_device(nearest_table(h, th)[0])
-        cols = cuda.to_device(nearest_table(w, tw)[0])
-        _gather_kernel[blocks, threads](image, rows, cols, out)
+    if (th, tw) == (h, w) and interpolation in ("auto", "nearest", "area"):
+        out.copy_to_device(image)  # identity, as on the CPU
         return out
-    if interpolation == "auto":
-        interpolation = "area" if th * tw < h * w else "bilinear"
-    hidx, hwts = (cuda.to_device(a) for a in table_for(interpolation, w, tw))
-    vidx, vwts = (cuda.to_device(a) for a in table_for(interpolation, h, th))
+    blocks, threads = launch_2d(th, tw)
+    vidx, vwts = _taps_on_device(h, th, interpolation)
+    hidx, hwts = _taps_on_device(w, tw, interpolation)
+    if interpolation == "nearest":
+        _gather_kernel[blocks, threads](image, vidx, hidx, out)
+        return out
     tmp = device_like(h, tw, c, dtype=np.float32)
     hblocks, hthreads = launch_2d(h, tw)
     _resample_h_kernel[hblocks, hthreads](image, hidx, hwts, tmp)
@@ -85,6 +93,11 @@ def resize_to(image, th: int, tw: int, interpolation: str = "auto"):
 def resize(image, *, width: int | None = None, height: int | None = None,
            scale: float | None = None, interpolation: str = "auto"):
     """Resize to resize_target(...) (raises FilterFailed above the megapixel limit)."""
+    if interpolation not in INTERPOLATIONS:
+        raise FilterFailed(
+            f"resize.interpolation must be one of {', '.join(INTERPOLATIONS)}, "
+            f"got {interpolation!r}"
+        )
     h, w, _ = image.shape
-    th, tw = resize_target(h, w, width=width, height=height, scale=scale)
+    th, tw = resize_target(h, w, width, height, scale)
     return resize_to(image, th, tw, interpolation)

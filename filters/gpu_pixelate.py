@@ -1,0 +1,197 @@
+"""GPU pixelate: block averaging, palette mapping, Bayer dithering, outline, upscale.
+
+What runs where, and why:
+- Block averaging (one thread per block cell) and the nearest upscale back to the input
+  size are per-pixel work on the full image: GPU.
+- Mapping to the palette and Bayer ordered dithering are independent per small pixel:
+  GPU, with the same arithmetic as filters.palettes._map_nearest (float32 squared RGB
+  distance, lowest index on ties, bias strength * bayer[y % 8, x % 8]).
+- The outline (a pixel with a 4-neighbour brighter by OUTLINE_THRESHOLD luma) is a 3x3
+  stencil on the small image: GPU.
+- Fitting an adaptive palette (k-means / median cut) and Floyd-Steinberg run on the host
+  with filters.palettes, on the SMALL image only (<= ceil(H/b) x ceil(W/b) pixels): the
+  fit is a few Lloyd iterations over at most 32768 samples, and Floyd-Steinberg is a
+  sequential error diffusion (each pixel's error feeds its successors), so a GPU gains
+  nothing there. Sharing that code also makes the palettes identical on both backends.
+  The small image crosses to the host only when one of those two is needed.
+Alpha is block-averaged with the colour and never quantised.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import cuda
+
+from filters.gpu_launch import device_like, launch_2d, luma
+from filters import palettes
+from filters.errors import FilterFailed
+
+
+@cuda.jit
+def _block_mean_kernel(src, block, small):
+    """small[cy, cx] = round-half-up mean of the block (partial blocks at the edges)."""
+    x0, y0 = cuda.grid(2)
+    sx, sy = cuda.gridsize(2)
+    h, w, c = src.shape
+    sh, sw, _ = small.shape
+    for cy in range(y0, sh, sy):
+        ya = cy * block
+        yb = min(ya + block, h)
+        for cx in range(x0, sw, sx):
+            xa = cx * block
+            xb = min(xa + block, w)
+            count = (yb - ya) * (xb - xa)
+            for ch in range(c):
+                total = 0
+                for y in range(ya, yb):
+                    for x in range(xa, xb):
+                        total += np.int32(src[y, x, ch])
+                small[cy, cx, ch] = np.uint8((2 * total + count) // (2 * count))
+
+
+@cuda.jit
+def _map_palette_kernel(small, palette, thresholds, strength, out):
+    """Nearest palette colour after adding strength * thresholds[y % n, x % n]."""
+    x0, y0 = cuda.grid(2)
+    sx, sy = cuda.gridsize(2)
+    h, w, c = small.shape
+    n = thresholds.shape[0]
+    k = palette.shape[0]
+    for y in range(y0, h, sy):
+        for x in range(x0, w, sx):
+            bias = strength * thresholds[y % n, x % n]
+            r = np.float32(small[y, x, 0]) + bias
+            g = np.float32(small[y, x, 1]) + bias
+            b = np.float32(small[y, x, 2]) + bias
+            best = 0
+            best_d = np.float32(3.0e38)
+            for i in range(k):
+                dr = r - np.float32(palette[i, 0])
+                dg = g - np.float32(palette[i, 1])
+                db = b - np.float32(palette[i, 2])
+                d = dr * dr + dg * dg + db * db
+                if d < best_d:
+                    best_d = d
+                    best = i
+            out[y, x, 0] = palette[best, 0]
+            out[y, x, 1] = palette[best, 1]
+            out[y, x, 2] = palette[best, 2]
+            for ch in range(3, c):
+                out[y, x, ch] = small[y, x, ch]
+
+
+@cuda.jit(device=True, inline=True)
+def _luma_at(img, y, x):
+    return luma(np.float32(img[y, x, 0]), np.float32(img[y, x, 1]), np.float32(img[y, x, 2]))
+
+
+@cuda.jit
+def _outline_kernel(small, threshold, dark, darken, use_dark, out):
+    """Outline pixels (a 4-neighbour brighter by >= threshold, edges clamped) become the
+    palette's darkest colour (use_dark) or their colour scaled by darken."""
+    x0, y0 = cuda.grid(2)
+    sx, sy = cuda.gridsize(2)
+    h, w, c = small.shape
+    for y in range(y0, h, sy):
+        for x in range(x0, w, sx):
+            centre = _luma_at(small, y, x)
+            up = _luma_at(small, max(y - 1, 0), x)
+            down = _luma_at(small, min(y + 1, h - 1), x)
+            left = _luma_at(small, y, max(x - 1, 0))
+            right = _luma_at(small, y, min(x + 1, w - 1))
+            brighter = max(max(up, down), max(left, right)) - centre
+            edge = brighter >= threshold
+            for ch in range(3):
+                v = small[y, x, ch]
+                if edge:
+                    if use_dark:
+                        v = dark[ch]
+                    else:
+                        v = np.uint8(np.int32(np.float32(v) * darken + np.float32(0.5)))
+                out[y, x, ch] = v
+            for ch in range(3, c):
+                out[y, x, ch] = small[y, x, ch]
+
+
+@cuda.jit
+def _upscale_kernel(small, block, out):
+    """Nearest upscale by whole blocks: out[y, x] = small[y // block, x // block]."""
+    x0, y0 = cuda.grid(2)
+    sx, sy = cuda.gridsize(2)
+    h, w, c = out.shape
+    for y in range(y0, h, sy):
+        cy = y // block
+        for x in range(x0, w, sx):
+            cx = x // block
+            for ch in range(c):
+                out[y, x, ch] = small[cy, cx, ch]
+
+
+def _launch_on(shape):
+    return launch_2d(shape[0], shape[1])
+
+
+def block_average(image, block_size: int):
+    """The (ceil(H/b), ceil(W/b), C) device image of block means."""
+    h, w, c = image.shape
+    sh, sw = -(-h // block_size), -(-w // block_size)
+    small = device_like(sh, sw, c)
+    blocks, threads = launch_2d(sh, sw)
+    _block_mean_kernel[blocks, threads](image, np.int32(block_size), small)
+    return small
+
+
+def _map(small, colours: np.ndarray, dither: str):
+    out = device_like(*small.shape)
+    if dither == "bayer":
+        thresholds = palettes.bayer_matrix()
+        strength = palettes.bayer_strength(colours)
+    else:
+        thresholds = np.zeros((1, 1), np.float32)
+        strength = 0.0
+    blocks, threads = _launch_on(small.shape)
+    _map_palette_kernel[blocks, threads](small, cuda.to_device(colours),
+                                         cuda.to_device(thresholds), np.float32(strength), out)
+    return out
+
+
+def _outline(small, colours: np.ndarray | None):
+    out = device_like(*small.shape)
+    if colours is not None and len(colours):
+        weights = np.array([palettes.LUMA_R, palettes.LUMA_G, palettes.LUMA_B], np.float32)
+        dark = colours[int(np.argmin(colours.astype(np.float32) @ weights))].copy()
+        use_dark = True
+    else:
+        dark, use_dark = np.zeros(3, np.uint8), False
+    blocks, threads = _launch_on(small.shape)
+    _outline_kernel[blocks, threads](small, np.float32(palettes.OUTLINE_THRESHOLD),
+                                     cuda.to_device(dark), np.float32(palettes.OUTLINE_DARKEN),
+                                     use_dark, out)
+    return out
+
+
+def pixelate(image, *, block_size: int = 8, palette: str = "adaptive", palette_size: int = 16,
+             method: str = "kmeans", dither: str = "none", outline: bool = False,
+             upscale: bool = True):
+    """Pixel art on the device; see the module docstring for what runs on the host."""
+    if dither not in palettes.DITHERS:
+        raise FilterFailed(
+            f"pixelate.dither must be one of {', '.join(palettes.DITHERS)}, got {dither!r}")
+    small = block_average(image, int(block_size))
+    colours = None
+    if palette != "none":
+        host_small = small.copy_to_host() if palette == "adaptive" or \
+            dither == "floyd-steinberg" else None
+        colours = palettes.resolve_palette(host_small, palette, palette_size, method)
+        if dither == "floyd-steinberg":
+            small = cuda.to_device(palettes.floyd_steinberg(host_small, colours))
+        else:
+            small = _map(small, colours, dither)
+    if outline:
+        small = _outline(small, colours)
+    if not upscale:
+        return small
+    h, w, c = image.shape
+    out = device_like(h, w, c)
+    blocks, threads = launch_2d(h, w)
+    _upscale_kernel[blocks, threads](small, np.int32(block_size), out)
+    return out
