@@ -102,7 +102,7 @@ class ApiClient:
                                            timeout=timeout or self.timeout, **kwargs)
         except requests.RequestException as exc:
             elapsed = (time.perf_counter() - started) * 1000
-            return ApiResponse(0, elapsed, error=f"{type(exc).__name__}: {_short(exc)}")
+            return ApiResponse(0, elapsed, error=describe_error(exc))
         elapsed = (time.perf_counter() - started) * 1000
         ctype = resp.headers.get("Content-Type", "")
         data, error = None, None
@@ -119,6 +119,22 @@ class ApiClient:
 
     def post(self, path: str, **kwargs: Any) -> ApiResponse:
         return self.request("POST", path, **kwargs)
+
+
+def describe_error(exc: requests.RequestException) -> str:
+    """A short reason for a failed request ('connection refused', 'no answer within 3 s')."""
+    text = str(exc)
+    if isinstance(exc, requests.ReadTimeout):
+        return "no answer in time (read timeout)"
+    if isinstance(exc, requests.ConnectTimeout):
+        return "connect timeout"
+    for needle, said in (("Connection refused", "connection refused"),
+                         ("Name or service not known", "unknown host"),
+                         ("Connection reset", "connection reset"),
+                         ("RemoteDisconnected", "connection closed without a response")):
+        if needle in text:
+            return said
+    return f"{type(exc).__name__}: {_short(exc)}"
 
 
 def _short(exc: Exception, limit: int = 160) -> str:

@@ -133,6 +133,7 @@ class Runner:
             record.task_id = task_id
             record.queue = (resp.data or {}).get("queue")
             record.extra["status_url"] = (resp.data or {}).get("status_url")
+            record.extra["result_url"] = (resp.data or {}).get("result_url")
         else:
             record.reject_code = resp.error_code() if not resp.ok else "no_task_id"
             record.reject_message = resp.error_message()

@@ -1,0 +1,242 @@
+"""Snapshot → rich renderables (pure: no I/O, no clock), and renderable → text.
+
+Keeping rendering a pure function of the data is what lets a test draw one dashboard
+frame to a string, and lets `metrics` and `monitor` share their wording.
+"""
+from __future__ import annotations
+
+import io
+from datetime import datetime, timezone
+from typing import Iterable, Sequence
+
+from rich.console import Console, Group, RenderableType
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from simple_monitoring.collect import Snapshot
+
+SPARK = "▁▂▃▄▅▆▇█"
+STATE_STYLE = {"idle": "green", "busy": "yellow", "warming": "cyan", "stopping": "magenta"}
+ACTION_STYLE = {"SCALE_UP": "bold red", "SCALE_DOWN": "yellow", "MAINTAIN": "green"}
+
+
+def fmt(value: object, unit: str = "", digits: int = 1) -> str:
+    """A number for humans; '-' when unknown."""
+    if value is None or value == "":
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}{unit}"
+    return f"{value}{unit}"
+
+
+def sparkline(values: Sequence[float], width: int = 60) -> str:
+    """Unicode block sparkline of the last `width` values, scaled to their maximum."""
+    tail = list(values)[-width:]
+    if not tail:
+        return ""
+    top = max(tail)
+    if top <= 0:
+        return SPARK[0] * len(tail)
+    return "".join(SPARK[min(len(SPARK) - 1, int(v / top * (len(SPARK) - 1) + 0.5))] for v in tail)
+
+
+def clock(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, tz=timezone.utc).strftime("%H:%M:%S UTC")
+
+
+# --- pieces --------------------------------------------------------------------------------
+def header(snap: Snapshot) -> Text:
+    text = Text()
+    text.append("Pixelfleet  ", style="bold")
+    text.append(f"{snap.url}  {clock(snap.taken_at)}  ")
+    if not snap.api_ok:
+        text.append("API DOWN", style="bold white on red")
+        text.append(f"  {snap.error}  — retrying", style="red")
+        return text
+    text.append("API ok", style="bold green")
+    redis = snap.redis_ok
+    text.append("  Redis ")
+    text.append({True: "ok", False: "DOWN", None: "?"}[redis],
+                style={True: "green", False: "bold red", None: "yellow"}[redis])
+    if snap.error:
+        text.append(f"  {snap.error}", style="red")
+    return text
+
+
+def system_table(snap: Snapshot) -> Table:
+    m = snap.metrics
+    table = Table.grid(padding=(0, 2))
+    table.add_row("CPU", fmt(m.get("cpu_usage"), "%"), "Active workers", fmt(m.get("active_workers")))
+    table.add_row("Memory", fmt(m.get("memory_usage"), "%"), "Busy workers", fmt(m.get("busy_workers")))
+    table.add_row("Available", fmt(m.get("memory_available_gb"), " GB", 2),
+                  "Utilization", fmt(m.get("utilization"), "%"))
+    table.add_row("Queue length", fmt(m.get("queue_length")),
+                  "Success rate", fmt(m.get("success_rate"), "%"))
+    return table
+
+
+def workers_table(snap: Snapshot) -> Table:
+    table = Table(expand=True, title="Workers", title_justify="left")
+    for col in ("name", "capabilities", "backend", "state", "current task", "heartbeat",
+                "done", "failed"):
+        table.add_column(col, justify="right" if col in ("heartbeat", "done", "failed") else "left",
+                         no_wrap=True)
+    for w in snap.workers:
+        backend = w.backend + (f" ({w.device})" if w.device else "")
+        table.add_row(w.name, ",".join(w.capabilities), backend,
+                      Text(w.state, style=STATE_STYLE.get(w.state, "")),
+                      (w.current_task or "-")[:24], fmt(w.heartbeat_age_s, " s"),
+                      str(w.done), Text(str(w.failed), style="red" if w.failed else ""))
+    if not snap.workers:
+        table.add_row(Text("no live worker", style="bold red"), "", "", "", "", "", "", "")
+    return table
+
+
+def queues_table(snap: Snapshot) -> Table:
+    table = Table(title="Queues", title_justify="left", expand=True)
+    table.add_column("queue (capabilities)")
+    table.add_column("depth", justify="right")
+    for name, depth in sorted(snap.queues.items()):
+        table.add_row(name, Text(str(depth), style="bold yellow" if depth else "dim"))
+    if not snap.queues:
+        table.add_row("-", "-")
+    return table
+
+
+def capability_table(snap: Snapshot) -> Table:
+    table = Table(title="Workers by capability", title_justify="left", expand=True)
+    for col in ("capability", "total", "idle", "busy"):
+        table.add_column(col, justify="left" if col == "capability" else "right")
+    for cap, e in sorted((snap.metrics.get("workers_by_capability") or {}).items()):
+        if isinstance(e, dict):
+            table.add_row(cap, str(e.get("total", 0)), str(e.get("idle", 0)), str(e.get("busy", 0)))
+    return table
+
+
+def latency_table(snap: Snapshot) -> Table:
+    lat = snap.latency
+    table = Table(title=f"Latency (last {fmt(lat.get('window_s'))} s, "
+                        f"{fmt(lat.get('samples'))} tasks)", title_justify="left", expand=True)
+    for col in ("", "p50", "p95", "p99"):
+        table.add_column(col, justify="right" if col else "left")
+    for key, label in (("queue_wait_ms", "queue wait"), ("processing_ms", "processing")):
+        row = lat.get(key) or {}
+        table.add_row(label, *(fmt(row.get(p), " ms") for p in ("p50", "p95", "p99")))
+    return table
+
+
+def throughput_text(snap: Snapshot, rates: Sequence[float]) -> Text:
+    tp = snap.throughput
+    text = Text()
+    for window in ("1m", "5m"):
+        w = tp.get(window) or {}
+        text.append(f"{window}: {fmt(w.get('per_minute'))}/min "
+                    f"({fmt(w.get('completed'))} done, {fmt(w.get('failed'))} failed)   ")
+    text.append("\n")
+    if rates:
+        text.append(sparkline(rates), style="cyan")
+        text.append(f"  now {rates[-1]:.2f}/s, max {max(rates):.2f}/s "
+                    f"over the last {len(rates)} readings")
+    else:
+        text.append("(sparkline starts after two readings)", style="dim")
+    return text
+
+
+def recommendations_text(snap: Snapshot) -> Text:
+    text = Text()
+    s = snap.scaling
+    if s:
+        action = str(s.get("action", "?"))
+        text.append(f"{action}", style=ACTION_STYLE.get(action, "bold"))
+        text.append(f"  {fmt(s.get('current_workers'))} → {fmt(s.get('recommended'))} workers, "
+                    f"urgency {s.get('urgency', '-')}, confidence {fmt(s.get('confidence'), '', 2)}: "
+                    f"{s.get('reason', '')}")
+    for rec in snap.recommendations:
+        if rec.get("action") != "MAINTAIN" or rec.get("queued"):
+            text.append(f"\n• {rec.get('message', '')}",
+                        style="red" if rec.get("action") == "SCALE_UP" else "")
+    return text
+
+
+# --- whole views ---------------------------------------------------------------------------
+def render_dashboard(snap: Snapshot, rates: Sequence[float] = ()) -> RenderableType:
+    """One frame of `monitor`."""
+    parts: list[RenderableType] = [header(snap)]
+    if not snap.api_ok:
+        parts.append(Panel(Text(f"Cannot reach the API at {snap.url}.\n{snap.error}\n\n"
+                                "Retrying every interval. Press q or Ctrl-C to quit.",
+                                style="red"), title="API down", border_style="red"))
+        return Group(*parts)
+    parts += [
+        Panel(system_table(snap), title="System", border_style="blue"),
+        workers_table(snap),
+        _side_by_side(queues_table(snap), capability_table(snap), latency_table(snap)),
+        Panel(throughput_text(snap, rates), title="Throughput (tasks ended)", border_style="blue"),
+        Panel(recommendations_text(snap), title="Recommendations", border_style="blue"),
+        Text("q or Ctrl-C quits", style="dim"),
+    ]
+    return Group(*parts)
+
+
+def _side_by_side(*items: RenderableType) -> Table:
+    grid = Table.grid(expand=True, padding=(0, 1))
+    for _ in items:
+        grid.add_column(ratio=1)
+    grid.add_row(*items)
+    return grid
+
+
+def metrics_lines(snap: Snapshot) -> list[str]:
+    """`metrics` in the original layout: system, workers, scaling; then throughput, latency."""
+    if not snap.api_ok:
+        return [f"API unreachable at {snap.url}: {snap.error}"]
+    m, s, lat, tp = snap.metrics, snap.scaling, snap.latency, snap.throughput
+    lines = ["System:",
+             f"  CPU usage:         {fmt(m.get('cpu_usage'), '%')}",
+             f"  Memory usage:      {fmt(m.get('memory_usage'), '%')}",
+             f"  Memory available:  {fmt(m.get('memory_available_gb'), ' GB', 2)}",
+             "Workers:",
+             f"  Active:            {fmt(m.get('active_workers'))}",
+             f"  Busy:              {fmt(m.get('busy_workers'))}",
+             f"  Utilization:       {fmt(m.get('utilization'), '%')}",
+             f"  Queue length:      {fmt(m.get('queue_length'))}",
+             f"  Success rate:      {fmt(m.get('success_rate'), '%')}",
+             "Scaling recommendation:",
+             f"  Current workers:   {fmt(s.get('current_workers'))}",
+             f"  Recommended:       {fmt(s.get('recommended'))}",
+             f"  Action:            {fmt(s.get('action'))}",
+             f"  Reason:            {fmt(s.get('reason'))}",
+             f"  Confidence:        {fmt(s.get('confidence'), '', 2)}",
+             f"  Urgency:           {fmt(s.get('urgency'))}",
+             "Throughput:"]
+    for window in ("1m", "5m"):
+        w = tp.get(window) or {}
+        lines.append(f"  {window}: {fmt(w.get('per_minute'))}/min  ({fmt(w.get('completed'))} "
+                     f"completed, {fmt(w.get('failed'))} failed)")
+    lines.append(f"Latency (last {fmt(lat.get('window_s'))} s, {fmt(lat.get('samples'))} tasks):")
+    for key, label in (("queue_wait_ms", "queue wait"), ("processing_ms", "processing")):
+        row = lat.get(key) or {}
+        lines.append(f"  {label + ':':<12} " + "  ".join(
+            f"{p} {fmt(row.get(p), ' ms')}" for p in ("p50", "p95", "p99")))
+    queues = ", ".join(f"{k}={v}" for k, v in sorted(snap.queues.items())) or "-"
+    lines.append(f"Queues: {queues}")
+    advice = [r.get("message", "") for r in snap.recommendations
+              if r.get("action") != "MAINTAIN" or r.get("queued")]
+    lines += ["Recommendations:"] + [f"  • {a}" for a in advice or ["none"]]
+    return lines
+
+
+def render_to_text(renderable: RenderableType, width: int = 120, color: bool = False) -> str:
+    """Draw a renderable into a string, as a terminal of `width` columns would show it."""
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=width, force_terminal=color, color_system=None
+                      if not color else "standard", legacy_windows=False)
+    console.print(renderable)
+    return buffer.getvalue()
+
+
+def check_lines(results: Iterable[tuple[bool, str, str, bool]]) -> list[str]:
+    """✓/✗ lines for `check`: (ok, name, detail, counted)."""
+    return [f"{'✓' if ok else '✗'} {name}: {detail}" + ("" if counted else "  (informational)")
+            for ok, name, detail, counted in results]
