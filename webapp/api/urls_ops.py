@@ -19,5 +19,5 @@ urlpatterns = [
     path("api/process", views_pixelart.PixelArtView.as_view(), name="process-pixelart"),
     path("api/process/", views_pixelart.PixelArtView.as_view(), name="process-pixelart-slash"),
     path("api/metrics/", views_metrics.MetricsView.as_view(), name="metrics"),
-    path("metrics", views_metrics.PrometheusView.as_view(), name="prometheus"),
+    path("metrics", views_metrics.prometheus_view, name="prometheus"),
 ]

@@ -1,0 +1,281 @@
+"""Fleet metrics and scaling advice as pure functions over data already read from Redis.
+
+Nothing here touches Redis, Django or the clock on its own: `collect_snapshot` in
+views_metrics.py (or simple_monitoring) gathers a `FleetData`, and `build_metrics`
+turns it into the JSON of GET /api/metrics/. Keeping the advice pure is what lets the
+tests feed it crafted fleets (every action, every urgency) and lets the dashboard reuse
+it without an HTTP round trip. Advice only: nothing here starts or stops a worker.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Iterable
+
+from workers.routing import capabilities_of_queue
+from workers.settings import CAPABILITIES, QUEUE_PREFIX
+from workers.stats import percentile as stats_percentile
+
+SCALE_UP = "SCALE_UP"
+SCALE_DOWN = "SCALE_DOWN"
+MAINTAIN = "MAINTAIN"
+URGENCIES = ("low", "medium", "high", "critical")
+
+# Tuning of the advice (documented in docs/api_ops.md).
+TARGET_BACKLOG_PER_WORKER = 4      # queued tasks one worker may carry before we add one
+HIGH_BACKLOG_PER_WORKER = 10       # beyond this per worker the backlog is "high" urgency
+SCALE_DOWN_UTILIZATION = 0.25      # below this, with an empty queue, workers sit idle
+MIN_WORKERS = 1                    # never advise going below this many workers
+MAX_STEP = 8                       # never advise adding more than this many at once
+THROUGHPUT_WINDOWS = {"1m": 60, "5m": 300}
+LATENCY_WINDOW_S = 300
+PERCENTILES = (50, 95, 99)
+AVAILABLE_STATES = ("idle", "warming")   # workers that will take the next task
+
+
+@dataclass
+class FleetData:
+    """Everything the metrics need, read once: heartbeats, queue depths, counters."""
+
+    now: float                                   # unix time of the reading
+    workers: list[dict]                          # workers.registry.read_workers()
+    queue_depths: dict[str, int]                 # queue name -> queued jobs
+    counters: dict = field(default_factory=dict)           # workers.stats.counters()
+    completions: list[dict] = field(default_factory=list)  # recent_completions(300 s)
+    host: dict = field(default_factory=dict)     # cpu_usage, memory_usage, memory_available_gb
+
+
+# --- Small helpers ------------------------------------------------------------------------
+def queue_capabilities(queue: str) -> frozenset[str]:
+    """The capability set a queue name stands for: "pixelfleet:cpu+io" -> {cpu, io}.
+
+    routing's inverse of queue_name; a bare "cpu+io" label is accepted too.
+    """
+    if queue.startswith(QUEUE_PREFIX):
+        return capabilities_of_queue(queue)
+    return frozenset(part for part in queue.split("+") if part)
+
+
+def caps_label(caps: Iterable[str]) -> str:
+    """A stable, human label for a capability set: {"io", "cpu"} -> "cpu+io"."""
+    return "+".join(sorted(caps)) or "none"
+
+
+def worker_capabilities(worker: dict) -> frozenset[str]:
+    """A heartbeat's capabilities as a set; "all" means every class there is."""
+    raw = worker.get("capabilities") or ()
+    if isinstance(raw, str):
+        raw = raw.replace("+", ",").split(",")
+    caps = {str(c).strip() for c in raw if str(c).strip()}
+    return frozenset(CAPABILITIES) if "all" in caps else frozenset(caps)
+
+
+def percentile(values: list[float], pct: float) -> float | None:
+    """workers.stats' percentile (linear interpolation), rounded: the dashboard's numbers."""
+    value = stats_percentile(values, pct)
+    return None if value is None else round(value, 3)
+
+
+def _number(value, default: float = 0.0) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return default
+
+
+def failed_by_type(counters: dict) -> dict[str, int]:
+    """Failures per failure type from the counters hash, whatever the key spelling.
+
+    Accepts "failed:job_failure", "failed_job_failure", "failed.job_failure" or a nested
+    {"failed_by_type": {...}} so the reader does not break when workers.stats names it.
+    """
+    out: dict[str, int] = {}
+    nested = counters.get("failed_by_type")
+    if isinstance(nested, dict):
+        out.update({str(k): int(_number(v)) for k, v in nested.items()})
+    for key, value in counters.items():
+        for sep in (":", "_", "."):
+            prefix = f"failed{sep}"
+            if isinstance(key, str) and key.startswith(prefix) and key != "failed_by_type":
+                out[key[len(prefix):]] = int(_number(value))
+    return out
+
+
+# --- Sections of the response --------------------------------------------------------------
+def throughput(completions: list[dict], now: float) -> dict:
+    """Tasks ended per window (completed and failed), per minute and per second."""
+    out = {}
+    for label, seconds in THROUGHPUT_WINDOWS.items():
+        recent = [c for c in completions if now - _number(c.get("ended_at")) <= seconds]
+        done = sum(1 for c in recent if c.get("status") == "finished")
+        failed = len(recent) - done
+        out[label] = {
+            "window_s": seconds, "completed": done, "failed": failed,
+            "per_minute": round(len(recent) * 60 / seconds, 2),
+            "per_second": round(len(recent) / seconds, 3),
+        }
+    return out
+
+
+def latency(completions: list[dict], now: float, window_s: int = LATENCY_WINDOW_S) -> dict:
+    """p50/p95/p99 (ms) of queue wait and processing over the recent window."""
+    recent = [c for c in completions if now - _number(c.get("ended_at")) <= window_s]
+    out: dict = {"window_s": window_s, "samples": len(recent)}
+    for key, name in (("wait_ms", "queue_wait_ms"), ("processing_ms", "processing_ms")):
+        values = [_number(c[key]) for c in recent if c.get(key) is not None]
+        out[name] = {f"p{p}": percentile(values, p) for p in PERCENTILES}
+        out[name]["mean"] = round(sum(values) / len(values), 2) if values else None
+    return out
+
+
+def workers_by_capability(workers: list[dict]) -> dict[str, dict]:
+    """Per capability class: how many live workers have it, and in which state."""
+    out = {cap: {"total": 0, "idle": 0, "busy": 0, "warming": 0, "stopping": 0}
+           for cap in CAPABILITIES}
+    for worker in workers:
+        state = str(worker.get("state") or "idle")
+        for cap in worker_capabilities(worker):
+            entry = out.setdefault(cap, {"total": 0, "idle": 0, "busy": 0,
+                                         "warming": 0, "stopping": 0})
+            entry["total"] += 1
+            entry[state] = entry.get(state, 0) + 1
+    return out
+
+
+def _urgency_for_backlog(per_worker: float) -> str:
+    if per_worker >= HIGH_BACKLOG_PER_WORKER:
+        return "high"
+    if per_worker >= TARGET_BACKLOG_PER_WORKER:
+        return "medium"
+    return "low"
+
+
+def _confidence(samples: int, base: float) -> float:
+    """More recent completions behind the numbers -> more confidence (capped at 0.95)."""
+    return round(min(0.95, base + min(samples, 100) / 100 * 0.3), 2)
+
+
+def recommend_scaling(active: int, busy: int, queue_length: int, samples: int) -> dict:
+    """The fleet-wide advice: SCALE_UP / SCALE_DOWN / MAINTAIN with reason and urgency.
+
+    Rules (in order): work waiting and no worker at all -> SCALE_UP, critical; every
+    worker busy and more than TARGET_BACKLOG_PER_WORKER waiting each -> SCALE_UP
+    (urgency by backlog); empty queue and utilization under SCALE_DOWN_UTILIZATION with
+    more than MIN_WORKERS -> SCALE_DOWN; otherwise MAINTAIN.
+    """
+    idle = max(0, active - busy)
+    utilization = busy / active if active else 0.0
+    advice = {"current_workers": active, "recommended": active, "action": MAINTAIN,
+              "reason": "", "confidence": _confidence(samples, 0.6), "urgency": "low"}
+    if active == 0 and queue_length > 0:
+        advice.update(recommended=max(MIN_WORKERS, min(MAX_STEP, math.ceil(
+            queue_length / TARGET_BACKLOG_PER_WORKER))), action=SCALE_UP, urgency="critical",
+            confidence=0.95,
+            reason=f"{queue_length} task(s) queued and no live worker: nothing is being processed")
+        return advice
+    if active == 0:
+        advice.update(reason="no live worker and no queued task", confidence=0.9)
+        return advice
+    per_worker = queue_length / active
+    if queue_length > 0 and idle == 0 and per_worker > TARGET_BACKLOG_PER_WORKER:
+        wanted = math.ceil(queue_length / TARGET_BACKLOG_PER_WORKER)
+        add = max(1, min(MAX_STEP, wanted - active))
+        advice.update(recommended=active + add, action=SCALE_UP,
+                      urgency=_urgency_for_backlog(per_worker),
+                      confidence=_confidence(samples, 0.65),
+                      reason=(f"all {active} worker(s) busy with {queue_length} task(s) queued "
+                              f"({per_worker:.1f} per worker, target {TARGET_BACKLOG_PER_WORKER})"))
+        return advice
+    if queue_length == 0 and utilization < SCALE_DOWN_UTILIZATION and active > MIN_WORKERS:
+        keep = max(MIN_WORKERS, busy + 1)
+        advice.update(recommended=keep, action=SCALE_DOWN, urgency="low",
+                      confidence=_confidence(samples, 0.5),
+                      reason=(f"queue empty and utilization {utilization:.0%} "
+                              f"(< {SCALE_DOWN_UTILIZATION:.0%}): {active - keep} worker(s) idle"))
+        return advice
+    if queue_length > 0 and idle == 0:
+        advice.update(urgency="medium" if per_worker >= 1 else "low",
+                      reason=(f"all {active} worker(s) busy, {queue_length} queued "
+                              f"({per_worker:.1f} per worker, within the target of "
+                              f"{TARGET_BACKLOG_PER_WORKER})"))
+    else:
+        advice["reason"] = (f"{busy} of {active} worker(s) busy, {queue_length} queued: "
+                            f"capacity matches the load")
+    return advice
+
+
+def recommend_per_capability(workers: list[dict], queue_depths: dict[str, int]) -> list[dict]:
+    """One piece of advice per capability set that has work waiting or is a base class.
+
+    A queued task can be run only by a worker whose capabilities include the queue's
+    set, so the fleet-wide numbers can look fine while one class starves; this says so.
+    """
+    live = [(worker_capabilities(w), str(w.get("state") or "idle")) for w in workers
+            if w.get("state") != "stopping"]
+    sets: dict[frozenset, int] = {frozenset([c]): 0 for c in CAPABILITIES}
+    for queue, depth in queue_depths.items():
+        caps = queue_capabilities(queue)
+        sets[caps] = sets.get(caps, 0) + int(depth)
+    advice = []
+    for caps, waiting in sorted(sets.items(), key=lambda kv: (len(kv[0]), caps_label(kv[0]))):
+        label = caps_label(caps)
+        capable = [state for wcaps, state in live if caps <= wcaps]
+        available = sum(1 for state in capable if state in AVAILABLE_STATES)
+        entry = {"capabilities": label, "queued": waiting, "capable_workers": len(capable),
+                 "available_workers": available, "action": MAINTAIN, "urgency": "low"}
+        if waiting and not capable:
+            entry.update(action=SCALE_UP, urgency="critical", add=1, message=(
+                f"{waiting} task(s) wait for {label}, no live worker has capabilities "
+                f"{label}: start one with --capabilities {label.replace('+', ',')}"))
+        elif waiting and not available:
+            per_worker = waiting / len(capable)
+            add = max(1, min(MAX_STEP, math.ceil(waiting / TARGET_BACKLOG_PER_WORKER) - len(capable)))
+            entry.update(action=SCALE_UP, urgency=_urgency_for_backlog(per_worker), add=add,
+                         message=(f"{waiting} task(s) wait for {label}, no idle {label}-capable "
+                                  f"worker: add {'one' if add == 1 else add}"))
+        elif waiting:
+            entry["message"] = (f"{waiting} task(s) wait for {label}, {available} idle "
+                                f"{label}-capable worker(s) will take them")
+        else:
+            entry["message"] = f"nothing waits for {label} ({len(capable)} capable worker(s))"
+        advice.append(entry)
+    return advice
+
+
+def build_metrics(data: FleetData) -> dict:
+    """The body of GET /api/metrics/: the original system's fields, then the new ones."""
+    workers = data.workers
+    active = len(workers)
+    busy = sum(1 for w in workers if w.get("state") == "busy")
+    queue_length = sum(int(d) for d in data.queue_depths.values())
+    completed = int(_number(data.counters.get("completed")))
+    failed = int(_number(data.counters.get("failed")))
+    finished_total = completed + failed
+    window = latency(data.completions, data.now)
+    return {
+        "timestamp": data.now,
+        "cpu_usage": data.host.get("cpu_usage"),
+        "memory_usage": data.host.get("memory_usage"),
+        "memory_available_gb": data.host.get("memory_available_gb"),
+        "active_workers": active,
+        "busy_workers": busy,
+        "utilization": round(busy / active * 100, 1) if active else 0.0,
+        "queue_length": queue_length,
+        "success_rate": round(completed / finished_total * 100, 1) if finished_total else 100.0,
+        "scaling_recommendation": recommend_scaling(active, busy, queue_length, window["samples"]),
+        "queues": dict(sorted(data.queue_depths.items())),
+        "workers_by_capability": workers_by_capability(workers),
+        "fleet": {
+            "cpu_percent": round(sum(_number(w.get("cpu_percent")) for w in workers), 1),
+            "rss_mb": round(sum(_number(w.get("rss_mb")) for w in workers), 1),
+            "workers": [{k: w.get(k) for k in ("name", "host", "state", "capabilities",
+                                               "backend", "cpu_percent", "rss_mb", "done",
+                                               "failed", "current_task")} for w in workers],
+        },
+        "tasks": {"submitted": int(_number(data.counters.get("submitted"))),
+                  "completed": completed, "failed": failed,
+                  "failed_by_type": failed_by_type(data.counters)},
+        "throughput": throughput(data.completions, data.now),
+        "latency": window,
+        "recommendations": recommend_per_capability(workers, data.queue_depths),
+    }

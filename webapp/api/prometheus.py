@@ -1,0 +1,131 @@
+"""Prometheus text exposition (format 0.0.4) of the fleet, written by hand.
+
+The format is small and a hand-written renderer avoids a dependency and a second
+registry of metrics: every value comes from the same `FleetData` that GET /api/metrics/
+uses. Latency histograms are computed from the completions window (the last
+COMPLETIONS_WINDOW seconds kept in Redis), so they describe recent behaviour; the
+`_count` can go down when old completions leave the window - the HELP text says so.
+"""
+from __future__ import annotations
+
+import math
+
+from api.metrics import (FleetData, failed_by_type, queue_capabilities, caps_label,
+                         worker_capabilities)
+from workers.settings import CAPABILITIES
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+# Bucket upper bounds in seconds: from a tiny in-memory filter to the task time limit.
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                   60.0, 120.0)
+WORKER_STATES = ("idle", "busy", "warming", "stopping")
+FAILURE_TYPES = ("job_failure", "timeout", "worker_failure")
+
+
+def escape_label(value: str) -> str:
+    """Label values escape backslash, double quote and newline, as the format requires."""
+    return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def format_value(value: float) -> str:
+    """Go-style floats: integers without a fraction, +Inf / -Inf / NaN spelled out."""
+    if isinstance(value, float) and math.isnan(value):
+        return "NaN"
+    if value == math.inf:
+        return "+Inf"
+    if value == -math.inf:
+        return "-Inf"
+    if float(value).is_integer():
+        return str(int(value))
+    return repr(float(value))
+
+
+class Exposition:
+    """Collects metric families, each with one HELP and one TYPE line before its samples."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def family(self, name: str, kind: str, help_text: str) -> None:
+        self.lines.append(f"# HELP {name} {help_text}")
+        self.lines.append(f"# TYPE {name} {kind}")
+
+    def sample(self, name: str, value: float, labels: dict | None = None) -> None:
+        if labels:
+            inner = ",".join(f'{k}="{escape_label(v)}"' for k, v in labels.items())
+            self.lines.append(f"{name}{{{inner}}} {format_value(value)}")
+        else:
+            self.lines.append(f"{name} {format_value(value)}")
+
+    def histogram(self, name: str, help_text: str, values_s: list[float]) -> None:
+        """Cumulative buckets, then _sum and _count, as a Prometheus histogram."""
+        self.family(name, "histogram", help_text)
+        for bound in LATENCY_BUCKETS:
+            self.sample(f"{name}_bucket", sum(1 for v in values_s if v <= bound),
+                        {"le": format_value(bound)})
+        self.sample(f"{name}_bucket", len(values_s), {"le": "+Inf"})
+        self.sample(f"{name}_sum", round(sum(values_s), 6))
+        self.sample(f"{name}_count", len(values_s))
+
+    def text(self) -> str:
+        return "\n".join(self.lines) + "\n"
+
+
+def render(data: FleetData, redis_up: bool = True) -> str:
+    """The whole exposition for one reading of the fleet."""
+    out = Exposition()
+    out.family("pixelfleet_redis_up", "gauge", "1 when Redis answered this scrape, else 0.")
+    out.sample("pixelfleet_redis_up", 1 if redis_up else 0)
+
+    out.family("pixelfleet_queue_depth", "gauge", "Tasks waiting in each capability queue.")
+    for queue, depth in sorted(data.queue_depths.items()):
+        out.sample("pixelfleet_queue_depth", depth,
+                   {"queue": queue, "capabilities": caps_label(queue_capabilities(queue))})
+
+    out.family("pixelfleet_workers", "gauge",
+               "Live workers (heartbeat present) by state and capability class; a worker "
+               "with several classes counts once under each.")
+    counts = {(state, cap): 0 for state in WORKER_STATES for cap in CAPABILITIES}
+    for worker in data.workers:
+        state = str(worker.get("state") or "idle")
+        for cap in worker_capabilities(worker):
+            counts[(state, cap)] = counts.get((state, cap), 0) + 1
+    for (state, cap), count in sorted(counts.items()):
+        out.sample("pixelfleet_workers", count, {"state": state, "capability": cap})
+
+    out.family("pixelfleet_workers_live", "gauge", "Live workers in total.")
+    out.sample("pixelfleet_workers_live", len(data.workers))
+
+    for key in ("submitted", "completed"):
+        name = f"pixelfleet_tasks_{key}_total"
+        out.family(name, "counter", f"Tasks {key} since the Redis data was created.")
+        out.sample(name, int(float(data.counters.get(key) or 0)))
+    by_type = {t: 0 for t in FAILURE_TYPES}
+    by_type.update(failed_by_type(data.counters))
+    out.family("pixelfleet_tasks_failed_total", "counter", "Failed tasks by failure type.")
+    for failure_type, count in sorted(by_type.items()):
+        out.sample("pixelfleet_tasks_failed_total", count, {"failure_type": failure_type})
+
+    waits = [float(c["wait_ms"]) / 1000 for c in data.completions if c.get("wait_ms") is not None]
+    procs = [float(c["processing_ms"]) / 1000 for c in data.completions
+             if c.get("processing_ms") is not None]
+    out.histogram("pixelfleet_task_queue_wait_seconds",
+                  "Time tasks waited in their queue, over the recent completions window.", waits)
+    out.histogram("pixelfleet_task_processing_seconds",
+                  "Time workers spent on tasks, over the recent completions window.", procs)
+
+    for key, name, help_text in (
+            ("cpu_usage", "pixelfleet_host_cpu_percent", "CPU use of the API host, percent."),
+            ("memory_usage", "pixelfleet_host_memory_percent", "Memory use of the API host, percent."),
+            ("memory_available_gb", "pixelfleet_host_memory_available_gb",
+             "Memory available on the API host, GB.")):
+        if data.host.get(key) is not None:
+            out.family(name, "gauge", help_text)
+            out.sample(name, float(data.host[key]))
+    for key, name, help_text in (
+            ("cpu_percent", "pixelfleet_worker_cpu_percent", "CPU use of each worker, percent."),
+            ("rss_mb", "pixelfleet_worker_rss_mb", "Resident memory of each worker, MB.")):
+        out.family(name, "gauge", help_text)
+        for worker in data.workers:
+            out.sample(name, float(worker.get(key) or 0), {"worker": worker.get("name", "?")})
+    return out.text()

@@ -1,0 +1,125 @@
+"""POST /api/process-batch/<mode>/: the same pipeline over a batch in each execution mode.
+
+Modes: sequential, threading, multiprocessing, compare (those three), compare-all (plus
+the fleet, "distributed"), stress (num_iterations runs with latency statistics). The
+body is the original system's `{"filters": [...], "filter_params": {...}}` (or `steps`),
+parsed by api.inputs like every other endpoint; the images are the `small` sample by
+default (fast), `"sample": "4k"` or a base64 `image` when asked.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from api import batch, inputs
+from api.exceptions import InvalidInput, PayloadTooLarge
+from filters.io import decode_image
+from workers.settings import env_float, get_redis
+
+DEFAULT_IMAGE_COUNT = 4
+MAX_IMAGE_COUNT = 32
+MAX_BATCH_MEGAPIXELS = 40          # 4 x 4k; keeps one request to seconds, not minutes
+DEFAULT_ITERATIONS = 10
+MAX_ITERATIONS = 20
+DEFAULT_DISTRIBUTED_WAIT_S = 30.0
+COMPARE_MODES = {"compare": batch.LOCAL_MODES, "compare-all": batch.LOCAL_MODES}
+
+
+def bounded_int(body: dict, field: str, default: int, low: int, high: int) -> int:
+    """An integer body field within [low, high], else 400 naming the field and range."""
+    value = body.get(field, default)
+    if value is None:
+        return default
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise InvalidInput(f"{field} must be an integer from {low} to {high}, got {value!r:.40}",
+                           {"field": field, "min": low, "max": high})
+    return value
+
+
+def bounded_float(body: dict, field: str, default: float, low: float, high: float) -> float:
+    """A number body field within [low, high], else 400 naming the field and range."""
+    value = body.get(field, default)
+    if value is None:
+        return default
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            pass
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+        raise InvalidInput(f"{field} must be a number from {low:g} to {high:g}, got {value!r:.40}",
+                           {"field": field, "min": low, "max": high})
+    return float(value)
+
+
+def batch_images(request: Request, body: dict, count_field: str, default_count: int,
+                 max_count: int) -> tuple[list, list[bytes], dict]:
+    """The batch: the request's image(s) (default the `small` sample) repeated to `count`.
+
+    Returns decoded arrays, their encoded bytes (for the fleet) and a description.
+    """
+    found = inputs.parse_images(request, body, default_sample="small")
+    count = bounded_int(body, count_field, default_count if len(found) == 1 else len(found), 1, max_count)
+    chosen = [found[i % len(found)] for i in range(count)]
+    megapixels = sum(img.info.width * img.info.height for img in chosen) / 1e6
+    if megapixels > MAX_BATCH_MEGAPIXELS:
+        raise PayloadTooLarge(
+            f"the batch holds {megapixels:.1f} megapixels ({count} image(s)); at most "
+            f"{MAX_BATCH_MEGAPIXELS} per request - lower {count_field}",
+            {"megapixels": round(megapixels, 1), "limit": MAX_BATCH_MEGAPIXELS}, code="batch_too_large")
+    decoded = {id(img): decode_image(img.data) for img in found}
+    arrays = [decoded[id(img)] for img in chosen]
+    description = {"count": count, "sources": sorted({img.label for img in found}),
+                   "width": found[0].info.width, "height": found[0].info.height,
+                   "megapixels": round(megapixels, 2)}
+    return arrays, [img.data for img in chosen], description
+
+
+class BatchView(APIView):
+    """One view for every mode; `mode` is bound per URL in urls_ops.py."""
+
+    mode: str = "compare"
+
+    def post(self, request: Request) -> Response:
+        body = inputs.body_dict(request)
+        steps = inputs.parse_steps(body)
+        pipeline = [{"filter": s.name, "params": dict(s.params)} for s in steps]
+        response: dict[str, Any] = {"mode": self.mode, "pipeline": pipeline,
+                                    "cpu_count": os.cpu_count(), "backend": "cpu"}
+        if self.mode == "stress":
+            iterations = bounded_int(body, "num_iterations", DEFAULT_ITERATIONS, 1, MAX_ITERATIONS)
+            run_mode = body.get("execution_mode", "sequential")
+            if run_mode not in batch.LOCAL_MODES:
+                raise InvalidInput(f"execution_mode must be one of {', '.join(batch.LOCAL_MODES)}, "
+                                   f"got {run_mode!r:.40}", {"field": "execution_mode"})
+            arrays, _, described = batch_images(request, body, "image_count", 1, MAX_IMAGE_COUNT)
+            response["images"] = described
+            response["warmup_ms"] = round(batch.warm_here(arrays[0], steps), 2)
+            response["stress"] = batch.stress(run_mode, arrays[0], steps, iterations)
+            return Response(response)
+
+        arrays, encoded, described = batch_images(request, body, "image_count",
+                                                  DEFAULT_IMAGE_COUNT, MAX_IMAGE_COUNT)
+        response["images"] = described
+        response["warmup_ms"] = round(batch.warm_here(arrays[0], steps), 2)
+        modes = COMPARE_MODES.get(self.mode, (self.mode,))
+        results = batch.compare(modes, arrays, steps)
+        if self.mode == "compare-all":
+            wait_s = bounded_float(body, "wait", env_float("PIXELFLEET_BATCH_WAIT",
+                                                           DEFAULT_DISTRIBUTED_WAIT_S), 0, 120)
+            fleet = batch.run_distributed(get_redis(), encoded, steps, wait_s)
+            results["distributed"] = fleet.to_dict(results["sequential"]["total_ms"])
+        response["results"] = results
+        timed = {m: r["total_ms"] for m, r in results.items() if not r.get("error") and r["total_ms"]}
+        response["fastest"] = min(timed, key=timed.get) if len(timed) > 1 else None
+        response["note"] = ("total_ms is wall time for the whole batch in this API process; "
+                            "speedup_vs_sequential = sequential total_ms / this mode's total_ms, "
+                            "measured in this same request. warmup_ms (one small run before "
+                            "timing, to compile or load the numba kernels) is excluded.")
+        return Response(response)
