@@ -1,0 +1,120 @@
+"""The heartbeat thread: writes this worker's registry record every HEARTBEAT_INTERVAL.
+
+Why a thread: a SimpleWorker runs its task in the main thread, so a loop-driven
+heartbeat would go silent during a long task and the reaper would requeue a task
+that is still running. A daemon thread keeps beating while numba kernels run
+(they release the GIL between Python steps), survives Redis outages (it logs the
+outage once and keeps trying), and also drives the fleet-wide reaper pass.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import psutil
+import redis
+
+from workers import settings
+from workers.logs import get_logger, log_event
+from workers.registry import delete_heartbeat, write_heartbeat
+from workers.runtime import Runtime
+
+log = get_logger("workers.heartbeat")
+
+
+@dataclass
+class WorkerHealth:
+    """What the heartbeat reports. The main thread writes it, the heartbeat thread reads it."""
+
+    runtime: Runtime
+    state: str = "warming"
+    current_task: str | None = None
+    done: int = 0
+    failed: int = 0
+    started_at: float = field(default_factory=time.time)
+
+    def record(self, process: psutil.Process) -> dict[str, Any]:
+        """The registry record (docs/INTERFACES.md fields) as of now."""
+        rt = self.runtime
+        try:
+            cpu = process.cpu_percent(None)
+            rss_mb = process.memory_info().rss / 2**20
+        except psutil.Error:
+            cpu, rss_mb = 0.0, 0.0
+        return {
+            "name": rt.name, "host": rt.host, "pid": rt.pid,
+            "capabilities": sorted(rt.capabilities), "backend": rt.backend, "device": rt.device,
+            "state": self.state, "current_task": self.current_task,
+            "done": self.done, "failed": self.failed,
+            "cpu_percent": round(cpu, 1), "rss_mb": round(rss_mb, 1),
+            "started_at": self.started_at, "last_seen": time.time(),
+        }
+
+
+class HeartbeatThread(threading.Thread):
+    """Beats every `interval` seconds (or at once after beat_now()); never dies on Redis errors."""
+
+    def __init__(self, conn: redis.Redis, health: WorkerHealth, interval: float = settings.HEARTBEAT_INTERVAL,
+                 after_beat: Callable[[], None] | None = None) -> None:
+        super().__init__(name=f"heartbeat-{health.runtime.name}", daemon=True)
+        self.conn = conn
+        self.health = health
+        self.interval = interval
+        self.ttl = interval * 3
+        self.after_beat = after_beat
+        self._wake = threading.Event()
+        self._stopped = threading.Event()
+        self._process = psutil.Process()
+        self._process.cpu_percent(None)   # first call primes the counter
+        self._outage_since: float | None = None
+        self.beats = 0
+
+    def beat_now(self) -> None:
+        """Write the record without waiting for the next period (state changes)."""
+        self._wake.set()
+
+    def stop(self, remove: bool = True) -> None:
+        """Stop beating; with `remove`, leave the registry now rather than after the TTL."""
+        self._stopped.set()
+        self._wake.set()
+        if self.is_alive() and threading.current_thread() is not self:
+            self.join(timeout=self.interval + 5)
+        if remove:
+            try:
+                delete_heartbeat(self.conn, self.health.runtime.name)
+            except redis.RedisError:
+                pass   # Redis is away: the record expires on its own within the TTL
+
+    def beat(self) -> bool:
+        """One write; True when Redis took it. Logs an outage once, and its end once."""
+        try:
+            write_heartbeat(self.conn, self.health.record(self._process), ttl=self.ttl)
+        except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+            if self._outage_since is None:
+                self._outage_since = time.monotonic()
+                log_event(log, "redis_unreachable", logging.WARNING, worker=self.health.runtime.name,
+                          thread="heartbeat", error=str(exc))
+            return False
+        if self._outage_since is not None:
+            log_event(log, "redis_reachable", worker=self.health.runtime.name, thread="heartbeat",
+                      outage_s=round(time.monotonic() - self._outage_since, 1))
+            self._outage_since = None
+        self.beats += 1
+        return True
+
+    def run(self) -> None:
+        while not self._stopped.is_set():
+            ok = self.beat()
+            if ok and self.after_beat is not None and not self._stopped.is_set():
+                try:
+                    self.after_beat()
+                except (redis.ConnectionError, redis.TimeoutError, OSError):
+                    pass   # the next beat reports the outage
+                except Exception:   # a reaper bug must not silence the heartbeat
+                    log.exception("reaper pass failed",
+                                  extra={"event": "reaper_error", "worker": self.health.runtime.name})
+            self._wake.wait(self.interval)
+            self._wake.clear()

@@ -1,0 +1,71 @@
+"""The heartbeat registry: one JSON record per live worker, with a TTL.
+
+Why not RQ's own worker hash: RQ refreshes it only between jobs (a SimpleWorker
+running a 60 s task looks dead or stale), and it carries no capabilities, backend,
+CPU or RSS. Ours is written every HEARTBEAT_INTERVAL by a background thread, also
+while a task runs, and expires after HEARTBEAT_TTL (three periods), so "the record
+exists" means "the worker is alive" — the reaper and the dashboards rely on that.
+
+Record fields (docs/INTERFACES.md): name, host, pid, capabilities, backend, device,
+state (idle|busy|warming|stopping), current_task, done, failed, cpu_percent, rss_mb,
+started_at, last_seen; read_workers adds heartbeat_age_s.
+"""
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import redis
+
+from workers import settings
+
+STATES = ("warming", "idle", "busy", "stopping")
+
+
+def heartbeat_key(name: str) -> str:
+    return settings.HEARTBEAT_KEY.format(name=name)
+
+
+def write_heartbeat(conn: redis.Redis, record: dict[str, Any], ttl: float | None = None) -> None:
+    """Store one worker's record (one SET with PX): it vanishes unless rewritten in time."""
+    ttl_ms = int((ttl if ttl is not None else settings.HEARTBEAT_TTL) * 1000)
+    conn.set(heartbeat_key(record["name"]), json.dumps(record, separators=(",", ":")), px=max(ttl_ms, 1))
+
+
+def delete_heartbeat(conn: redis.Redis, name: str) -> None:
+    """Leave the registry at once (clean exit), instead of after HEARTBEAT_TTL."""
+    conn.delete(heartbeat_key(name))
+
+
+def _decode(raw: bytes | str | None, now: float) -> dict[str, Any] | None:
+    if raw is None:
+        return None
+    try:
+        record = json.loads(raw)
+    except (TypeError, ValueError):
+        return None   # a foreign or torn value is not a worker; never crash a reader
+    if not isinstance(record, dict) or "name" not in record:
+        return None
+    last_seen = record.get("last_seen")
+    record["heartbeat_age_s"] = round(max(0.0, now - last_seen), 3) if isinstance(last_seen, (int, float)) else None
+    return record
+
+
+def read_worker(conn: redis.Redis, name: str) -> dict[str, Any] | None:
+    """One worker's record, or None when it is not alive."""
+    return _decode(conn.get(heartbeat_key(name)), time.time())
+
+
+def read_workers(conn: redis.Redis) -> list[dict[str, Any]]:
+    """Every live worker's record, sorted by name (SCAN + one MGET).
+
+    The one reader of the registry: the API's metrics, W-core's task status
+    ("no live worker has capabilities …"), the dashboard and the reaper use it.
+    """
+    keys = sorted(set(conn.scan_iter(match=settings.HEARTBEAT_PATTERN, count=500)))
+    if not keys:
+        return []
+    now = time.time()
+    records = [_decode(raw, now) for raw in conn.mget(keys)]
+    return sorted((r for r in records if r is not None), key=lambda r: str(r["name"]))

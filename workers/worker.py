@@ -1,0 +1,256 @@
+"""Our RQ worker: a thin SimpleWorker subclass (no fork per task).
+
+Why SimpleWorker: forking costs ~10–16 ms per job and numba's OpenMP pool is not
+fork-safe (nor is an initialised CUDA context), while kernels compiled and warmed
+once in a long-lived process run small tasks at hundreds per second. Isolation we
+keep anyway: RQ's SIGALRM death penalty still bounds each task in the main thread,
+a memory ceiling (WORKER_MAX_RSS_MB) stops a bloated worker after its task so the
+fleet restarts it, and a forced stop hands the running task back instead of failing it.
+
+Hooks overridden, each for one reason:
+- execute_job: tell the heartbeat which task runs, count it, check RSS afterwards;
+- set_state: mirror RQ's idle/busy into the heartbeat record;
+- request_stop / request_force_stop: "stopping" state; the second signal requeues;
+- _finalize_failure: let the forced-stop exception through instead of failing the task;
+- register_birth / teardown: survive a predecessor's stale RQ key and a Redis outage.
+"""
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from collections.abc import Iterable, Sequence
+from datetime import timedelta
+
+import psutil
+import redis
+from rq import worker_registration
+from rq.job import Job, JobStatus
+from rq.queue import Queue
+from rq.utils import now
+from rq.worker import SimpleWorker
+
+from workers import settings
+from workers.heartbeat import HeartbeatThread, WorkerHealth
+from workers.logs import get_logger, log_context, log_event
+from workers.reaper import LostJob, give_back
+from workers.routing import parse_capabilities, queues_for
+from workers.runtime import Runtime, current, set_current
+
+log = get_logger("workers.worker")
+
+EXIT_OK = 0            # stopped on request (or burst done)
+EXIT_RESTART = 75      # stopped itself for a reason the fleet should restart it for (memory)
+REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError)
+
+
+class ForcedStop(BaseException):
+    """Raised in the main thread by a second stop signal while a task runs.
+
+    A BaseException so task code (which may catch Exception) cannot swallow it.
+    """
+
+
+class _RedisOutageFilter(logging.Filter):
+    """RQ logs every reconnect attempt (every few s); our heartbeat logs an outage once."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "could not connect to Redis" in record.getMessage():
+            return False
+        exc = record.exc_info[1] if record.exc_info else None
+        return not isinstance(exc, REDIS_ERRORS)
+
+
+def _failure_handlers() -> list:
+    """W-core's classifier (failure_type, reason, explanation) as RQ's exception handler."""
+    try:
+        from workers.failures import exception_handler
+    except ImportError:   # until workers/failures.py lands, RQ's default failure handling only
+        return []
+    return [exception_handler]
+
+
+class PixelfleetWorker(SimpleWorker):
+    """SimpleWorker plus heartbeat state, memory ceiling and requeue-on-forced-stop."""
+
+    log_result_lifespan = False          # one line per event: we log taken/done ourselves
+    max_connection_wait_time = 8.0       # reconnect backoff cap (RQ's default is 60 s)
+
+    def __init__(self, queues: Sequence[str], health: WorkerHealth, connection: redis.Redis,
+                 heartbeat: HeartbeatThread | None = None,
+                 max_rss_mb: int = settings.WORKER_MAX_RSS_MB, **kwargs) -> None:
+        super().__init__(list(queues), name=health.runtime.name, connection=connection,
+                         exception_handlers=_failure_handlers(),
+                         default_result_ttl=settings.RESULT_TTL, **kwargs)
+        self.health = health
+        self.heartbeat_thread = heartbeat
+        self.max_rss_mb = max_rss_mb
+        self.stop_reason: str | None = None
+        self.exit_code = EXIT_OK
+        self._process = psutil.Process()
+        self._task_started = 0.0
+
+    # --- state ------------------------------------------------------------------------
+    def _beat(self) -> None:
+        if self.heartbeat_thread is not None:
+            self.heartbeat_thread.beat_now()
+
+    def set_state(self, state: str, pipeline=None) -> None:
+        super().set_state(state, pipeline)
+        if self.health.state != "stopping":
+            self.health.state = "busy" if state == "busy" else "idle"
+
+    def _mark_stopping(self, reason: str) -> None:
+        if self.stop_reason is None:
+            self.stop_reason = reason
+            log_event(log, "stopping", worker=self.name, reason=reason, current_task=self.health.current_task)
+        self.health.state = "stopping"
+        self._beat()
+
+    # --- one task ---------------------------------------------------------------------
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        self.health.current_task = job.id
+        self._beat()
+        self._task_started = time.monotonic()
+        log_event(log, "taken", worker=self.name, task=job.id, queue=queue.name,
+                  losses=job.meta.get("losses", 0))
+        try:
+            with log_context(task=job.id):
+                super().execute_job(job, queue)
+        except ForcedStop:
+            self._hand_back(job, queue)
+            raise SystemExit(EXIT_OK) from None
+        finally:
+            self.health.current_task = None
+        status = job.get_status(refresh=False)
+        ok = status == JobStatus.FINISHED
+        if ok:
+            self.health.done += 1
+        else:
+            self.health.failed += 1
+        log_event(log, "done" if ok else "failed", logging.INFO if ok else logging.WARNING,
+                  worker=self.name, task=job.id, queue=queue.name, status=str(getattr(status, "value", status)),
+                  ms=round((time.monotonic() - self._task_started) * 1000, 1))
+        self._check_memory()
+
+    def _check_memory(self) -> None:
+        """After a task: above the ceiling, finish gracefully so the fleet starts a fresh process."""
+        try:
+            rss_mb = self._process.memory_info().rss / 2**20
+        except psutil.Error:
+            return
+        if rss_mb > self.max_rss_mb:
+            self.exit_code = EXIT_RESTART
+            self._stop_requested = True
+            self._mark_stopping(f"memory ceiling: rss {rss_mb:.0f} MB > {self.max_rss_mb} MB")
+
+    def _finalize_failure(self, job, queue, execution, exc_info) -> None:
+        if exc_info[0] is not None and issubclass(exc_info[0], ForcedStop):
+            raise exc_info[1]   # not the task's failure: execute_job hands it back
+        super()._finalize_failure(job, queue, execution, exc_info)
+
+    def _hand_back(self, job: Job, queue: Queue) -> None:
+        """Forced stop mid-task: the task goes back to the front of its queue, no loss counted."""
+        execution = next(iter(self.executions.values()), None)
+        try:
+            if execution is not None:
+                outcome = give_back(self.connection,
+                                    LostJob(job.id, execution.id, queue.name, self.name, "worker forced to stop"),
+                                    count_loss=False)
+            else:   # dequeued but not yet registered as started: push it back as it was
+                queue.enqueue_job(job, at_front=True)
+                outcome = "requeued"
+        except REDIS_ERRORS as exc:
+            outcome = f"not requeued, Redis unreachable ({exc}); the reaper will return it"
+        log_event(log, "task_handed_back", logging.WARNING, worker=self.name, task=job.id,
+                  queue=queue.name, outcome=outcome)
+
+    # --- signals ----------------------------------------------------------------------
+    def request_stop(self, signum, frame) -> None:
+        self._mark_stopping(f"signal {signal.Signals(signum).name}: finishing the current task, then exiting")
+        super().request_stop(signum, frame)
+
+    def request_force_stop(self, signum, frame) -> None:
+        if self._shutdown_requested_date and now() - self._shutdown_requested_date < timedelta(seconds=1):
+            return   # the same Ctrl-C delivered twice (terminal + parent): not a second request
+        log_event(log, "forced_stop", logging.WARNING, worker=self.name, signal=signal.Signals(signum).name,
+                  current_task=self.health.current_task)
+        if self.health.current_task is not None:
+            raise ForcedStop()
+        raise SystemExit(EXIT_OK)
+
+    # --- registration and outages -----------------------------------------------------
+    def register_birth(self) -> None:
+        """A predecessor under our name (SIGKILLed, or lost in a Redis outage) left its RQ
+        key behind; __main__ already made sure no live twin uses this name, so clear it."""
+        key = self.key
+        if self.connection.exists(key) and not self.connection.hexists(key, "death"):
+            with self.connection.pipeline() as pipe:
+                worker_registration.unregister(self, pipe)
+                pipe.delete(key)
+                pipe.execute()
+            log_event(log, "stale_registration_cleared", worker=self.name, key=key)
+        super().register_birth()
+
+    def teardown(self) -> None:
+        try:
+            self.register_death()
+        except REDIS_ERRORS:
+            pass   # its key expires on its own
+        try:
+            self.unsubscribe()
+        except Exception:   # noqa: BLE001 — a broken pubsub socket must not block the exit
+            pass
+
+    def run(self, burst: bool = False, max_jobs: int | None = None) -> int:
+        """RQ's work loop, re-entered after a Redis outage; returns the process exit code.
+
+        RQ's loop retries a failed dequeue itself, but an outage elsewhere (maintenance,
+        finishing a task) ends work(); we wait for Redis with capped backoff and go on.
+        """
+        rq_logger = logging.getLogger("rq.worker")
+        rq_logger.addFilter(_RedisOutageFilter())
+        rq_logger.setLevel(logging.WARNING)   # our own taken/done lines replace RQ's four per task
+        delay = 0.5
+        while True:
+            try:
+                self.work(burst=burst, max_jobs=max_jobs, logging_level=None)
+            except REDIS_ERRORS:
+                pass
+            if burst or max_jobs is not None or self._stop_requested or self.stop_reason:
+                return self.exit_code
+            # work() ended without a stop request: Redis went away under it.
+            while True:
+                time.sleep(delay)
+                delay = min(delay * 2, self.max_connection_wait_time)
+                try:
+                    self.connection.ping()
+                    break
+                except REDIS_ERRORS:
+                    continue
+            delay = 0.5
+            self._executions = []
+            log_event(log, "resuming", worker=self.name, reason="redis reachable again")
+
+
+def run_burst(conn: redis.Redis, capabilities: Iterable[str] | str = ("io", "cpu"),
+              name: str | None = None) -> int:
+    """Run every queued task our in-process worker can serve, then return how many it ran.
+
+    For tests and scripts (the API tests use it): same class and hooks as a fleet worker,
+    no heartbeat thread, CPU backend. Must be called from the main thread (RQ installs
+    signal handlers and uses SIGALRM for time limits).
+    """
+    caps = parse_capabilities(capabilities if isinstance(capabilities, str) else ",".join(capabilities))
+    caps = caps - {"gpu"}
+    runtime = Runtime(name=name or f"burst-{psutil.Process().pid}-{int(time.time() * 1000) % 100000}",
+                      capabilities=caps)
+    previous = current()
+    set_current(runtime)
+    health = WorkerHealth(runtime=runtime, state="idle")
+    try:
+        worker = PixelfleetWorker(queues_for(caps), health=health, connection=conn)
+        worker.work(burst=True, logging_level=None)
+    finally:
+        set_current(previous)
+    return health.done + health.failed
