@@ -1,0 +1,67 @@
+"""Bearer-token access control, read from the environment at request time.
+
+PIXELFLEET_API_TOKENS (comma-separated) turns protection on: every endpoint that
+submits, cancels or retries needs `Authorization: Bearer <token>` (401 without one,
+403 with a wrong one). Reads stay open unless PIXELFLEET_READ_REQUIRES_TOKEN=1. Unset
+tokens mean an open API (development). No Django user model is involved.
+"""
+from __future__ import annotations
+
+import hmac
+import os
+
+from rest_framework.permissions import SAFE_METHODS, BasePermission
+
+from api.exceptions import Forbidden, Unauthorized
+
+
+def configured_tokens() -> list[str]:
+    """The accepted tokens; read per request so an operator's change needs no code path."""
+    raw = os.environ.get("PIXELFLEET_API_TOKENS", "")
+    return [token.strip() for token in raw.split(",") if token.strip()]
+
+
+def reads_require_token() -> bool:
+    return os.environ.get("PIXELFLEET_READ_REQUIRES_TOKEN", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def bearer_token(request) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header, or None when absent."""
+    header = request.META.get("HTTP_AUTHORIZATION", "")
+    scheme, _, value = header.strip().partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        return None
+    return value.strip()
+
+
+def check_token(request) -> None:
+    """Raise 401/403 unless the request carries a configured token (no-op when none are)."""
+    tokens = configured_tokens()
+    if not tokens:
+        return
+    given = bearer_token(request)
+    if given is None:
+        raise Unauthorized()
+    # Constant-time comparison against every token: no timing hint about which is close.
+    if not any(hmac.compare_digest(given.encode(), token.encode()) for token in tokens):
+        raise Forbidden("The bearer token is not one of PIXELFLEET_API_TOKENS.")
+
+
+class ReadPermission(BasePermission):
+    """Default for every view: safe methods open unless reads require a token; writes need one."""
+
+    def has_permission(self, request, view) -> bool:
+        if request.method in SAFE_METHODS and not reads_require_token():
+            return True
+        check_token(request)
+        return True
+
+
+class WritePermission(BasePermission):
+    """For endpoints that change state even when called with GET (none today) or POST."""
+
+    def has_permission(self, request, view) -> bool:
+        if request.method in SAFE_METHODS:
+            return ReadPermission().has_permission(request, view)
+        check_token(request)
+        return True

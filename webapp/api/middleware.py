@@ -1,0 +1,74 @@
+"""Request counting, one access-log line per request, and the request-size guard.
+
+The count lives in Redis (INCR), so /api/stats/ reports requests served by the whole
+API fleet, not by one gunicorn worker. Counting or logging must never fail a request:
+a Redis error there is swallowed (the view itself reports Redis trouble properly).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+import redis
+from django.conf import settings as django_settings
+from django.http import HttpRequest, HttpResponse
+
+from api.exceptions import json_error
+from workers import settings
+from workers.logs import get_logger, log_event
+
+REQUESTS_KEY = f"{settings.PREFIX}:api:requests"        # fleet-wide requests served
+log = get_logger("webapp.access")
+
+
+class RequestLogMiddleware:
+    """Counts every request in Redis and logs `method path status ms` as one line."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        started = time.perf_counter()
+        response = self.get_response(request)
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        try:
+            settings.get_redis().incr(REQUESTS_KEY)
+        except redis.RedisError:
+            pass
+        level = logging.ERROR if response.status_code >= 500 else logging.INFO
+        log_event(log, "request", level, method=request.method, path=request.path,
+                  status=response.status_code, ms=round(elapsed_ms, 1),
+                  client=request.META.get("REMOTE_ADDR"), bytes=_length(response))
+        return response
+
+
+def _length(response: HttpResponse) -> int | None:
+    if response.streaming:
+        return None
+    return len(response.content)
+
+
+class BodySizeLimitMiddleware:
+    """413 JSON from Content-Length before the body is read (MAX_REQUEST_BYTES).
+
+    DRF's JSON parser reads the stream directly, bypassing Django's
+    DATA_UPLOAD_MAX_MEMORY_SIZE check, so the limit is enforced here for every parser.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        raw = request.META.get("CONTENT_LENGTH") or "0"
+        try:
+            length = int(raw)
+        except ValueError:
+            return json_error(400, "bad_request", f"Content-Length is not a number: {raw!r:.40}")
+        limit = django_settings.MAX_REQUEST_BYTES
+        if length > limit:
+            return json_error(413, "request_too_large",
+                              f"The request body has {length} bytes; the limit is {limit} bytes "
+                              "(PIXELFLEET_MAX_REQUEST_BYTES; images are limited to PIXELFLEET_MAX_BYTES each).",
+                              {"bytes": length, "limit": limit})
+        return self.get_response(request)

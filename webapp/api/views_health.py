@@ -1,0 +1,102 @@
+"""GET /api/health/ and GET /api/workers/status/: is the fleet able to work, and who is in it.
+
+Health answers 503 only when the API cannot do its job (Redis unreachable); a fleet
+with no live worker is "degraded" (200: tasks are accepted and wait), or 503 when the
+caller asks `?require_workers=1` — a load balancer wants the first, an operator's
+check the second.
+"""
+from __future__ import annotations
+
+import time
+import tomllib
+from collections import Counter
+from datetime import datetime, timezone
+from functools import lru_cache
+from typing import Any
+
+import redis
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from api.serializers import HealthSerializer, WorkersSerializer
+from workers import settings
+from workers.registry import read_workers
+
+
+@lru_cache(maxsize=1)
+def version() -> str:
+    """The project version from pyproject.toml (the one place it is written)."""
+    try:
+        with open(settings_root() / "pyproject.toml", "rb") as handle:
+            return str(tomllib.load(handle)["project"]["version"])
+    except (OSError, KeyError, tomllib.TOMLDecodeError):
+        return "unknown"
+
+
+def settings_root():
+    from django.conf import settings as django_settings
+    return django_settings.REPO_ROOT
+
+
+def iso_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def summarize_workers(workers: list[dict[str, Any]]) -> dict[str, Any]:
+    """Counts of live workers per capability class and per state."""
+    by_capability = {cap: 0 for cap in settings.CAPABILITIES}
+    for record in workers:
+        for cap in record.get("capabilities") or ():
+            by_capability[cap] = by_capability.get(cap, 0) + 1
+    by_state = Counter(str(record.get("state", "unknown")) for record in workers)
+    return {"live": len(workers), "by_capability": by_capability, "by_state": dict(by_state)}
+
+
+def gpu_status() -> tuple[bool, str | None]:
+    """(cuda_available, device name) from filters.dispatch, which caches its one probe."""
+    from filters import dispatch
+    available = bool(dispatch.gpu_available())
+    return available, (dispatch.gpu_device_name() if available else None)
+
+
+class HealthView(APIView):
+    @extend_schema(summary="Fleet health",
+                   parameters=[OpenApiParameter("require_workers", bool, required=False,
+                                                description="503 (not 200 'degraded') when no worker is alive")],
+                   responses={200: HealthSerializer, 503: HealthSerializer})
+    def get(self, request: Request) -> Response:
+        reasons: list[str] = []
+        redis_info: dict[str, Any] = {"reachable": False}
+        workers_info: dict[str, Any] = {"live": 0, "by_capability": {}, "by_state": {}}
+        try:
+            conn = settings.get_redis()
+            started = time.perf_counter()
+            conn.ping()
+            redis_info = {"reachable": True, "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
+            workers_info = summarize_workers(read_workers(conn))
+        except redis.RedisError as exc:
+            reasons.append(f"Redis is unreachable: {type(exc).__name__}: {exc}")
+        if redis_info["reachable"] and workers_info["live"] == 0:
+            reasons.append("no live worker: tasks are accepted but wait until one starts")
+        cuda_available, gpu_device = gpu_status()
+        if not redis_info["reachable"]:
+            state = "unhealthy"
+        else:
+            state = "degraded" if reasons else "ok"
+        require_workers = request.query_params.get("require_workers", "").lower() in {"1", "true", "yes"}
+        failing = state == "unhealthy" or (state == "degraded" and require_workers)
+        body = {"status": state, "reasons": reasons, "redis": redis_info, "workers": workers_info,
+                "cuda_available": cuda_available, "gpu_device": gpu_device, "version": version(),
+                "time": iso_now()}
+        return Response(body, status=503 if failing else 200)
+
+
+class WorkersStatusView(APIView):
+    @extend_schema(summary="Live workers (heartbeat registry)", responses={200: WorkersSerializer})
+    def get(self, request: Request) -> Response:
+        workers = read_workers(settings.get_redis())
+        summary = summarize_workers(workers)
+        return Response({"workers": workers, "count": len(workers),
+                         "by_capability": summary["by_capability"], "by_state": summary["by_state"]})

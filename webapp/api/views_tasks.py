@@ -1,0 +1,199 @@
+"""Task endpoints: submit, list, status, result, cancel, retry — and the original paths.
+
+A submit checks everything a client can get wrong (image bytes and megapixels, decode,
+filters and parameters, options) before anything is stored or enqueued, so a refusal
+leaves nothing behind. Task ids in URLs are checked for RQ's id alphabet before Redis
+is touched.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from django.http import HttpResponse
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import status as http
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from api import inputs
+from api.exceptions import Conflict, InvalidInput, InvalidTaskId, NotFound
+from api.serializers import (TASK_STATUSES, DistributedBatchSerializer, ErrorSerializer, TaskAcceptedSerializer,
+                             TaskBatchAcceptedSerializer, TaskListSerializer, TaskStatusSerializer,
+                             TaskSubmitSerializer)
+from api.throttling import SubmitThrottle
+from filters import registry
+from workers import routing, settings, status as task_state, storage
+
+TASK_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")     # RQ's job id alphabet (rq.job.JOB_ID_PATTERN)
+ERRORS = {code: OpenApiResponse(ErrorSerializer) for code in (400, 401, 403, 404, 409, 413, 415, 422, 429, 503)}
+
+
+def check_task_id(task_id: str) -> str:
+    if not TASK_ID.match(task_id):
+        raise InvalidTaskId(f"{task_id!r:.80} is not a task id (letters, digits, '_' and '-', at most 128)")
+    return task_id
+
+
+def task_urls(task_id: str) -> dict[str, str]:
+    return {"status_url": f"/api/tasks/{task_id}/", "result_url": f"/api/tasks/{task_id}/result/"}
+
+
+def submit(request: Request, *, default_sample: str | None = None, source: str = "api") -> Response:
+    """Parse, check, store and enqueue: 202 with one task, or with a list for several images."""
+    body = inputs.body_dict(request)
+    steps = inputs.parse_steps(body)
+    options = inputs.parse_options(body)
+    conn = settings.get_redis()
+    images = inputs.parse_images(request, body, default_sample=default_sample, conn=conn)
+    caps = registry.required_capabilities(steps, options["device"])
+    accepted = []
+    for image in images:
+        digest = storage.store_input(conn, image.data)
+        task_id = routing.enqueue_task(conn, digest, steps, {**options, "source": source})
+        entry: dict[str, Any] = {
+            "task_id": task_id, "status": "queued", "queue": routing.queue_name(caps),
+            "capabilities": sorted(caps), "image": _image_summary(image), **task_urls(task_id),
+        }
+        state = task_state.task_status(conn, task_id) or {}
+        if state.get("waiting_reason"):
+            entry["waiting_reason"] = state["waiting_reason"]
+        accepted.append(entry)
+    if len(accepted) == 1:
+        return Response(accepted[0], status=http.HTTP_202_ACCEPTED,
+                        headers={"Location": accepted[0]["status_url"]})
+    return Response({"tasks": accepted, "count": len(accepted)}, status=http.HTTP_202_ACCEPTED)
+
+
+def _image_summary(image: inputs.ImageInput) -> dict[str, Any]:
+    info = image.info
+    return {"source": image.label, "format": getattr(info, "format", None), "width": info.width,
+            "height": info.height, "mode": getattr(info, "mode", None), "bytes": len(image.data)}
+
+
+def load_status(task_id: str) -> dict[str, Any]:
+    state = task_state.task_status(settings.get_redis(), check_task_id(task_id))
+    if state is None:
+        raise NotFound(f"no task {task_id!r}: unknown, or expired (finished tasks are kept "
+                       f"{settings.RESULT_TTL} s, failed ones {settings.FAILURE_TTL} s)", code="task_not_found")
+    return state
+
+
+class TaskListView(APIView):
+    """GET: recent tasks, optionally by status. POST: submit one task per image."""
+
+    throttle_classes = [SubmitThrottle]
+
+    @extend_schema(
+        summary="List recent tasks",
+        parameters=[OpenApiParameter("status", str, enum=list(TASK_STATUSES), required=False),
+                    OpenApiParameter("limit", int, required=False, description="1..1000, default 100")],
+        responses={200: TaskListSerializer, **ERRORS})
+    def get(self, request: Request) -> Response:
+        wanted = request.query_params.get("status") or None
+        if wanted is not None and wanted not in TASK_STATUSES:
+            raise InvalidInput(f"status must be one of {', '.join(TASK_STATUSES)}, got {wanted!r:.40}",
+                               {"field": "status"})
+        raw_limit = request.query_params.get("limit", "100")
+        if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 1000:
+            raise InvalidInput(f"limit must be an integer from 1 to 1000, got {raw_limit!r:.40}", {"field": "limit"})
+        tasks = task_state.list_tasks(settings.get_redis(), status=wanted, limit=int(raw_limit))
+        return Response({"tasks": tasks, "count": len(tasks)})
+
+    @extend_schema(
+        summary="Submit images to a filter pipeline",
+        description="Multipart (`image` / `images` files) or JSON (`image_base64`, string or list), or a `sample` "
+                    "name. Steps as `filters` + `filter_params` or ordered `steps`. One task per image.",
+        request={"application/json": TaskSubmitSerializer, "multipart/form-data": TaskSubmitSerializer},
+        responses={202: TaskAcceptedSerializer, **ERRORS},
+        extensions={"x-several-images": {"202": "TaskBatchAccepted: {tasks: [...], count}"}})
+    def post(self, request: Request) -> Response:
+        return submit(request, source="api")
+
+
+class TaskDetailView(APIView):
+    """GET: the task's status. DELETE: cancel it while it is still queued."""
+
+    @extend_schema(summary="Task status", responses={200: TaskStatusSerializer, **ERRORS})
+    def get(self, request: Request, task_id: str) -> Response:
+        return Response(load_status(task_id))
+
+    @extend_schema(summary="Cancel a queued task", responses={200: TaskStatusSerializer, **ERRORS})
+    def delete(self, request: Request, task_id: str) -> Response:
+        state = load_status(task_id)
+        if state["status"] != "queued":
+            raise Conflict(f"task {task_id} is {state['status']}; only a queued task can be canceled",
+                           {"status": state["status"]}, code="not_cancelable")
+        conn = settings.get_redis()
+        task_state.cancel_task(conn, task_id)
+        return Response(task_state.task_status(conn, task_id) or {**state, "status": "canceled"})
+
+
+class TaskRetryView(APIView):
+    """POST: put a failed (or canceled) task back on its queue."""
+
+    throttle_classes = [SubmitThrottle]
+
+    @extend_schema(summary="Retry a failed task", request=None, responses={202: TaskStatusSerializer, **ERRORS})
+    def post(self, request: Request, task_id: str) -> Response:
+        state = load_status(task_id)
+        if state["status"] not in ("failed", "canceled"):
+            raise Conflict(f"task {task_id} is {state['status']}; only a failed or canceled task can be retried",
+                           {"status": state["status"]}, code="not_retryable")
+        conn = settings.get_redis()
+        task_state.retry_task(conn, task_id)
+        return Response(task_state.task_status(conn, task_id) or state, status=http.HTTP_202_ACCEPTED)
+
+
+class TaskResultView(APIView):
+    """GET: the result image with its content type; 404 unknown/expired, 409 not finished."""
+
+    @extend_schema(summary="Download the result image",
+                   responses={(200, "image/*"): OpenApiResponse(description="The encoded image."), **ERRORS})
+    def get(self, request: Request, task_id: str) -> HttpResponse:
+        state = load_status(task_id)
+        if state["status"] != "finished":
+            reason = state.get("failure_reason") or state.get("error") or state.get("waiting_reason")
+            message = f"task {task_id} is {state['status']}, not finished"
+            raise Conflict(f"{message}: {reason}" if reason else message,
+                           {"status": state["status"], "status_url": task_urls(task_id)["status_url"]},
+                           code="not_finished")
+        found = storage.load_output(settings.get_redis(), task_id)
+        if found is None:
+            raise NotFound(f"task {task_id} finished but its result expired (kept {settings.OUTPUT_TTL} s); "
+                           "retry it or submit again", code="result_expired")
+        data, content_type = found
+        extension = content_type.rpartition("/")[2].replace("jpeg", "jpg")
+        response = HttpResponse(data, content_type=content_type)
+        response["Content-Disposition"] = f'inline; filename="{task_id}.{extension}"'
+        response["Cache-Control"] = "private, max-age=3600"
+        return response
+
+    def perform_content_negotiation(self, request, force=False):
+        # The body is an image whatever the Accept header says; errors still render as JSON.
+        return super().perform_content_negotiation(request, force=True)
+
+
+class LegacyTaskStatusView(TaskDetailView):
+    """GET /api/task/<id>/status/ — the original system's path; same body as /api/tasks/<id>/."""
+
+    http_method_names = ["get", "head", "options"]
+
+    @extend_schema(summary="Task status (original path)", responses={200: TaskStatusSerializer, **ERRORS})
+    def get(self, request: Request, task_id: str) -> Response:
+        return Response(load_status(task_id))
+
+
+class DistributedBatchView(APIView):
+    """POST /api/process-batch/distributed/ — the original body; 202 with the task id at once."""
+
+    throttle_classes = [SubmitThrottle]
+
+    @extend_schema(summary="Run a pipeline on the fleet (original path)",
+                   description='Body as the original system: {"filters": [...], "filter_params": {...}}; the image '
+                               "is optional (base64 in `image`, or `sample`; default the 4k sample).",
+                   request=DistributedBatchSerializer, responses={202: TaskAcceptedSerializer, **ERRORS})
+    def post(self, request: Request) -> Response:
+        from filters.samples import DEFAULT_SAMPLE
+        return submit(request, default_sample=DEFAULT_SAMPLE, source="api-distributed")

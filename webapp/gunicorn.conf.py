@@ -1,0 +1,54 @@
+"""gunicorn settings for the Pixelfleet API: `cd webapp && gunicorn -c gunicorn.conf.py`.
+
+(From the repository root: `gunicorn -c webapp/gunicorn.conf.py`.) Threads rather than
+many processes: requests mostly wait on Redis, and /api/image/slow/ or /api/process
+may hold a thread for seconds. No preload_app: the app is imported in each worker after
+the fork, because a process that forks must not have started numba's OpenMP pool.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+_WEBAPP = Path(__file__).resolve().parent
+_ROOT = _WEBAPP.parent
+for _path in (str(_ROOT), str(_WEBAPP)):
+    if _path not in sys.path:
+        sys.path.insert(0, _path)
+
+from gunicorn.glogging import Logger  # noqa: E402
+
+from workers.logs import KeyValueFormatter  # noqa: E402
+from workers.settings import env_int, env_str  # noqa: E402
+
+wsgi_app = "webapp.wsgi:application"
+pythonpath = f"{_ROOT},{_WEBAPP}"
+bind = [address.strip() for address in env_str("PIXELFLEET_API_BIND", "127.0.0.1:8000").split(",")]
+worker_class = "gthread"
+workers = env_int("PIXELFLEET_API_WORKERS", 2)
+threads = env_int("PIXELFLEET_API_THREADS", 4)
+preload_app = False
+timeout = env_int("PIXELFLEET_API_TIMEOUT", 150)        # > the longest bounded wait (/api/process: 120 s)
+graceful_timeout = env_int("PIXELFLEET_API_GRACEFUL_TIMEOUT", 30)
+keepalive = 5
+limit_request_line = 8190
+# The API's middleware writes the access line (with the time the view took) in the fleet's
+# one-line format; gunicorn's own access log would repeat it in another format.
+accesslog = None
+errorlog = "-"
+loglevel = env_str("PIXELFLEET_API_LOGLEVEL", "info")
+proc_name = "pixelfleet-api"
+
+
+class OneLineLogger(Logger):
+    """gunicorn's own lines (boot, worker start/exit) in the fleet's one-line format."""
+
+    def setup(self, cfg) -> None:
+        super().setup(cfg)
+        for handler in self.error_log.handlers + self.access_log.handlers:
+            handler.setFormatter(KeyValueFormatter())
+
+
+logger_class = OneLineLogger
+

@@ -1,0 +1,1 @@
+"""The Django project package of the Pixelfleet API (settings, root URLs, WSGI/ASGI)."""

@@ -1,0 +1,144 @@
+"""Django settings for the Pixelfleet API.
+
+No database: the API keeps nothing of its own; tasks, images, counters and workers live
+in Redis (workers.settings). DRF runs without django.contrib.auth (UNAUTHENTICATED_USER
+None), and access control is a bearer-token permission (api.auth). Everything an
+operator tunes comes from the environment; see docs/api.md for the list.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+from pathlib import Path
+
+from django.core.exceptions import ImproperlyConfigured
+
+from filters.io import MAX_BYTES
+
+BASE_DIR = Path(__file__).resolve().parent.parent          # webapp/
+REPO_ROOT = BASE_DIR.parent
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _env_list(name: str, default: list[str]) -> list[str]:
+    raw = os.environ.get(name, "").strip()
+    return [item.strip() for item in raw.split(",") if item.strip()] if raw else default
+
+
+DEBUG = _env_flag("PIXELFLEET_DEBUG")
+TESTING = "pytest" in sys.modules or _env_flag("PIXELFLEET_TESTING")
+DEVELOPMENT = DEBUG or TESTING or os.environ.get("PIXELFLEET_ENV", "").strip().lower() == "development"
+
+
+def _secret_key() -> str:
+    """DJANGO_SECRET_KEY (or the file DJANGO_SECRET_KEY_FILE names); a throw-away key only in development."""
+    key = os.environ.get("DJANGO_SECRET_KEY", "").strip()
+    key_file = os.environ.get("DJANGO_SECRET_KEY_FILE", "").strip()
+    if not key and key_file:
+        try:
+            key = Path(key_file).read_text().strip()
+        except OSError as exc:
+            raise ImproperlyConfigured(f"DJANGO_SECRET_KEY_FILE={key_file!r} cannot be read: {exc}") from None
+    if key:
+        return key
+    if DEVELOPMENT:
+        return "dev-only-" + secrets.token_urlsafe(40)
+    raise ImproperlyConfigured(
+        "DJANGO_SECRET_KEY is not set. Set DJANGO_SECRET_KEY (or DJANGO_SECRET_KEY_FILE) for "
+        "production, or PIXELFLEET_ENV=development / PIXELFLEET_DEBUG=1 on a development machine.")
+
+
+SECRET_KEY = _secret_key()
+ALLOWED_HOSTS = _env_list("PIXELFLEET_ALLOWED_HOSTS",
+                          ["*"] if DEVELOPMENT else ["127.0.0.1", "localhost", "[::1]"])
+
+INSTALLED_APPS = [
+    "django.contrib.contenttypes",
+    "rest_framework",
+    "drf_spectacular",
+    "api",
+]
+
+MIDDLEWARE = [
+    "api.middleware.RequestLogMiddleware",
+    "api.middleware.BodySizeLimitMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.middleware.common.CommonMiddleware",
+]
+
+ROOT_URLCONF = "webapp.urls"
+WSGI_APPLICATION = "webapp.wsgi.application"
+APPEND_SLASH = False   # the original paths are matched exactly; see api/urls.py
+
+TEMPLATES = [{
+    "BACKEND": "django.template.backends.django.DjangoTemplates",
+    "DIRS": [],
+    "APP_DIRS": True,
+    "OPTIONS": {"context_processors": ["django.template.context_processors.request"]},
+}]
+
+DATABASES: dict = {}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+USE_TZ = True
+TIME_ZONE = "UTC"
+LANGUAGE_CODE = "en-us"
+USE_I18N = False
+
+# DRF's browsable API needs its CSS/JS; api/urls.py serves them from the installed
+# package, so gunicorn needs no collectstatic step.
+STATIC_URL = "/static/"
+
+# --- Request size limits, tied to the engine's image limits (filters.io) ---------------
+# A JSON body may carry one maximum-size image in base64 (4/3 of its bytes) plus slack;
+# several images in one request share that budget. BodySizeLimitMiddleware answers 413
+# from Content-Length before anything is read.
+MAX_REQUEST_BYTES = int(os.environ.get("PIXELFLEET_MAX_REQUEST_BYTES", "0") or 0) or (MAX_BYTES * 4 // 3 + 1024 * 1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BYTES
+FILE_UPLOAD_MAX_MEMORY_SIZE = 8 * 1024 * 1024     # bigger uploads spool to a temp file
+DATA_UPLOAD_MAX_NUMBER_FILES = 32
+MAX_IMAGES_PER_REQUEST = int(os.environ.get("PIXELFLEET_MAX_IMAGES_PER_REQUEST", "16") or 16)
+
+REST_FRAMEWORK = {
+    "DEFAULT_RENDERER_CLASSES": [
+        "rest_framework.renderers.JSONRenderer",
+        "rest_framework.renderers.BrowsableAPIRenderer",
+    ],
+    "DEFAULT_PARSER_CLASSES": [
+        "rest_framework.parsers.JSONParser",
+        "rest_framework.parsers.MultiPartParser",
+        "rest_framework.parsers.FormParser",
+    ],
+    "DEFAULT_AUTHENTICATION_CLASSES": [],
+    "DEFAULT_PERMISSION_CLASSES": ["api.auth.ReadPermission"],
+    "UNAUTHENTICATED_USER": None,
+    "UNAUTHENTICATED_TOKEN": None,
+    "EXCEPTION_HANDLER": "api.exceptions.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Pixelfleet API",
+    "DESCRIPTION": "Submit image-filter pipelines to a Redis-backed worker fleet, follow "
+                   "their status and download results.",
+    "VERSION": "0.1.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SECURITY": [{"bearerAuth": []}],
+    "APPEND_COMPONENTS": {"securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}}},
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"null": {"class": "logging.NullHandler"}},
+    "loggers": {
+        # Our middleware writes one access line per request; Django's own request
+        # logger would repeat every 4xx as a second, multi-line event.
+        "django.request": {"handlers": ["null"], "propagate": False},
+        "django.server": {"handlers": ["null"], "propagate": False},
+    },
+}
