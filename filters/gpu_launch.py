@@ -84,12 +84,15 @@ def reflect101(i, n):
 
 @cuda.jit(device=True, inline=True)
 def to_u8(v):
-    """Clip a float to [0, 255] and round half up - the CPU kernels' uint8 store."""
-    if v <= 0.0:
+    """Clip a float32 to [0, 255] and round half up - the CPU kernels' uint8 store.
+
+    float32 constants throughout: a bare 0.5 would promote the math to float64.
+    """
+    if v <= np.float32(0.0):
         return np.uint8(0)
-    if v >= 255.0:
+    if v >= np.float32(255.0):
         return np.uint8(255)
-    return np.uint8(math.floor(v + 0.5))
+    return np.uint8(v + np.float32(0.5))
 
 
 @cuda.jit(device=True, inline=True)
