@@ -65,9 +65,14 @@ def median_cut(pixels: np.ndarray, size: int) -> np.ndarray:
             break  # every box is one colour: fewer distinct colours than `size`
         box = boxes.pop(best)
         channel = int(np.argmax(np.ptp(box, axis=0)))
-        order = np.argsort(box[:, channel], kind="stable")
-        half = len(box) // 2
-        boxes.extend([box[order[:half]], box[order[half:]]])
+        values = box[:, channel]
+        # Split at the median VALUE, never inside a run of equal values, so one colour
+        # never ends up averaged into two boxes.
+        median = np.sort(values)[len(values) // 2]
+        low = values < median
+        if not low.any():
+            low = values <= median
+        boxes.extend([box[low], box[~low]])
     means = [np.floor(b.astype(np.float64).mean(axis=0) + 0.5) for b in boxes]
     return np.array(means, dtype=np.uint8)
 
@@ -182,8 +187,17 @@ def bayer_matrix(n: int = BAYER_SIZE) -> np.ndarray:
 
 
 def bayer_strength(palette: np.ndarray) -> float:
-    """Dither amplitude: about one palette step, 255 / cbrt(colours) (85 for 27 colours)."""
-    return 255.0 / max(1.0, len(palette) ** (1.0 / 3.0))
+    """Dither amplitude: about one palette step along the grey axis.
+
+    The mean distance from each palette colour to its nearest other colour, divided by
+    sqrt(3) because the threshold is added to R, G and B alike (85 for grayscale-4).
+    """
+    pal = np.asarray(palette, dtype=np.float64).reshape(-1, 3)
+    if len(pal) < 2:
+        return 0.0
+    dist = np.sqrt(((pal[:, None, :] - pal[None, :, :]) ** 2).sum(axis=-1))
+    np.fill_diagonal(dist, np.inf)
+    return float(dist.min(axis=1).mean() / np.sqrt(3.0))
 
 
 def ordered_dither(small: np.ndarray, palette: np.ndarray) -> np.ndarray:

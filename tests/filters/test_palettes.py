@@ -1,0 +1,115 @@
+"""Palette fitting, mapping and dithering helpers (shared by the CPU and GPU pixelate).
+
+Tolerances: palette mapping and Floyd-Steinberg are compared exactly (0 levels) with the
+brute-force references in tests/naive.py; dithering quality is checked as a mean-colour
+error in levels, stated per test.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from filters import palettes
+from filters.errors import FilterFailed
+from tests import naive
+
+
+def random_small(shape=(12, 17, 3), seed=0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)
+
+
+def test_named_palettes_have_the_documented_sizes():
+    sizes = {name: len(palettes.named_palette(name)) for name in palettes.NAMED_PALETTES}
+    assert sizes == {"gameboy": 4, "pico-8": 16, "cga": 4, "grayscale-4": 4}
+    assert {tuple(c) for c in palettes.named_palette("cga")} == {
+        (0, 0, 0), (85, 255, 255), (255, 85, 255), (255, 255, 255)}
+    with pytest.raises(FilterFailed, match="pixelate.palette"):
+        palettes.named_palette("nes")
+
+
+@pytest.mark.parametrize("method", ["kmeans", "median_cut"])
+def test_fit_recovers_an_image_with_few_colours_exactly(method):
+    colours = np.array([[255, 0, 0], [0, 128, 255], [20, 20, 20], [250, 250, 200]], np.uint8)
+    idx = np.random.default_rng(1).integers(0, 4, (9, 11))
+    small = colours[idx]
+    fitted = palettes.fit_palette(small, 4, method)
+    assert {tuple(c) for c in fitted} == {tuple(c) for c in colours}
+    # More colours asked than exist: no invented colours.
+    assert {tuple(c) for c in palettes.fit_palette(small, 16, method)} == {tuple(c) for c in colours}
+
+
+@pytest.mark.parametrize("method", ["kmeans", "median_cut"])
+def test_fit_on_one_pixel_and_sizes(method):
+    one = np.array([[[10, 20, 30, 40]]], np.uint8)
+    assert palettes.fit_palette(one, 16, method).tolist() == [[10, 20, 30]]
+    fitted = palettes.fit_palette(random_small(), 8, method)
+    assert fitted.dtype == np.uint8 and 1 <= len(fitted) <= 8
+    with pytest.raises(FilterFailed, match="palette_size"):
+        palettes.fit_palette(random_small(), 1, method)
+
+
+def sse(small: np.ndarray, palette: np.ndarray) -> float:
+    mapped = naive.nearest_colours(small, palette)
+    return float(((mapped.astype(np.int64) - small.astype(np.int64)) ** 2).sum())
+
+
+def test_kmeans_is_deterministic_and_not_worse_than_its_median_cut_seed():
+    small = random_small((20, 30, 3), seed=2)
+    a = palettes.kmeans(small, 8)
+    assert np.array_equal(a, palettes.kmeans(small, 8))
+    assert sse(small, a) <= sse(small, palettes.median_cut(small, 8)) * 1.001
+
+
+def test_map_to_palette_is_brute_force_nearest():
+    small = random_small((13, 9, 4), seed=3)
+    pal = palettes.named_palette("pico-8")
+    assert np.array_equal(palettes.map_to_palette(small, pal), naive.nearest_colours(small, pal))
+
+
+def test_floyd_steinberg_matches_textbook_version():
+    small = random_small((11, 14, 3), seed=4)
+    pal = palettes.named_palette("gameboy")
+    out = palettes.floyd_steinberg(small, pal)
+    ref = naive.floyd_steinberg(small, pal)
+    # float32 vs float64 error sums can flip a near-tie: allow a few of 154 pixels.
+    assert np.mean(np.any(out != ref, axis=2)) <= 0.03
+
+
+@pytest.mark.parametrize("dither", ["floyd_steinberg", "ordered_dither"])
+def test_dithering_keeps_the_mean_of_a_flat_grey(dither):
+    grey = np.full((32, 32, 3), 120, np.uint8)
+    pal = palettes.named_palette("grayscale-4")
+    out = getattr(palettes, dither)(grey, pal)
+    levels = set(np.unique(out))
+    assert levels == {85, 170}  # a mix of the two neighbouring levels ...
+    assert abs(out.mean() - 120) <= 4  # ... averaging to the input within 4 levels
+    # Without dithering the whole image is one level.
+    assert set(np.unique(palettes.map_to_palette(grey, pal))) == {85}
+
+
+def test_bayer_matrix_is_a_permutation_of_thresholds():
+    m = palettes.bayer_matrix(8)
+    assert m.shape == (8, 8)
+    ranks = np.sort(((m + 0.5) * 64 - 0.5).round().astype(int).ravel())
+    assert np.array_equal(ranks, np.arange(64))
+    assert np.array_equal(palettes.bayer_matrix(4), palettes.bayer_matrix(4))
+
+
+def test_outline_darkens_the_dark_side_of_strong_edges():
+    small = np.zeros((7, 7, 3), np.uint8) + 60
+    small[2:5, 2:5] = 250
+    pal = np.array([[10, 10, 10], [60, 60, 60], [250, 250, 250]], np.uint8)
+    out = palettes.outline(small, pal)
+    ring = np.zeros((7, 7), bool)
+    ring[1, 2:5] = ring[5, 2:5] = ring[2:5, 1] = ring[2:5, 5] = True
+    assert np.all(out[ring] == 10)  # darkest palette colour on the dark side
+    assert np.array_equal(out[~ring], small[~ring])  # the bright square itself is kept
+    no_palette = palettes.outline(small, None)
+    assert np.all(no_palette[ring] == 21)  # 60 * 0.35 rounded
+
+
+def test_quantize_small_with_no_palette_only_outlines():
+    small = random_small((5, 6, 4), seed=5)
+    assert np.array_equal(palettes.quantize_small(small, palette="none", dither="bayer"), small)
+    with pytest.raises(FilterFailed, match="dither"):
+        palettes.quantize_small(small, dither="random")
