@@ -80,21 +80,12 @@ def process_one(image: np.ndarray, steps: list) -> tuple[float, tuple[int, ...],
     return (time.perf_counter() - start) * 1000, result.image.shape, result.image
 
 
-def warm_kernels() -> None:
-    """Compile (or load from numba's cache) every registered filter on a tiny image.
+def warm_child() -> None:
+    """Pool initializer: compile (or load from numba's cache) the CPU kernels once per
+    spawned child, with the fleet workers' own warm-up, so no timed image pays for it."""
+    from workers.warmup import warm_kernels
 
-    Run once per spawned child so the first timed image is not a compile; a filter whose
-    defaults cannot run alone is skipped - it then compiles on first use.
-    """
-    from filters.pipeline import run_pipeline
-    from filters.registry import FILTERS, validate_steps
-
-    tiny = np.full((24, 32, 3), 128, dtype=np.uint8)
-    for name in FILTERS:
-        try:
-            run_pipeline(tiny, validate_steps([{"filter": name, "params": {}}]), backend="cpu")
-        except Exception:  # noqa: BLE001 - warming is best effort; the real run reports errors
-            continue
+    warm_kernels(("io", "cpu"), backend="cpu")
 
 
 def _child_ready() -> int:
@@ -110,7 +101,7 @@ def process_pool() -> tuple[ProcessPoolExecutor, float]:
         start = time.perf_counter()
         pool = ProcessPoolExecutor(max_workers=POOL_SIZE,
                                    mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=warm_kernels)
+                                   initializer=warm_child)
         # One trivial job per child: returns once the children have started and warmed.
         list(pool.map(_child_ready, range(POOL_SIZE)))
         _pool = pool

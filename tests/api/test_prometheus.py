@@ -1,0 +1,177 @@
+"""GET /metrics: the Prometheus text format 0.0.4, checked by a strict parser written here."""
+from __future__ import annotations
+
+import math
+import re
+
+import pytest
+
+from api.metrics import FleetData
+from api.prometheus import LATENCY_BUCKETS, render
+
+NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
+SAMPLE_RE = re.compile(rf"^({NAME})(?:\{{(.*)\}})? (\S+)(?: (-?\d+))?$")
+LABEL_RE = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\\n]|\\[\\"n])*)"(,|$)')
+TYPES = {"counter", "gauge", "histogram", "summary", "untyped"}
+
+
+def parse_value(text: str) -> float:
+    if text in ("+Inf", "Inf"):
+        return math.inf
+    if text == "-Inf":
+        return -math.inf
+    if text == "NaN":
+        return math.nan
+    assert re.fullmatch(r"-?\d+(\.\d+)?([eE][-+]?\d+)?", text), f"bad value {text!r}"
+    return float(text)
+
+
+def parse_labels(text: str | None) -> tuple[tuple[str, str], ...]:
+    if not text:
+        return ()
+    labels, pos = [], 0
+    while pos < len(text):
+        match = LABEL_RE.match(text, pos)
+        assert match, f"bad labels at {text[pos:]!r}"
+        value = re.sub(r"\\(.)", lambda m: {"n": "\n"}.get(m.group(1), m.group(1)), match.group(2))
+        labels.append((match.group(1), value))
+        pos = match.end()
+    names = [k for k, _ in labels]
+    assert len(names) == len(set(names)), f"duplicate label in {text!r}"
+    return tuple(labels)
+
+
+def parse_exposition(text: str) -> dict[str, dict]:
+    """Strict 0.0.4 parser: families with HELP/TYPE before their samples, no duplicates,
+    histogram buckets cumulative with +Inf == _count. Returns {family: {type, samples}}."""
+    assert text.endswith("\n"), "the exposition must end with a newline"
+    families: dict[str, dict] = {}
+    current: str | None = None
+    seen: set = set()
+    for number, line in enumerate(text.splitlines(), 1):
+        assert line.strip(), f"line {number}: empty line"
+        if line.startswith("#"):
+            parts = line.split(" ", 3)
+            assert parts[1] in ("HELP", "TYPE") and re.fullmatch(NAME, parts[2]), f"line {number}: {line!r}"
+            family = families.setdefault(parts[2], {"type": None, "help": None, "samples": []})
+            assert not family["samples"], f"line {number}: {parts[1]} after samples of {parts[2]}"
+            if parts[1] == "TYPE":
+                assert family["type"] is None and parts[3] in TYPES, f"line {number}: {line!r}"
+                family["type"] = parts[3]
+            else:
+                assert family["help"] is None, f"line {number}: second HELP"
+                family["help"] = parts[3]
+            current = parts[2]
+            continue
+        match = SAMPLE_RE.match(line)
+        assert match, f"line {number}: not a sample line: {line!r}"
+        name, labels = match.group(1), parse_labels(match.group(2))
+        value = parse_value(match.group(3))
+        kind = families[current]["type"] if current else None
+        allowed = {current} | ({f"{current}_bucket", f"{current}_sum", f"{current}_count"}
+                               if kind == "histogram" else set())
+        assert name in allowed, f"line {number}: {name} outside its family {current}"
+        assert (name, labels) not in seen, f"line {number}: duplicate series {name}{labels}"
+        seen.add((name, labels))
+        families[current]["samples"].append((name, dict(labels), value))
+    for family_name, family in families.items():
+        assert family["type"], f"{family_name} has no TYPE"
+        if family["type"] == "histogram":
+            buckets = [(s[1]["le"], s[2]) for s in family["samples"] if s[0].endswith("_bucket")]
+            bounds = [parse_value(le) for le, _ in buckets]
+            assert bounds == sorted(bounds) and bounds[-1] == math.inf, f"{family_name}: bucket order"
+            counts = [v for _, v in buckets]
+            assert counts == sorted(counts), f"{family_name}: buckets not cumulative"
+            count = [s[2] for s in family["samples"] if s[0] == f"{family_name}_count"]
+            total = [s[2] for s in family["samples"] if s[0] == f"{family_name}_sum"]
+            assert count == [counts[-1]] and len(total) == 1, f"{family_name}: _count/_sum"
+        if family["type"] == "counter":
+            assert all(v >= 0 for _, _, v in family["samples"])
+    return families
+
+
+def values(families: dict, name: str, family: str | None = None) -> dict[tuple, float]:
+    return {tuple(sorted(labels.items())): value
+            for sample, labels, value in families[family or name]["samples"] if sample == name}
+
+
+# --- the renderer over a crafted reading ------------------------------------------------
+def test_render_is_strictly_valid_and_counts_right():
+    data = FleetData(
+        now=1000.0,
+        workers=[{"name": 'w"1\\x', "capabilities": ["io"], "state": "busy", "cpu_percent": 5.5, "rss_mb": 80},
+                 {"name": "w2", "capabilities": ["all"], "state": "idle"}],
+        queue_depths={"pixelfleet:io": 3, "pixelfleet:cpu+io": 0},
+        counters={"submitted": 7, "completed": 5, "failed": 2, "failed_timeout": 1, "failed_job_failure": 1},
+        completions=[{"ended_at": 999, "status": "finished", "wait_ms": 4.0, "processing_ms": 300.0},
+                     {"ended_at": 998, "status": "finished", "wait_ms": 20.0, "processing_ms": 7000.0}],
+        host={"cpu_usage": 12.0, "memory_usage": 50.5, "memory_available_gb": 1.25})
+    families = parse_exposition(render(data))
+    assert values(families, "pixelfleet_queue_depth")[(("capabilities", "io"), ("queue", "pixelfleet:io"))] == 3
+    workers = values(families, "pixelfleet_workers")
+    assert workers[(("capability", "io"), ("state", "busy"))] == 1
+    assert workers[(("capability", "io"), ("state", "idle"))] == 1
+    assert workers[(("capability", "gpu"), ("state", "idle"))] == 1
+    assert values(families, "pixelfleet_tasks_submitted_total") == {(): 7}
+    failed = values(families, "pixelfleet_tasks_failed_total")
+    assert failed[(("failure_type", "timeout"),)] == 1 and failed[(("failure_type", "worker_failure"),)] == 0
+    wait = values(families, "pixelfleet_task_queue_wait_seconds_bucket", "pixelfleet_task_queue_wait_seconds")
+    assert wait[(("le", "0.005"),)] == 1 and wait[(("le", "0.025"),)] == 2
+    processing = values(families, "pixelfleet_task_processing_seconds_bucket", "pixelfleet_task_processing_seconds")
+    assert processing[(("le", "0.25"),)] == 0 and processing[(("le", "0.5"),)] == 1
+    assert processing[(("le", "+Inf"),)] == 2 and len(processing) == len(LATENCY_BUCKETS) + 1
+    assert values(families, "pixelfleet_task_processing_seconds_sum",
+                  "pixelfleet_task_processing_seconds") == {(): 7.3}
+    assert values(families, "pixelfleet_worker_cpu_percent")[(("worker", 'w"1\\x'),)] == 5.5
+
+
+def test_parser_rejects_broken_expositions():
+    """The parser is strict: each of these breaks a rule of the format."""
+    broken = [
+        "a 1",                                                     # no final newline
+        "# TYPE a gauge\na{x=\"1} 1\n",                            # unterminated label
+        "# TYPE a gauge\na 1\na 1\n",                              # duplicate series
+        "a 1\n",                                                   # sample without TYPE
+        "# TYPE h histogram\nh_bucket{le=\"1\"} 2\nh_bucket{le=\"+Inf\"} 1\nh_sum 1\nh_count 1\n",
+        "# TYPE a gauge\na one\n",                                 # not a number
+    ]
+    for text in broken:
+        with pytest.raises((AssertionError, KeyError, TypeError)):
+            parse_exposition(text)
+
+
+# --- end to end: real Redis, real tasks run by a real worker ------------------------------
+@pytest.mark.timeout(120)
+def test_metrics_endpoint_prometheus(api, redis_conn, burst_worker):
+    from tests.api.test_metrics import submit_io_task
+
+    for _ in range(2):
+        submit_io_task(redis_conn)
+    before = api.get("/metrics")
+    assert before.status_code == 200
+    assert before["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+    families = parse_exposition(before.content.decode())
+    assert values(families, "pixelfleet_queue_depth")[(("capabilities", "io"), ("queue", "pixelfleet:io"))] == 2
+    assert values(families, "pixelfleet_redis_up") == {(): 1}
+
+    assert burst_worker(("io",)) == 2
+    families = parse_exposition(api.get("/metrics").content.decode())
+    assert values(families, "pixelfleet_queue_depth")[(("capabilities", "io"), ("queue", "pixelfleet:io"))] == 0
+    assert values(families, "pixelfleet_tasks_submitted_total") == {(): 2}
+    assert values(families, "pixelfleet_tasks_completed_total") == {(): 2}
+    count = values(families, "pixelfleet_task_processing_seconds_count", "pixelfleet_task_processing_seconds")
+    assert count == {(): 2}
+
+
+def test_metrics_endpoint_with_redis_down_still_answers(api, redis_server):
+    """A scrape while Redis is down says so (redis_up 0) instead of failing with a 5xx."""
+    import os
+
+    previous = os.environ["REDIS_URL"]
+    os.environ["REDIS_URL"] = "redis://127.0.0.1:1/0"     # nothing listens on port 1
+    try:
+        response = api.get("/metrics")
+    finally:
+        os.environ["REDIS_URL"] = previous
+    assert response.status_code == 200
+    assert values(parse_exposition(response.content.decode()), "pixelfleet_redis_up") == {(): 0}
