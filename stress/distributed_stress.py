@@ -1,9 +1,9 @@
 """distributed_stress.py N — N tasks spread over every filter and every capability class.
 
-Reads the filter registry from GET /api/filters/ and cycles through: each filter alone
-(so every filter runs), one pipeline per combination of capability classes (e.g. io+cpu,
-so the mixed queue gets work), and the same on `device=gpu` when the fleet has a GPU
-worker (or --gpu). Every kind of worker gets work; the report counts tasks per queue and
+Reads the filter registry from GET /api/filters/ and cycles through: one filter of each
+capability class alone, one pipeline per combination of classes (e.g. cpu+io, so the
+mixed queue gets work), then every other filter alone (so every filter runs), and the
+same on `device=gpu` when the fleet has a GPU worker (or --gpu). Every kind of worker gets work; the report counts tasks per queue and
 per worker.
 Usage: python stress/distributed_stress.py 30 [--url URL] [--gpu] [--json r.json]
 """
@@ -47,18 +47,20 @@ def gpu_workers(client: ApiClient) -> int:
 
 
 def plan_pipelines(filters: list[dict], only: set[str] | None, with_gpu: bool) -> list[Pipeline]:
-    """Each filter alone, then one pipeline per combination of classes; gpu copies if asked."""
+    """Every capability class (and combination) first, so even a small N reaches every kind
+    of worker; then the remaining filters alone; device=gpu copies when asked."""
     chosen = [f for f in filters if not only or f["name"] in only]
     step = {f["name"]: {"filter": f["name"], "params": EXAMPLE_PARAMS.get(f["name"], {})}
             for f in chosen}
     by_class: dict[str, list[str]] = {}
     for f in chosen:
         by_class.setdefault(f.get("capability", "?"), []).append(f["name"])
-    plans = [Pipeline((step[f["name"]],)) for f in chosen]
     classes = sorted(by_class)
+    plans = [Pipeline((step[by_class[c][0]],)) for c in classes]
     for size in range(2, len(classes) + 1):
         for combo in itertools.combinations(classes, size):
             plans.append(Pipeline(tuple(step[by_class[c][0]] for c in combo)))
+    plans += [Pipeline((step[name],)) for c in classes for name in by_class[c][1:]]
     if with_gpu:
         gpu_ok = [f["name"] for f in chosen if f.get("gpu", True)]
         plans += [Pipeline((step[n],), device="gpu") for n in gpu_ok]

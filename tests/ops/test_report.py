@@ -92,3 +92,20 @@ def test_parse_filters_forms():
         parse_filters("blur:radius")
     with pytest.raises(SystemExit, match="at least one"):
         parse_filters(" , ")
+
+
+def test_distributed_plan_reaches_every_class_first():
+    registry = pytest.importorskip("filters.registry")
+    from stress.distributed_stress import plan_pipelines
+
+    filters = registry.describe()
+    plans = plan_pipelines(filters, None, with_gpu=False)
+    classes = sorted({f["capability"] for f in filters})
+    first = plans[: len(classes) + 1]        # each class alone, then their combination
+    covered = {frozenset(registry.FILTERS[s["filter"]].capability for s in p.steps) for p in first}
+    assert covered == {frozenset([c]) for c in classes} | {frozenset(classes)}
+    assert {s["filter"] for p in plans for s in p.steps} == set(registry.FILTERS)
+    for p in plans:    # every planned step is valid as sent
+        registry.validate_steps(p.as_json())
+    gpu = plan_pipelines(filters, {"blur"}, with_gpu=True)
+    assert [p.label for p in gpu] == ["blur", "blur@gpu"]

@@ -1,0 +1,152 @@
+"""The operator tools against a live fleet: real Redis, gunicorn API, worker processes.
+
+Each tool runs as a separate process, by path, the way an operator starts it. Counts in
+the stress reports are checked against what the API itself recorded (/api/stats/). The
+last test stops the workers, so it must stay last in this module.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+CLI = "simple_monitoring/cli.py"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def stats(fleet) -> dict:
+    return fleet.get("/api/stats/").json()
+
+
+def test_check_passes_on_a_healthy_fleet(live_fleet):
+    out = live_fleet.tool(CLI, "check")
+    assert out.returncode == 0, out.stdout + out.stderr
+    lines = out.stdout.splitlines()
+    for name in ("API reachable", "Redis reachable", "workers with capability io",
+                 "workers with capability cpu", "end-to-end task"):
+        assert any(line.startswith(f"✓ {name}") for line in lines), (name, out.stdout)
+    assert any(line.startswith("✗ GPU workers") and "informational" in line for line in lines)
+    assert lines[-1].startswith("Passed: ") and lines[-1].endswith("Failed: 0")
+
+
+def test_metrics_json_matches_the_api(live_fleet):
+    live_fleet.wait_until_idle()
+    out = live_fleet.tool(CLI, "metrics", "--json")
+    assert out.returncode == 0, out.stderr
+    ours = json.loads(out.stdout)
+    api = live_fleet.get("/api/metrics/").json()
+    assert set(ours) == set(api)
+    for key in ("active_workers", "busy_workers", "queue_length", "queues", "tasks",
+                "workers_by_capability", "success_rate", "scaling_recommendation"):
+        assert ours[key] == api[key], key
+    text = live_fleet.tool(CLI, "metrics")
+    assert text.returncode == 0
+    for section in ("System:", "Workers:", "Scaling recommendation:", "Throughput:", "Latency"):
+        assert section in text.stdout
+
+
+def test_monitor_renders_one_frame(live_fleet):
+    out = live_fleet.tool(CLI, "monitor", "--once", "--width", "140")
+    assert out.returncode == 0, out.stderr
+    for needle in ("API ok", "Redis ok", "ops-io", "ops-all", "Queues", "Latency",
+                   "Recommendations"):
+        assert needle in out.stdout, needle
+    assert "Traceback" not in out.stdout + out.stderr
+
+
+STRESS_RUNS = {
+    "simple": ["stress/simple_stress.py", "3"],
+    "burst": ["stress/burst_stress.py", "5", "--concurrency", "5"],
+    "continuous": ["stress/continuous_stress.py", "1.5", "--rate", "2"],
+    "sustained": ["-m", "stress.sustained_stress", "--depth", "2", "--seconds", "1.5",
+                  "--check", "0.3", "--max-tasks", "6"],
+    "distributed": ["stress/distributed_stress.py", "4"],
+    "cli": [CLI, "stress", "3", "--filters", "blur:radius=1.5"],
+}
+
+
+@pytest.mark.parametrize("name", list(STRESS_RUNS))
+def test_stress_counts_equal_what_the_api_recorded(live_fleet, tmp_path, name):
+    live_fleet.wait_until_idle()
+    before = stats(live_fleet)
+    report_path = tmp_path / "report.json"
+    out = live_fleet.tool(*STRESS_RUNS[name], "--timeout", "60", "--json", str(report_path))
+    assert out.returncode == 0, out.stdout + out.stderr
+    report = json.loads(report_path.read_text())
+    live_fleet.wait_until_idle()
+    after = stats(live_fleet)
+    assert report["submitted"] >= 1 and report["accepted"] == report["submitted"]
+    assert report["completed"] == report["submitted"] and report["unfinished"] == 0
+    assert after["tasks_submitted"] - before["tasks_submitted"] == report["accepted"]
+    assert after["tasks_completed"] - before["tasks_completed"] == report["completed"]
+    assert after["tasks_failed"] - before["tasks_failed"] == report["failed"]["total"]
+    assert report["e2e_latency_ms"]["count"] == report["completed"]
+    assert report["e2e_latency_ms"]["p50"] <= report["e2e_latency_ms"]["max"]
+    assert f"completed   {report['completed']}" in out.stdout
+    if name == "distributed":      # every capability class and their mix got work
+        assert len(report["by_queue"]) >= 3, report["by_queue"]
+
+
+def test_stress_report_counts_rejections_by_status(live_fleet, tmp_path):
+    out = live_fleet.tool("stress/burst_stress.py", "2", "--filters", "blur:radius=80",
+                          "--json", str(tmp_path / "r.json"), "--plot", str(tmp_path / "p.png"))
+    assert out.returncode == 1
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["rejected"] == {"total": 2, "by_status": {"400": 2},
+                                  "by_code": {"invalid_steps": 2}}
+    assert (tmp_path / "p.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_submit_without_token_is_rejected_with_401_or_403(live_fleet):
+    out = live_fleet.tool("stress/simple_stress.py", "1", "--token", "wrong-token")
+    assert out.returncode == 1
+    assert "rejected    1" in out.stdout and ("401" in out.stdout or "403" in out.stdout)
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux not installed")
+def test_monitor_under_tmux_quits_on_q(live_fleet, tmp_path):
+    """As a person runs it: a real terminal (tmux pane), full screen, q to quit."""
+    session = f"ops-monitor-{os.getpid()}"
+    cmd = shlex.join([sys.executable, CLI, "--url", live_fleet.url, "monitor", "--interval", "0.5"])
+    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "140", "-y", "60",
+                    "-c", str(ROOT), cmd], check=True)
+    try:
+        screen = ""
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and "ops-all" not in screen:
+            time.sleep(0.3)
+            screen = subprocess.run(["tmux", "capture-pane", "-p", "-t", session],
+                                    capture_output=True, text=True).stdout
+        assert "ops-all" in screen and "Workers" in screen, screen
+        subprocess.run(["tmux", "send-keys", "-t", session, "q"], check=True)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            alive = subprocess.run(["tmux", "has-session", "-t", session],
+                                   capture_output=True).returncode == 0
+            if not alive:
+                break
+            time.sleep(0.2)
+        assert not alive, "monitor did not quit on q"
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+
+
+def test_check_fails_with_exit_1_when_workers_are_stopped(live_fleet):
+    """Must stay last: it stops the fleet's workers."""
+    live_fleet.stop_workers()
+    deadline = time.monotonic() + 15
+    while live_fleet.get("/api/health/").json()["workers"]["live"] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    out = live_fleet.tool(CLI, "check", "--task-timeout", "2")
+    assert out.returncode == 1, out.stdout
+    assert "✗ workers with capability io" in out.stdout
+    assert "✗ end-to-end task" in out.stdout
+    assert "✓ API reachable" in out.stdout
+    assert "Failed: 0" not in out.stdout.splitlines()[-1]
