@@ -119,6 +119,7 @@ class Runner:
         self.image = image
         self.source = source
         self.poll_interval = poll_interval
+        self.interrupted = False
 
     def submit(self, index: int, pipeline: Pipeline, scheduled_at: float | None = None) -> TaskRecord:
         """POST one task. submit_ms counts from `scheduled_at`, so a late send is not hidden."""
@@ -150,15 +151,18 @@ class Runner:
     def wait(self, records: Sequence[TaskRecord], timeout: float) -> None:
         """Poll accepted, unfinished tasks until all are terminal or `timeout` s pass."""
         deadline = time.monotonic() + max(0.0, timeout)
-        with ThreadPoolExecutor(max_workers=8) as pool:
-            while True:
-                pending = [r for r in records if r.accepted and r.final_status not in TERMINAL]
-                if not pending:
-                    return
-                if time.monotonic() >= deadline:
-                    break
-                list(pool.map(self.poll, pending))
-                time.sleep(self.poll_interval)
+        try:
+            with ThreadPoolExecutor(max_workers=8) as pool:
+                while True:
+                    pending = [r for r in records if r.accepted and r.final_status not in TERMINAL]
+                    if not pending:
+                        return
+                    if time.monotonic() >= deadline:
+                        break
+                    list(pool.map(self.poll, pending))
+                    time.sleep(self.poll_interval)
+        except KeyboardInterrupt:      # Ctrl-C while waiting: report what we have
+            self.interrupted = True
         for r in records:
             if r.accepted and r.final_status not in TERMINAL:
                 r.final_status = "unfinished"
