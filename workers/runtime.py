@@ -62,7 +62,10 @@ def grant_capabilities(requested: Iterable[str], gpu_check=None) -> tuple[frozen
     if "gpu" not in caps:
         return caps, None
     if gpu_check is None:
-        from filters.dispatch import gpu_available as gpu_check
+        try:
+            from filters.dispatch import gpu_available as gpu_check
+        except ImportError as exc:   # no way to check means no GPU, said plainly
+            return caps - {"gpu"}, f"gpu requested but the GPU check is unavailable ({exc}): serving without gpu"
     if gpu_check():
         return caps, None
     reason = "gpu requested but no usable CUDA device (or SKIP_CUDA_CHECK=1): serving without gpu"

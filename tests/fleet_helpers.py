@@ -1,0 +1,202 @@
+"""Start, watch and stop real worker subprocesses in tests (workers, ops and API tests).
+
+Why subprocesses: heartbeats, signals, SIGKILL recovery and restarts only mean
+something for a real process. Every worker started here runs in its own session (so
+a test's Ctrl-C or a stray signal does not reach it) and is killed at teardown if a
+test forgot it, so no test leaves a process behind.
+
+Typical use::
+
+    with WorkerSet(redis_server.url) as fleet:
+        w = fleet.start("w1", "io,cpu")
+        wait_for_worker(redis_conn, "w1", state="idle")
+        ...
+        assert fleet.stop("w1") == 0
+"""
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import redis
+from rq.job import Job, JobStatus
+
+ROOT = Path(__file__).resolve().parent.parent
+# Short beats make dead workers visible quickly in tests (TTL = 3 beats).
+TEST_HEARTBEAT_INTERVAL = "1.0"
+
+
+def worker_env(redis_url: str, **extra: str) -> dict[str, str]:
+    """Environment for a worker subprocess: our Redis, no CUDA probing, fast beats."""
+    env = dict(os.environ)
+    env.update({"REDIS_URL": redis_url, "SKIP_CUDA_CHECK": "1", "PYTHONUNBUFFERED": "1",
+                "PIXELFLEET_HEARTBEAT_INTERVAL": TEST_HEARTBEAT_INTERVAL})
+    env.update(extra)
+    return env
+
+
+class WorkerProcess:
+    """One `python -m workers` subprocess with its log captured to a file."""
+
+    def __init__(self, name: str, capabilities: str, redis_url: str, log_dir: Path,
+                 args: Iterable[str] = (), env: dict[str, str] | None = None) -> None:
+        self.name = name
+        self.log_path = log_dir / f"{name}.{int(time.time() * 1000)}.log"
+        self._log = open(self.log_path, "wb")
+        cmd = [sys.executable, "-m", "workers", "--name", name, "--capabilities", capabilities, *args]
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=worker_env(redis_url, **(env or {})),
+                                     stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def signal(self, sig: int) -> None:
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, sig)
+
+    def wait(self, timeout: float) -> int:
+        return self.proc.wait(timeout=timeout)
+
+    def log_text(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        self._log.close()
+
+
+class WorkerSet:
+    """Workers started by one test; all killed (SIGKILL) on exit if still running."""
+
+    def __init__(self, redis_url: str, log_dir: Path | None = None) -> None:
+        self.redis_url = redis_url
+        self.log_dir = Path(log_dir or ROOT / "var" / "test-logs")
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.workers: dict[str, WorkerProcess] = {}
+
+    def start(self, name: str, capabilities: str = "io,cpu", *args: str, **env: str) -> WorkerProcess:
+        worker = WorkerProcess(name, capabilities, self.redis_url, self.log_dir, args, env)
+        self.workers[name] = worker
+        return worker
+
+    def stop(self, name: str, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        """Send `sig` and wait for the exit; returns the exit code."""
+        worker = self.workers[name]
+        worker.signal(sig)
+        return worker.wait(timeout)
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {n} ---\n{w.log_text()}" for n, w in self.workers.items())
+
+    def __enter__(self) -> "WorkerSet":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for worker in self.workers.values():
+            worker.kill()
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0.1,
+               what: str = "condition") -> Any:
+    """Poll until `predicate()` is truthy; returns its value or raises AssertionError."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def worker_record(conn: redis.Redis, name: str) -> dict[str, Any] | None:
+    from workers.registry import read_workers
+
+    return next((r for r in read_workers(conn) if r["name"] == name), None)
+
+
+def wait_for_worker(conn: redis.Redis, name: str, state: str | None = "idle", timeout: float = 60) -> dict:
+    """The worker's heartbeat record once it is registered (and in `state`, if given)."""
+    def ready() -> dict | None:
+        record = worker_record(conn, name)
+        return record if record and (state is None or record["state"] == state) else None
+    return wait_until(ready, timeout, what=f"worker {name} in state {state}")
+
+
+def wait_worker_gone(conn: redis.Redis, name: str, timeout: float = 15) -> None:
+    wait_until(lambda: worker_record(conn, name) is None, timeout, what=f"worker {name} to leave the registry")
+
+
+def job_status(conn: redis.Redis, job_id: str) -> str | None:
+    raw = conn.hget(Job.key_for(job_id), "status")
+    return raw.decode() if raw else None
+
+
+def wait_for_status(conn: redis.Redis, job_id: str, statuses: Iterable[str] = ("finished", "failed"),
+                    timeout: float = 60) -> str:
+    wanted = set(statuses)
+    return wait_until(lambda: (s := job_status(conn, job_id)) in wanted and s, timeout, interval=0.05,
+                      what=f"task {job_id} to reach {sorted(wanted)}")
+
+
+def png_bytes(width: int, height: int, seed: int = 0) -> bytes:
+    """A deterministic noisy RGB PNG (noise makes filters do real work)."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    buf = io.BytesIO()
+    Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8)).save(buf, "PNG", compress_level=1)
+    return buf.getvalue()
+
+
+def submit(conn: redis.Redis, steps: list[dict], image: bytes | None = None, **options: Any) -> str:
+    """Store an image and enqueue a real task through W-core's enqueue_task; returns its id."""
+    from workers.routing import enqueue_task
+    from workers.storage import store_input
+
+    digest = store_input(conn, image if image is not None else png_bytes(64, 64))
+    return enqueue_task(conn, digest, steps, {"source": "test", **options})
+
+
+# A slow real task: several wide blurs on a large image (seconds, not milliseconds).
+SLOW_STEPS = [{"filter": "blur", "params": {"radius": 25.0}}] * 6
+STARTED = JobStatus.STARTED.value
+
+
+def process_tree_alive(pids: Iterable[int]) -> list[int]:
+    """The pids among `pids` that still exist (zombies excluded)."""
+    import psutil
+
+    alive = []
+    for pid in pids:
+        try:
+            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                alive.append(pid)
+        except psutil.NoSuchProcess:
+            pass
+    return alive
+
+
+def die_now() -> None:
+    """A poison task: kills the worker process running it, as a segfault in a kernel would."""
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def enqueue_poison(conn: redis.Redis, queue: str = "pixelfleet:io") -> str:
+    """Put a task that kills every worker taking it on `queue`; returns its id."""
+    from rq import Queue
+
+    job = Queue(queue, connection=conn).enqueue_call("tests.fleet_helpers.die_now",
+                                                     meta={"capabilities": ["io"], "submitted_at": time.time()})
+    return job.id

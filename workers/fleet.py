@@ -1,0 +1,267 @@
+"""Bring the whole fleet up locally: `python -m workers.fleet` (what `make run` runs).
+
+Starts, in order: the embedded redis-server (AOF on, data in ./var/redis, so queued
+tasks survive a restart) unless REDIS_URL is set; the API under gunicorn (cwd webapp/,
+bind PIXELFLEET_API_BIND, default 127.0.0.1:8000) unless --no-api; and the workers of
+the original system — worker-1 io, worker-2 cpu, worker-3 all — or the list in
+PIXELFLEET_WORKERS / --workers ("name:caps,…", several capabilities joined by '+').
+
+It supervises them: a child that exits while the fleet is not stopping is restarted
+with capped backoff. Ctrl-C / SIGTERM stops everything gracefully — workers finish
+their current task (a second Ctrl-C makes them hand it back and exit at once), then
+the API, then Redis — and leaves no process behind. Children also get SIGTERM from the
+kernel if the fleet itself is killed (Linux PR_SET_PDEATHSIG).
+"""
+from __future__ import annotations
+
+import argparse
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from workers import settings
+from workers.embedded_redis import RedisServer, free_port
+from workers.logs import configure_logging, get_logger, log_event
+
+log = get_logger("workers.fleet")
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_WORKERS = "worker-1:io,worker-2:cpu,worker-3:all"
+BACKOFF_MAX_S = 30.0
+STABLE_AFTER_S = 60.0      # a child up this long gets its backoff reset
+
+
+def parse_worker_specs(spec: str) -> list[tuple[str, str]]:
+    """"worker-1:io,worker-2:cpu+io" → [("worker-1", "io"), ("worker-2", "cpu+io")].
+
+    An item without a colon continues the previous worker's capabilities, so
+    "worker-1:io,cpu" also reads as worker-1 with io and cpu.
+    """
+    workers: list[tuple[str, str]] = []
+    for item in (part.strip() for part in spec.split(",")):
+        if not item:
+            continue
+        if ":" in item:
+            name, caps = (s.strip() for s in item.split(":", 1))
+            if not name or not caps:
+                raise ValueError(f"worker spec {item!r}: expected name:capabilities")
+            workers.append((name, caps))
+        elif workers:
+            workers[-1] = (workers[-1][0], f"{workers[-1][1]}+{item}")
+        else:
+            raise ValueError(f"worker spec {item!r}: expected name:capabilities")
+    names = [n for n, _ in workers]
+    if len(set(names)) != len(names):
+        raise ValueError(f"worker names must be unique, got {names}")
+    from workers.routing import parse_capabilities
+
+    for name, caps in workers:
+        parse_capabilities(caps)   # a typo fails here, not in a restart loop
+    return workers
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM it if the fleet dies (Linux); new session otherwise."""
+    os.setsid()
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)   # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+@dataclass
+class Child:
+    """One supervised process: how to start it and its restart bookkeeping."""
+
+    name: str
+    cmd: list[str]
+    cwd: Path
+    env: dict[str, str]
+    proc: subprocess.Popen | None = None
+    started: float = 0.0
+    restarts: int = 0
+    backoff: float = 1.0
+    next_start: float = 0.0
+    pids: list[int] = field(default_factory=list)
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(self.cmd, cwd=self.cwd, env=self.env, preexec_fn=_die_with_parent)
+        self.started = time.monotonic()
+        self.pids.append(self.proc.pid)
+        log_event(log, "child_started", child=self.name, pid=self.proc.pid, restarts=self.restarts)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def signal(self, sig: int) -> None:
+        if self.alive():
+            try:
+                os.kill(self.proc.pid, sig)
+            except ProcessLookupError:
+                pass
+
+
+class Fleet:
+    """Redis (maybe), API (maybe) and workers, supervised until stop() is asked for."""
+
+    def __init__(self, workers: list[tuple[str, str]], api: bool, api_bind: str, redis_url: str | None,
+                 redis_port: int, data_dir: Path, stop_timeout: float) -> None:
+        self.worker_specs = workers
+        self.api = api
+        self.api_bind = api_bind
+        self.redis_url = redis_url
+        self.redis_port = redis_port
+        self.data_dir = data_dir
+        self.stop_timeout = stop_timeout
+        self.redis: RedisServer | None = None
+        self.children: list[Child] = []
+        self.stopping = False
+        self.stop_signals = 0
+
+    # --- start --------------------------------------------------------------------------
+    def start_redis(self) -> str:
+        if self.redis_url:
+            return self.redis_url
+        port = self.redis_port
+        if _port_busy(port):
+            port = free_port()
+            log_event(log, "redis_port_busy", wanted=self.redis_port, using=port)
+        self.redis = RedisServer(port=port, data_dir=self.data_dir, appendonly=True).start()
+        return self.redis.url
+
+    def build_children(self, url: str) -> None:
+        env = dict(os.environ, REDIS_URL=url, PYTHONUNBUFFERED="1")
+        if self.api:
+            api_env = dict(env, PIXELFLEET_API_BIND=self.api_bind)
+            gunicorn = str(Path(sys.executable).with_name("gunicorn"))
+            self.children.append(Child("api", [gunicorn, "-c", "gunicorn.conf.py"], ROOT / "webapp", api_env))
+        for name, caps in self.worker_specs:
+            self.children.append(Child(name, [sys.executable, "-m", "workers", "--name", name,
+                                              "--capabilities", caps], ROOT, env))
+
+    def banner(self, url: str) -> str:
+        lines = ["", "Pixelfleet is up.",
+                 f"  Redis    {url}" + (f"  (embedded, AOF in {self.data_dir})" if self.redis else "  (REDIS_URL)")]
+        if self.api:
+            base = f"http://{self.api_bind.split(',')[0]}"
+            lines += [f"  API      {base}/api/", f"  Docs     {base}/api/docs/"]
+        else:
+            lines.append("  API      not started (--no-api)")
+        lines.append("  Workers  " + ", ".join(f"{n} ({c})" for n, c in self.worker_specs))
+        lines += [f"  Queues   rq info --url {url}",
+                  "  Stop     Ctrl-C (twice: running tasks are handed back to their queues)", ""]
+        return "\n".join(lines)
+
+    # --- supervise ----------------------------------------------------------------------
+    def supervise_once(self) -> None:
+        now = time.monotonic()
+        for child in self.children:
+            if child.proc is None or child.alive():
+                continue
+            if child.next_start == 0.0:
+                code = child.proc.returncode
+                uptime = now - child.started
+                if uptime > STABLE_AFTER_S:
+                    child.backoff = 1.0
+                child.next_start = now + child.backoff
+                log_event(log, "child_exited", child=child.name, pid=child.proc.pid, exit_code=code,
+                          uptime_s=round(uptime, 1), restart_in_s=child.backoff)
+                child.backoff = min(child.backoff * 2, BACKOFF_MAX_S)
+            elif now >= child.next_start:
+                child.restarts += 1
+                child.next_start = 0.0
+                child.start()
+
+    def request_stop(self, signum: int, frame) -> None:
+        self.stop_signals += 1
+        self.stopping = True
+        name = signal.Signals(signum).name
+        if self.stop_signals == 1:
+            log_event(log, "stopping", signal=name, reason="finishing running tasks, then exiting")
+            self._signal_all(signal.SIGTERM)
+        else:
+            log_event(log, "stopping_now", signal=name, reason="running tasks go back to their queues")
+            self._signal_all(signal.SIGTERM)   # the workers' second signal: hand back and exit
+
+    def _signal_all(self, sig: int) -> None:
+        for child in self.children:
+            child.signal(sig)
+
+    def shutdown(self) -> None:
+        """Wait for the children (escalating after stop_timeout), then stop Redis."""
+        deadline = time.monotonic() + self.stop_timeout
+        escalated = False
+        while any(c.alive() for c in self.children):
+            if time.monotonic() > deadline and not escalated:
+                log_event(log, "stop_timeout", waiting=[c.name for c in self.children if c.alive()])
+                self._signal_all(signal.SIGTERM)
+                escalated, deadline = True, time.monotonic() + 10
+            elif time.monotonic() > deadline:
+                self._signal_all(signal.SIGKILL)
+            time.sleep(0.1)
+        for child in self.children:
+            if child.proc is not None:
+                child.proc.wait()
+        if self.redis is not None:
+            self.redis.stop()
+        log_event(log, "stopped", children=len(self.children))
+
+    def run(self) -> int:
+        signal.signal(signal.SIGINT, self.request_stop)
+        signal.signal(signal.SIGTERM, self.request_stop)
+        try:
+            url = self.start_redis()
+            self.build_children(url)
+            for child in self.children:
+                if not self.stopping:
+                    child.start()
+            if not self.stopping:
+                print(self.banner(url), flush=True)
+            while not self.stopping:
+                self.supervise_once()
+                time.sleep(0.2)
+        finally:
+            if self.stop_signals == 0:   # ended by an error, not by a signal: stop children too
+                self.stopping = True
+                self._signal_all(signal.SIGTERM)
+            self.shutdown()
+        return 0
+
+
+def _port_busy(port: int) -> bool:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m workers.fleet", description=__doc__.splitlines()[0])
+    parser.add_argument("--workers", default=settings.env_str("PIXELFLEET_WORKERS", DEFAULT_WORKERS),
+                        help=f'"name:caps,…" (caps joined by +); default {DEFAULT_WORKERS}')
+    parser.add_argument("--no-api", action="store_true", help="do not start the API")
+    parser.add_argument("--api-bind", default=settings.env_str("PIXELFLEET_API_BIND", "127.0.0.1:8000"))
+    parser.add_argument("--redis-port", type=int, default=settings.env_int("PIXELFLEET_REDIS_PORT", 6379),
+                        help="port of the embedded redis-server (a free one if busy)")
+    parser.add_argument("--data-dir", default=settings.env_str("PIXELFLEET_REDIS_DIR", str(ROOT / "var" / "redis")))
+    parser.add_argument("--stop-timeout", type=float, default=settings.env_float("PIXELFLEET_STOP_TIMEOUT", 60.0),
+                        help="s to let workers finish their tasks on Ctrl-C before handing them back")
+    args = parser.parse_args(argv)
+    configure_logging("fleet")
+    try:
+        workers = parse_worker_specs(args.workers)
+    except ValueError as exc:
+        print(f"python -m workers.fleet: {exc}", file=sys.stderr)
+        return 2
+    redis_url = os.environ.get("REDIS_URL", "").strip() or None
+    fleet = Fleet(workers, api=not args.no_api, api_bind=args.api_bind, redis_url=redis_url,
+                  redis_port=args.redis_port, data_dir=Path(args.data_dir), stop_timeout=args.stop_timeout)
+    return fleet.run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
