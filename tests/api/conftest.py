@@ -81,3 +81,72 @@ def error_of(response) -> dict:
     assert set(body) == {"error"}, body
     assert {"code", "message", "details"} <= set(body["error"]), body
     return body["error"]
+
+
+# ===== A-ops fixtures (batch modes, /api/process, metrics, Prometheus) ===================
+# Maintained by A-ops; a real worker *process* is needed where a heartbeat must exist
+# (run_burst writes none), e.g. /api/process and compare-all check for a live worker.
+import signal  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+OPS_ROOT = Path(__file__).resolve().parents[2]
+
+
+def submit_io_task(conn) -> str:
+    """One real task on the io queue (brightness on a small PNG), enqueued as the API does."""
+    from workers.routing import enqueue_task
+    from workers.storage import store_input
+
+    return enqueue_task(conn, store_input(conn, png_bytes()), [{"filter": "brightness", "params": {}}],
+                        {"source": "test"})
+
+
+def wait_until(predicate, timeout: float, what: str):
+    """Poll `predicate` every 0.1 s until it returns something truthy; fail after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+@pytest.fixture
+def start_worker(redis_server, tmp_path):
+    """Start `python -m workers` (0.5 s heartbeats, no warm-up) on demand; SIGTERM after.
+
+    `start(name, capabilities, wait=True)` returns once its heartbeat says idle.
+    """
+    processes = []
+
+    def start(name: str = "ops-worker", capabilities: str = "io", wait: bool = True) -> subprocess.Popen:
+        from workers.registry import read_worker
+
+        env = {**os.environ, "REDIS_URL": redis_server.url, "SKIP_CUDA_CHECK": "1",
+               "PIXELFLEET_HEARTBEAT_INTERVAL": "0.5"}
+        log = open(tmp_path / f"{name}.log", "wb")
+        proc = subprocess.Popen([sys.executable, "-m", "workers", "--name", name, "--capabilities",
+                                 capabilities, "--no-warmup"], cwd=OPS_ROOT, env=env, stdout=log,
+                                stderr=subprocess.STDOUT)
+        processes.append((proc, log))
+        if wait:
+            import redis as redis_lib
+            conn = redis_lib.Redis.from_url(redis_server.url)
+            wait_until(lambda: (read_worker(conn, name) or {}).get("state") == "idle", 60,
+                       f"worker {name} to report idle (log: {tmp_path / (name + '.log')})")
+        return proc
+
+    yield start
+    for proc, log in processes:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+# ===== end of A-ops fixtures =================================================================

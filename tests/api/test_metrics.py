@@ -2,19 +2,12 @@
 end to end over real Redis with a real worker's heartbeat and real completed tasks."""
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
-
 import pytest
 
 from api.metrics import (MAINTAIN, SCALE_DOWN, SCALE_UP, FleetData, build_metrics, latency,
                          recommend_per_capability, recommend_scaling, throughput,
                          workers_by_capability)
-from tests.api.conftest import png_bytes
+from tests.api.conftest import submit_io_task, wait_until
 
 NOW = 1_800_000_000.0
 
@@ -167,55 +160,8 @@ def test_build_metrics_original_fields():
 
 
 # --- end to end: real Redis, a real worker process, GET /api/metrics/ ----------------------
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def submit_io_task(conn) -> str:
-    """One real task on the io queue (brightness on a small PNG), as the API enqueues it."""
-    from workers.routing import enqueue_task
-    from workers.storage import store_input
-
-    return enqueue_task(conn, store_input(conn, png_bytes()), [{"filter": "brightness", "params": {}}],
-                        {"source": "test"})
-
-
-@pytest.fixture
-def start_io_worker(redis_server, tmp_path):
-    """Starts `python -m workers` (io, 0.5 s heartbeats) on demand; stopped with SIGTERM after."""
-    processes = []
-
-    def start(name: str = "metrics-e2e") -> subprocess.Popen:
-        env = {**os.environ, "REDIS_URL": redis_server.url, "SKIP_CUDA_CHECK": "1",
-               "PIXELFLEET_HEARTBEAT_INTERVAL": "0.5"}
-        log = open(tmp_path / f"{name}.log", "wb")
-        proc = subprocess.Popen([sys.executable, "-m", "workers", "--name", name, "--capabilities", "io",
-                                 "--no-warmup"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-        processes.append((proc, log))
-        return proc
-
-    yield start
-    for proc, log in processes:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
-
-
-def wait_until(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
 @pytest.mark.timeout(120)
-def test_metrics_endpoint_with_real_worker_and_tasks(api, redis_conn, start_io_worker):
+def test_metrics_endpoint_with_real_worker_and_tasks(api, redis_conn, start_worker):
     from api.batch import wait_for_tasks
     from workers.registry import read_workers
 
@@ -228,7 +174,7 @@ def test_metrics_endpoint_with_real_worker_and_tasks(api, redis_conn, start_io_w
     io = by_caps(queued["recommendations"])["io"]
     assert io["queued"] == 3 and "no live worker has capabilities io" in io["message"]
 
-    start_io_worker()
+    start_worker("metrics-e2e", "io", wait=False)
     statuses = wait_for_tasks(redis_conn, ids, timeout_s=60)
     assert [s["status"] for s in statuses.values()] == ["finished"] * 3, statuses
     wait_until(lambda: [w for w in read_workers(redis_conn) if w["state"] == "idle" and w["done"] >= 3],

@@ -8,6 +8,7 @@ import pytest
 
 from api.metrics import FleetData
 from api.prometheus import LATENCY_BUCKETS, render
+from tests.api.conftest import submit_io_task
 
 NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
 SAMPLE_RE = re.compile(rf"^({NAME})(?:\{{(.*)\}})? (\S+)(?: (-?\d+))?$")
@@ -143,8 +144,6 @@ def test_parser_rejects_broken_expositions():
 # --- end to end: real Redis, real tasks run by a real worker ------------------------------
 @pytest.mark.timeout(120)
 def test_metrics_endpoint_prometheus(api, redis_conn, burst_worker):
-    from tests.api.test_metrics import submit_io_task
-
     for _ in range(2):
         submit_io_task(redis_conn)
     before = api.get("/metrics")
@@ -163,15 +162,9 @@ def test_metrics_endpoint_prometheus(api, redis_conn, burst_worker):
     assert count == {(): 2}
 
 
-def test_metrics_endpoint_with_redis_down_still_answers(api, redis_server):
+def test_metrics_endpoint_with_redis_down_still_answers(api, redis_server, monkeypatch):
     """A scrape while Redis is down says so (redis_up 0) instead of failing with a 5xx."""
-    import os
-
-    previous = os.environ["REDIS_URL"]
-    os.environ["REDIS_URL"] = "redis://127.0.0.1:1/0"     # nothing listens on port 1
-    try:
-        response = api.get("/metrics")
-    finally:
-        os.environ["REDIS_URL"] = previous
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")     # nothing listens on port 1
+    response = api.get("/metrics")
     assert response.status_code == 200
     assert values(parse_exposition(response.content.decode()), "pixelfleet_redis_up") == {(): 0}
