@@ -111,7 +111,7 @@ def exception_handler(job: Job, exc_type: type | None, exc_value: BaseException 
             stats.record_completion(job.connection, job, "failed", wait_ms, processing_ms,
                                     failure_type=failure_type, pipeline=pipe)
             pipe.execute()
-        log_event(log, "failed", task=job.id, queue=job.origin, failure_type=failure_type, reason=reason)
+        log_event(log, "failure_recorded", task=job.id, queue=job.origin, failure_type=failure_type, reason=reason)
     except Exception:  # noqa: BLE001 - the handler must not take the worker down
         log.exception("could not record the failure of task %s", getattr(job, "id", "?"),
                       extra={"event": "failure_not_recorded"})
@@ -140,4 +140,4 @@ def fail_lost_job(conn: redis.Redis, job: Job, reason: str) -> None:
         stats.record_completion(conn, job, "failed", wait_ms, processing_ms,
                                 failure_type=WORKER_FAILURE, pipeline=pipe)
         pipe.execute()
-    log_event(log, "failed", task=job.id, queue=job.origin, failure_type=WORKER_FAILURE, reason=reason)
+    log_event(log, "failure_recorded", task=job.id, queue=job.origin, failure_type=WORKER_FAILURE, reason=reason)

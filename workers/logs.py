@@ -157,6 +157,8 @@ def log_context(**fields: Any) -> Iterator[None]:
 def log_event(logger: logging.Logger, event: str, level: int = logging.INFO,
               message: str = "", exc_info: Any = None, **fields: Any) -> None:
     """Log one event with key=value fields; ``worker``/``task`` may be passed as fields."""
+    if not logger.isEnabledFor(level):
+        return
     extra: dict[str, Any] = {"event": event}
     for key in ("worker", "task"):
         if key in fields:

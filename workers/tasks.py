@@ -8,6 +8,7 @@ the output, the final meta and the completion statistics share the last one.
 """
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -118,7 +119,8 @@ def _run(job: Job, task: dict[str, Any], data: bytes, started: float, worker: st
         stats.record_completion(conn, job, "finished", metadata["queue_wait_ms"],
                                 metadata["processing_ms"], pipeline=pipe)
         pipe.execute()
-    log_event(log, "processed", queue=job.origin, steps=len(steps), backend=result.backend,
+    # DEBUG: the worker already logs "done" per task; this adds the task's own figures.
+    log_event(log, "processed", logging.DEBUG, queue=job.origin, steps=len(steps), backend=result.backend,
               size=f"{width}x{height}", bytes=len(encoded), wait_ms=metadata["queue_wait_ms"],
               ms=metadata["processing_ms"])
     return metadata
