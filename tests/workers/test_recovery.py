@@ -1,0 +1,89 @@
+"""Recovery with real processes: SIGKILL mid-task, poison tasks, Redis going away."""
+from __future__ import annotations
+
+import signal
+import time
+
+from rq.job import Job
+
+from tests.fleet_helpers import (SLOW_STEPS, WorkerSet, enqueue_poison, job_status, png_bytes, submit,
+                                 wait_for_status, wait_for_worker, wait_until, worker_record)
+from workers import settings
+from workers.embedded_redis import RedisServer
+
+
+def _runner_of(conn, task_id, names):
+    for name in names:
+        record = worker_record(conn, name)
+        if record and record["current_task"] == task_id:
+            return name
+    return None
+
+
+def test_sigkilled_worker_task_completes_on_another_worker(redis_server, redis_conn, tmp_path):
+    with WorkerSet(redis_server.url, tmp_path) as fleet:
+        for name in ("rk-a", "rk-b"):
+            fleet.start(name, "io,cpu")
+        for name in ("rk-a", "rk-b"):
+            wait_for_worker(redis_conn, name, "idle", timeout=90)
+        task_id = submit(redis_conn, SLOW_STEPS, png_bytes(1500, 1500))
+        victim = wait_until(lambda: _runner_of(redis_conn, task_id, ("rk-a", "rk-b")), 20,
+                            interval=0.05, what="a worker to take the task")
+        survivor = "rk-b" if victim == "rk-a" else "rk-a"
+        time.sleep(0.3)   # mid-task: it has started filtering
+        assert job_status(redis_conn, task_id) == "started"
+        fleet.stop(victim, signal.SIGKILL, timeout=10)
+        killed = time.monotonic()
+        assert wait_for_status(redis_conn, task_id, timeout=60) == "finished", fleet.logs()
+        recovered_in = time.monotonic() - killed
+        job = Job.fetch(task_id, connection=redis_conn)
+        assert job.return_value()["worker"] == survivor
+        assert job.meta["losses"] == 1
+        assert int(redis_conn.hget(settings.LOSSES_KEY, task_id)) == 1
+        assert recovered_in < 30, f"recovered in {recovered_in:.1f}s"
+        assert f"task={task_id} event=task_requeued" in fleet.workers[survivor].log_text()
+
+
+def test_poison_task_fails_as_worker_failure_after_max_losses(redis_server, redis_conn, tmp_path):
+    with WorkerSet(redis_server.url, tmp_path) as fleet:
+        # Three io workers the poison will kill, one cpu worker it never reaches (it reaps).
+        names = [f"poison-{i}" for i in range(settings.MAX_WORKER_LOSSES)]
+        for name in names:
+            fleet.start(name, "io", "--no-warmup")
+        fleet.start("bystander", "cpu", "--no-warmup")
+        for name in [*names, "bystander"]:
+            wait_for_worker(redis_conn, name, "idle", timeout=90)
+        task_id = enqueue_poison(redis_conn, "pixelfleet:io")
+        assert wait_for_status(redis_conn, task_id, ("failed",), timeout=60) == "failed", fleet.logs()
+        job = Job.fetch(task_id, connection=redis_conn)
+        assert job.meta["failure_type"] == "worker_failure"
+        assert job.meta["losses"] == settings.MAX_WORKER_LOSSES
+        assert "lost 3 times" in job.meta["failure_reason"]
+        assert all(fleet.workers[n].proc.poll() is not None for n in names)   # each one died on it
+        assert worker_record(redis_conn, "bystander")["state"] == "idle"      # the fleet lives on
+        assert redis_conn.llen("rq:queue:pixelfleet:io") == 0                 # not requeued again
+
+
+def test_worker_survives_redis_restart(redis_conn, tmp_path):
+    import redis
+
+    server = RedisServer(data_dir=tmp_path / "redis", appendonly=True).start()
+    conn = redis.Redis.from_url(server.url)
+    try:
+        with WorkerSet(server.url, tmp_path) as fleet:
+            worker = fleet.start("rr-1", "io,cpu")
+            wait_for_worker(conn, "rr-1", "idle", timeout=90)
+            server.stop()
+            time.sleep(3)   # longer than a beat: the worker sees the outage
+            server.start()
+            wait_for_worker(conn, "rr-1", "idle", timeout=30)
+            task_id = submit(conn, [{"filter": "brightness", "params": {"factor": 1.1}}])
+            assert wait_for_status(conn, task_id, timeout=30) == "finished", worker.log_text()
+            assert worker.proc.poll() is None and worker_record(conn, "rr-1")["pid"] == worker.pid
+            log = worker.log_text()
+            assert log.count("event=redis_unreachable") == 1, log     # logged once per outage
+            assert "event=redis_reachable" in log
+            assert "Traceback" not in log
+            assert fleet.stop("rr-1", timeout=20) == 0
+    finally:
+        server.stop()

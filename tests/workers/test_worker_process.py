@@ -1,0 +1,88 @@
+"""A real worker process: takes tasks, stops gracefully, hands back on a forced stop."""
+from __future__ import annotations
+
+import signal
+import time
+
+from rq.job import Job
+
+from tests.fleet_helpers import (SLOW_STEPS, WorkerSet, job_status, png_bytes, submit, wait_for_status,
+                                 wait_for_worker, wait_until, worker_record)
+from workers import settings
+from workers.worker import EXIT_RESTART, run_burst
+
+BRIGHTNESS = [{"filter": "brightness", "params": {"factor": 1.3}}]
+
+
+def _busy_with(conn, name, task_id):
+    record = worker_record(conn, name)
+    return record is not None and record["current_task"] == task_id and record["state"] == "busy"
+
+
+def test_worker_takes_a_task_and_reports_it(redis_server, redis_conn, tmp_path):
+    with WorkerSet(redis_server.url, tmp_path) as fleet:
+        worker = fleet.start("wp-1", "io")
+        wait_for_worker(redis_conn, "wp-1", "idle", timeout=90)
+        task_id = submit(redis_conn, BRIGHTNESS)
+        assert wait_for_status(redis_conn, task_id, timeout=30) == "finished", worker.log_text()
+        result = Job.fetch(task_id, connection=redis_conn).return_value()
+        assert result["worker"] == "wp-1" and result["backend"] == "cpu"
+        assert (result["width"], result["height"]) == (64, 64)
+        record = wait_until(lambda: (r := worker_record(redis_conn, "wp-1")) and r["done"] == 1 and r, 5,
+                            what="done counter")
+        assert record["failed"] == 0 and record["current_task"] is None
+        assert f"task={task_id} event=taken" in worker.log_text()
+
+
+def test_sigterm_mid_task_finishes_it_then_exits_0(redis_server, redis_conn, tmp_path):
+    with WorkerSet(redis_server.url, tmp_path) as fleet:
+        worker = fleet.start("wp-2", "io")
+        wait_for_worker(redis_conn, "wp-2", "idle", timeout=90)
+        task_id = submit(redis_conn, SLOW_STEPS, png_bytes(1500, 1500))
+        wait_until(lambda: _busy_with(redis_conn, "wp-2", task_id), 20, interval=0.05, what="busy")
+        worker.signal(signal.SIGTERM)
+        wait_until(lambda: (worker_record(redis_conn, "wp-2") or {}).get("state") == "stopping", 5,
+                   interval=0.05, what="stopping state")
+        assert worker.wait(timeout=90) == 0
+        assert job_status(redis_conn, task_id) == "finished"
+        assert "event=stopping" in worker.log_text()
+
+
+def test_second_signal_hands_the_task_back_without_counting_a_loss(redis_server, redis_conn, tmp_path):
+    with WorkerSet(redis_server.url, tmp_path) as fleet:
+        worker = fleet.start("wp-3", "io")
+        wait_for_worker(redis_conn, "wp-3", "idle", timeout=90)
+        task_id = submit(redis_conn, SLOW_STEPS, png_bytes(1500, 1500))
+        wait_until(lambda: _busy_with(redis_conn, "wp-3", task_id), 20, interval=0.05, what="busy")
+        worker.signal(signal.SIGTERM)
+        time.sleep(1.2)   # two signals within 1 s count as one (terminal + parent)
+        worker.signal(signal.SIGTERM)
+        assert worker.wait(timeout=30) == 0
+        assert job_status(redis_conn, task_id) == "queued"
+        assert redis_conn.lindex("rq:queue:pixelfleet:io", 0).decode() == task_id   # at the front
+        assert Job.fetch(task_id, connection=redis_conn).meta.get("losses", 0) == 0
+        assert redis_conn.hget(settings.LOSSES_KEY, task_id) is None
+        assert "event=task_handed_back" in worker.log_text()
+        # Not lost: the next worker runs it.
+        fleet.start("wp-3b", "io")
+        assert wait_for_status(redis_conn, task_id, timeout=90) == "finished"
+
+
+def test_memory_ceiling_stops_worker_after_its_task(redis_server, redis_conn, tmp_path):
+    with WorkerSet(redis_server.url, tmp_path) as fleet:
+        worker = fleet.start("wp-4", "io", "--no-warmup", PIXELFLEET_WORKER_MAX_RSS_MB="1")
+        wait_for_worker(redis_conn, "wp-4", "idle", timeout=90)
+        task_id = submit(redis_conn, BRIGHTNESS)
+        assert worker.wait(timeout=60) == EXIT_RESTART
+        assert job_status(redis_conn, task_id) == "finished"   # the task itself completed
+        assert "memory ceiling" in worker.log_text()
+
+
+def test_run_burst_processes_what_it_can_serve(redis_conn):
+    io_task = submit(redis_conn, BRIGHTNESS)
+    cpu_task = submit(redis_conn, [{"filter": "sharpen", "params": {}}])
+    assert run_burst(redis_conn, capabilities=("io",)) == 1
+    assert job_status(redis_conn, io_task) == "finished"
+    assert job_status(redis_conn, cpu_task) == "queued"       # an io worker never takes it
+    assert run_burst(redis_conn, capabilities="io,cpu") == 1
+    assert job_status(redis_conn, cpu_task) == "finished"
