@@ -201,3 +201,17 @@ def test_stats_summary_percentiles_and_window(redis_conn):
     totals = stats.counters(redis_conn)
     assert totals["completed"] == 101 and totals["failed"] == 1 and totals["failed_timeout"] == 1
     assert stats.percentile([], 50) is None
+
+
+def test_job_past_its_time_limit_fails_as_timeout(redis_conn):
+    # RQ's own death penalty (SIGALRM) on a job that sleeps past a 1 s limit: the handler
+    # must classify RQ's JobTimeoutException as `timeout`, and status must say so.
+    from rq import Queue
+
+    job = Queue("pixelfleet:io", connection=redis_conn).enqueue(
+        "time.sleep", 3, job_timeout=1, meta={"capabilities": ["io"], "submitted_at": 0.0})
+    burst(redis_conn, ("io",))
+    status = task_status(redis_conn, job.id)
+    assert status["status"] == "failed" and status["failure_type"] == "timeout"
+    assert "1 seconds" in status["failure_reason"] or "timeout" in status["failure_reason"].lower()
+    assert stats.counters(redis_conn)["failed_timeout"] == 1
