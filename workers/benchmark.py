@@ -1,0 +1,181 @@
+"""Fleet overhead vs bare RQ: `python -m workers.benchmark [--tasks N] [--json]`.
+
+In one run, on a private redis-server: bare RQ SimpleWorker processes running no-op
+jobs, then our workers (`python -m workers`) running tiny real tasks (64×64
+brightness: stored input, validated payload, numba kernel, PNG encode, output stored,
+progress and statistics written), each with 1 and 2 worker processes. The ratio
+fleet/bare says how much of RQ's own throughput the fleet keeps (target ≥ 0.6).
+
+Throughput is measured from the jobs' own timestamps (first start to last end), with
+the workers already started and idle, so process start and kernel warm-up are excluded.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import redis
+from rq import Queue
+from rq.job import Job
+from rq.utils import utcparse
+
+from workers.embedded_redis import RedisServer
+
+ROOT = Path(__file__).resolve().parent.parent
+NOOP_QUEUE = "bench:noop"
+TINY_STEPS = [{"filter": "brightness", "params": {"factor": 1.2}}]
+
+_BARE_WORKER = """
+import sys, redis
+from rq import SimpleWorker
+SimpleWorker([sys.argv[2]], connection=redis.Redis.from_url(sys.argv[1]), name=sys.argv[3]).work(logging_level="WARNING")
+"""
+
+
+def noop() -> None:
+    """The bare-RQ job: nothing, so the number is RQ's own cost per job."""
+
+
+def tiny_png() -> bytes:
+    import numpy as np
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def _start_workers(kind: str, count: int, url: str, log_dir: Path) -> list[subprocess.Popen]:
+    env = dict(os.environ, REDIS_URL=url, SKIP_CUDA_CHECK="1", PYTHONUNBUFFERED="1")
+    procs = []
+    for i in range(count):
+        name = f"bench-{kind}-{i + 1}"
+        if kind == "rq":
+            cmd = [sys.executable, "-c", _BARE_WORKER, url, NOOP_QUEUE, name]
+        else:
+            cmd = [sys.executable, "-m", "workers", "--name", name, "--capabilities", "io"]
+        log = open(log_dir / f"{name}.log", "ab")
+        procs.append(subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                      start_new_session=True))
+    return procs
+
+
+def _wait_ready(conn: redis.Redis, kind: str, count: int, timeout: float = 180) -> None:
+    from rq import Worker
+
+    from workers.registry import read_workers
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if kind == "rq":
+            ready = [w for w in Worker.all(connection=conn) if w.get_state() == "idle"]
+        else:
+            ready = [r for r in read_workers(conn) if r["state"] == "idle"]
+        if len(ready) >= count:
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"{count} {kind} worker(s) not ready within {timeout}s")
+
+
+def _enqueue(conn: redis.Redis, kind: str, tasks: int) -> list[str]:
+    if kind == "rq":
+        queue = Queue(NOOP_QUEUE, connection=conn)
+        jobs = queue.enqueue_many([Queue.prepare_data(noop, result_ttl=3600) for _ in range(tasks)])
+        return [job.id for job in jobs]
+    from workers.routing import enqueue_task
+    from workers.storage import store_input
+
+    digest = store_input(conn, tiny_png())
+    return [enqueue_task(conn, digest, TINY_STEPS, {"source": "benchmark"}) for _ in range(tasks)]
+
+
+def _window(conn: redis.Redis, ids: list[str], timeout: float = 600) -> tuple[float, int]:
+    """Seconds from the first start to the last end, once every job ended; and failures."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with conn.pipeline(transaction=False) as pipe:
+            for job_id in ids:
+                pipe.hmget(Job.key_for(job_id), "status", "started_at", "ended_at")
+            rows = pipe.execute()
+        if all(r[0] in (b"finished", b"failed") for r in rows):
+            break
+        if time.monotonic() > deadline:
+            raise RuntimeError("benchmark jobs did not finish in time")
+        time.sleep(0.2)
+    starts = [utcparse(r[1].decode()).timestamp() for r in rows if r[1]]
+    ends = [utcparse(r[2].decode()).timestamp() for r in rows if r[2]]
+    return max(ends) - min(starts), sum(r[0] == b"failed" for r in rows)
+
+
+def measure(kind: str, workers: int, tasks: int, url: str, log_dir: Path) -> dict:
+    conn = redis.Redis.from_url(url)
+    conn.flushdb()
+    procs = _start_workers(kind, workers, url, log_dir)
+    try:
+        _wait_ready(conn, kind, workers)
+        ids = _enqueue(conn, kind, tasks)
+        seconds, failed = _window(conn, ids)
+    finally:
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    return {"kind": "bare_rq_noop" if kind == "rq" else "fleet_tiny_task", "workers": workers,
+            "tasks": tasks, "failed": failed, "seconds": round(seconds, 3),
+            "tasks_per_s": round(tasks / seconds, 1) if seconds > 0 else None}
+
+
+def run(tasks: int, worker_counts: tuple[int, ...] = (1, 2)) -> dict:
+    log_dir = Path(tempfile.mkdtemp(prefix="pixelfleet-bench-"))
+    with RedisServer(data_dir=log_dir / "redis") as server:
+        results = []
+        for count in worker_counts:
+            results.append(measure("rq", count, tasks, server.url, log_dir))
+            results.append(measure("fleet", count, tasks, server.url, log_dir))
+    ratios = {}
+    for count in worker_counts:
+        bare, ours = (next(r for r in results if r["workers"] == count and r["kind"] == k)
+                      for k in ("bare_rq_noop", "fleet_tiny_task"))
+        if bare["tasks_per_s"] and ours["tasks_per_s"]:
+            ratios[str(count)] = round(ours["tasks_per_s"] / bare["tasks_per_s"], 3)
+    return {"tasks": tasks, "cpu_count": os.cpu_count(), "results": results, "ratio_fleet_over_bare": ratios,
+            "target": 0.6, "goal": 0.8, "logs": str(log_dir)}
+
+
+def render(report: dict) -> str:
+    lines = [f"Pixelfleet worker benchmark: {report['tasks']} tasks per run, {report['cpu_count']} CPUs", "",
+             f"{'run':<18}{'workers':>8}{'tasks/s':>10}{'seconds':>10}{'failed':>8}"]
+    for r in report["results"]:
+        lines.append(f"{r['kind']:<18}{r['workers']:>8}{r['tasks_per_s']:>10}{r['seconds']:>10}{r['failed']:>8}")
+    lines.append("")
+    for count, ratio in report["ratio_fleet_over_bare"].items():
+        verdict = "goal met" if ratio >= report["goal"] else "target met" if ratio >= report["target"] else "BELOW target"
+        lines.append(f"ratio fleet/bare with {count} worker(s): {ratio:.2f} ({verdict}; target 0.6, goal 0.8)")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m workers.benchmark", description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", type=int, default=1000, help="tasks per run (default 1000)")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    args = parser.parse_args(argv)
+    if args.tasks < 1:
+        parser.error("--tasks must be at least 1")
+    report = run(args.tasks)
+    print(json.dumps(report, indent=2) if args.json else render(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
