@@ -1,0 +1,101 @@
+"""`python -m workers.fleet` (what `make run` starts): up, supervised, and down with nothing left."""
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import psutil
+import redis
+import requests
+
+from tests.fleet_helpers import ROOT, process_tree_alive, wait_for_worker, wait_until, worker_record
+from workers.embedded_redis import free_port
+from workers.fleet import parse_worker_specs
+
+
+def _start_fleet(tmp_path, *args: str, env: dict | None = None) -> tuple[subprocess.Popen, "Path"]:
+    """The fleet in its own session; REDIS_URL only if `env` gives it (else embedded Redis)."""
+    out = tmp_path / "fleet.out"
+    full_env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    full_env.update(SKIP_CUDA_CHECK="1", PIXELFLEET_HEARTBEAT_INTERVAL="1.0", **(env or {}))
+    proc = subprocess.Popen([sys.executable, "-m", "workers.fleet", *args], cwd=ROOT, env=full_env,
+                            stdout=open(out, "wb"), stderr=subprocess.STDOUT, start_new_session=True)
+    return proc, out
+
+
+def _descendants(pid: int) -> list[int]:
+    return [p.pid for p in psutil.Process(pid).children(recursive=True)]
+
+
+def test_worker_specs_parse_and_typos_are_refused():
+    assert parse_worker_specs("worker-1:io,worker-2:cpu,worker-3:all") == [
+        ("worker-1", "io"), ("worker-2", "cpu"), ("worker-3", "all")]
+    assert parse_worker_specs("a:io,cpu,b:gpu+io") == [("a", "io+cpu"), ("b", "gpu+io")]
+    for bad in ("a:io,a:cpu", "a:ios", "io", "a:"):
+        try:
+            parse_worker_specs(bad)
+        except ValueError:
+            continue
+        raise AssertionError(f"{bad!r} was accepted")
+
+
+def test_fleet_embedded_redis_restarts_dead_worker_and_stops_clean(tmp_path):
+    port = free_port()
+    proc, out = _start_fleet(tmp_path, "--no-api", "--workers", "fl-1:io,fl-2:cpu",
+                             "--redis-port", str(port), "--data-dir", str(tmp_path / "redis"))
+    try:
+        url = f"redis://127.0.0.1:{port}/0"
+        wait_until(lambda: "Pixelfleet is up." in out.read_text(), 30, what="the banner")
+        banner = out.read_text()
+        assert f"Redis    {url}" in banner and "rq info --url" in banner and "fl-2 (cpu)" in banner
+        conn = redis.Redis.from_url(url)
+        first = wait_for_worker(conn, "fl-1", "idle", timeout=90)
+        wait_for_worker(conn, "fl-2", "idle", timeout=90)
+        assert conn.config_get("appendonly")["appendonly"] == "yes"   # queued tasks survive a restart
+        # A worker that dies is restarted under the same name.
+        os.kill(first["pid"], signal.SIGKILL)
+        wait_until(lambda: (r := worker_record(conn, "fl-1")) and r["pid"] != first["pid"] and r["state"] == "idle",
+                   60, what="fl-1 restarted")
+        assert re.search(r"event=child_exited child=fl-1 .*exit_code=-9", out.read_text())
+        children = _descendants(proc.pid)
+        assert len(children) >= 3   # redis-server + two workers
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 0, out.read_text()
+        assert process_tree_alive(children) == []
+        assert "event=stopped" in out.read_text()
+    finally:
+        if proc.poll() is None:
+            for pid in _descendants(proc.pid):
+                os.kill(pid, signal.SIGKILL)
+            proc.kill()
+
+
+def test_fleet_with_api_serves_and_stops_clean(redis_server, redis_conn, tmp_path):
+    bind = f"127.0.0.1:{free_port()}"
+    proc, out = _start_fleet(tmp_path, "--workers", "fa-1:io", "--api-bind", bind,
+                             env={"REDIS_URL": redis_server.url, "PIXELFLEET_API_WORKERS": "1"})
+    try:
+        wait_until(lambda: "Pixelfleet is up." in out.read_text(), 30, what="the banner")
+        assert f"http://{bind}/api/docs/" in out.read_text()
+        wait_for_worker(redis_conn, "fa-1", "idle", timeout=90)
+
+        def health():
+            try:
+                return requests.get(f"http://{bind}/api/health/", timeout=2).status_code == 200
+            except requests.RequestException:
+                return False
+        wait_until(health, 60, interval=0.3, what="the API to answer")
+        children = _descendants(proc.pid)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0, out.read_text()
+        wait_until(lambda: process_tree_alive(children) == [], 10, what="every child to exit")
+        assert worker_record(redis_conn, "fa-1") is None
+    finally:
+        if proc.poll() is None:
+            for pid in _descendants(proc.pid):
+                os.kill(pid, signal.SIGKILL)
+            proc.kill()
