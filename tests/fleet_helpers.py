@@ -200,3 +200,17 @@ def enqueue_poison(conn: redis.Redis, queue: str = "pixelfleet:io") -> str:
     job = Queue(queue, connection=conn).enqueue_call("tests.fleet_helpers.die_now",
                                                      meta={"capabilities": ["io"], "submitted_at": time.time()})
     return job.id
+
+
+def sleep_task(seconds: float) -> float:
+    """A task that only takes time (for runtime checks that need no image engine)."""
+    time.sleep(seconds)
+    return seconds
+
+
+def enqueue_sleep(conn: redis.Redis, seconds: float, queue: str = "pixelfleet:io") -> str:
+    from rq import Queue
+
+    job = Queue(queue, connection=conn).enqueue_call("tests.fleet_helpers.sleep_task", args=(seconds,),
+                                                     meta={"capabilities": ["io"], "submitted_at": time.time()})
+    return job.id

@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
 
     health = WorkerHealth(runtime=runtime)
     beat_conn = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=3)
-    heartbeat = HeartbeatThread(beat_conn, health, after_beat=lambda: reap_once(beat_conn))
+    heartbeat = HeartbeatThread(beat_conn, health, after_beat=lambda: reap_once(beat_conn, by=args.name))
     queues = queues_for(caps)
 
     def stop_before_start(signum, frame):

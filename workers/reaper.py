@@ -99,11 +99,12 @@ def _forget_execution(pipe: redis.client.Pipeline, job_id: str, execution_id: st
     pipe.srem(WORKER_EXECUTIONS_KEY_TEMPLATE.format(worker), execution.composite_key)
 
 
-def give_back(conn: redis.Redis, lost: LostJob, count_loss: bool = True) -> str | None:
+def give_back(conn: redis.Redis, lost: LostJob, count_loss: bool = True, by: str | None = None) -> str | None:
     """Return one started job to the front of its queue; returns "requeued", "failed" or None.
 
     `count_loss=False` is for a worker handing back its own task on a forced stop:
     that is the operator's doing, not the task's, so it is not held against it.
+    `by` names the worker doing it, for the log line.
     """
     registry = StartedJobRegistry(lost.queue, connection=conn)
     composite = f"{lost.job_id}:{lost.execution_id}"
@@ -132,22 +133,23 @@ def give_back(conn: redis.Redis, lost: LostJob, count_loss: bool = True) -> str 
         reason = f"{lost.reason}; lost {losses} times (limit {settings.MAX_WORKER_LOSSES}), not retried"
         job.save_meta()
         fail_lost_job(conn, job, reason)
-        log_event(log, "task_failed_lost", logging.WARNING, task=job.id, queue=lost.queue,
+        log_event(log, "task_failed_lost", logging.WARNING, worker=by, task=job.id, queue=lost.queue,
                   lost_worker=lost.worker, losses=losses, reason=reason)
         return "failed"
     Queue(lost.queue, connection=conn).enqueue_job(job, at_front=True)   # saves meta too
-    log_event(log, "task_requeued", logging.WARNING, task=job.id, queue=lost.queue, lost_worker=lost.worker,
+    log_event(log, "task_requeued", logging.WARNING, worker=by, task=job.id, queue=lost.queue, lost_worker=lost.worker,
               losses=losses, counted=count_loss, reason=lost.reason)
     return "requeued"
 
 
-def reap_once(conn: redis.Redis, interval: float = settings.HEARTBEAT_INTERVAL) -> list[tuple[LostJob, str]]:
+def reap_once(conn: redis.Redis, interval: float = settings.HEARTBEAT_INTERVAL,
+              by: str | None = None) -> list[tuple[LostJob, str]]:
     """One fleet-wide pass, if no other worker ran one in the last `interval` seconds."""
     if not conn.set(REAPER_LOCK_KEY, uuid.uuid4().hex, nx=True, px=max(int(interval * 1000), 100)):
         return []
     done = []
     for lost in find_lost_jobs(conn):
-        outcome = give_back(conn, lost)
+        outcome = give_back(conn, lost, by=by)
         if outcome:
             done.append((lost, outcome))
     return done

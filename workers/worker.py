@@ -156,7 +156,7 @@ class PixelfleetWorker(SimpleWorker):
             if execution is not None:
                 outcome = give_back(self.connection,
                                     LostJob(job.id, execution.id, queue.name, self.name, "worker forced to stop"),
-                                    count_loss=False)
+                                    count_loss=False, by=self.name)
             else:   # dequeued but not yet registered as started: push it back as it was
                 queue.enqueue_job(job, at_front=True)
                 outcome = "requeued"
