@@ -246,6 +246,7 @@ def run_burst(conn: redis.Redis, capabilities: Iterable[str] | str = ("io", "cpu
     runtime = Runtime(name=name or f"burst-{psutil.Process().pid}-{int(time.time() * 1000) % 100000}",
                       capabilities=caps)
     previous = current()
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     set_current(runtime)
     health = WorkerHealth(runtime=runtime, state="idle")
     try:
@@ -253,4 +254,6 @@ def run_burst(conn: redis.Redis, capabilities: Iterable[str] | str = ("io", "cpu
         worker.work(burst=True, logging_level=None)
     finally:
         set_current(previous)
+        for sig, handler in handlers.items():   # RQ installed its own; give the caller's back
+            signal.signal(sig, handler)
     return health.done + health.failed
