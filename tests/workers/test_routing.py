@@ -9,6 +9,7 @@ import io
 from itertools import combinations
 
 import pytest
+import redis
 from PIL import Image
 from rq import Queue, SimpleWorker
 from rq.job import Job, JobStatus
@@ -171,3 +172,23 @@ def test_fifo_within_a_queue(redis_conn):
     assert all(j.get_status() == JobStatus.FINISHED for j in jobs)
     started = [j.started_at for j in jobs]
     assert started == sorted(started)
+
+
+class CountingConnection(redis.Connection):
+    """A real connection that counts what it sends: one send = one round trip."""
+
+    sends = 0
+
+    def send_packed_command(self, command, check_health=True):
+        CountingConnection.sends += 1
+        return super().send_packed_command(command, check_health)
+
+
+def test_enqueue_is_two_round_trips(redis_server, redis_conn):
+    conn = redis.Redis(connection_pool=redis.ConnectionPool(
+        connection_class=CountingConnection, host="127.0.0.1", port=redis_server.port))
+    digest = storage.store_input(conn, png())
+    routing.enqueue_task(conn, digest, [{"filter": "grayscale"}], {})   # warms RQ's version cache
+    CountingConnection.sends = 0
+    routing.enqueue_task(conn, digest, [{"filter": "blur"}, {"filter": "sharpen"}], {})
+    assert CountingConnection.sends == 2
