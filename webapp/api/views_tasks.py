@@ -86,7 +86,7 @@ class TaskListView(APIView):
     throttle_classes = [SubmitThrottle]
 
     @extend_schema(
-        summary="List recent tasks",
+        summary="List recent tasks", operation_id="tasks_list",
         parameters=[OpenApiParameter("status", str, enum=list(TASK_STATUSES), required=False),
                     OpenApiParameter("limit", int, required=False, description="1..1000, default 100")],
         responses={200: TaskListSerializer, **ERRORS})
@@ -102,7 +102,7 @@ class TaskListView(APIView):
         return Response({"tasks": tasks, "count": len(tasks)})
 
     @extend_schema(
-        summary="Submit images to a filter pipeline",
+        summary="Submit images to a filter pipeline", operation_id="tasks_submit",
         description="Multipart (`image` / `images` files) or JSON (`image_base64`, string or list), or a `sample` "
                     "name. Steps as `filters` + `filter_params` or ordered `steps`. One task per image.",
         request={"application/json": TaskSubmitSerializer, "multipart/form-data": TaskSubmitSerializer},
@@ -115,11 +115,11 @@ class TaskListView(APIView):
 class TaskDetailView(APIView):
     """GET: the task's status. DELETE: cancel it while it is still queued."""
 
-    @extend_schema(summary="Task status", responses={200: TaskStatusSerializer, **ERRORS})
+    @extend_schema(summary="Task status", operation_id="tasks_status", responses={200: TaskStatusSerializer, **ERRORS})
     def get(self, request: Request, task_id: str) -> Response:
         return Response(load_status(task_id))
 
-    @extend_schema(summary="Cancel a queued task", responses={200: TaskStatusSerializer, **ERRORS})
+    @extend_schema(summary="Cancel a queued task", operation_id="tasks_cancel", responses={200: TaskStatusSerializer, **ERRORS})
     def delete(self, request: Request, task_id: str) -> Response:
         state = load_status(task_id)
         if state["status"] != "queued":
@@ -180,7 +180,7 @@ class LegacyTaskStatusView(TaskDetailView):
 
     http_method_names = ["get", "head", "options"]
 
-    @extend_schema(summary="Task status (original path)", responses={200: TaskStatusSerializer, **ERRORS})
+    @extend_schema(summary="Task status (original path)", operation_id="task_status_original", responses={200: TaskStatusSerializer, **ERRORS})
     def get(self, request: Request, task_id: str) -> Response:
         return Response(load_status(task_id))
 

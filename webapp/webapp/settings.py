@@ -129,6 +129,8 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     "SECURITY": [{"bearerAuth": []}],
     "APPEND_COMPONENTS": {"securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}}},
+    "PREPROCESSING_HOOKS": ["api.schema.drop_slashless_aliases"],
+    "ENUM_NAME_OVERRIDES": {"FilterNameEnum": "api.serializers.FILTER_CHOICES"},
 }
 
 LOGGING = {
