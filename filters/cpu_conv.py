@@ -27,57 +27,73 @@ from filters.cpu_common import (
 from filters.errors import FilterFailed
 
 
+# Columns per chunk: a chunk of the row buffer and its taps stay in L1/L2 across taps.
+CHUNK = 2048
+
+
 @njit(**NJIT_FAST)
 def _gauss_rows(src, taps, ytab, xtab, channels, amount, unsharp, blocks, out):
-    """Separable Gaussian on (H, W*C) rows; with `unsharp`, out = x + amount*(x - blur)."""
+    """Separable Gaussian on (H, W*C) rows; with `unsharp`, out = x + amount*(x - blur).
+
+    Loops index slices (not base + offset arithmetic): LLVM then vectorises them; the
+    offset form measured 7x slower in the horizontal pass.
+    """
     h, row_len = src.shape
     half = taps.shape[0] // 2
     width = row_len // channels
-    pad_len = (width + 2 * half) * channels
+    off = half * channels
+    wc = taps[half]
     for b in prange(blocks.shape[0] - 1):
-        vbuf = np.empty(pad_len, np.float32)
+        vbuf = np.empty(row_len + 2 * off, np.float32)
         acc = np.empty(row_len, np.float32)
         for y in range(blocks[b], blocks[b + 1]):
-            # Vertical pass: symmetric pairs of whole rows into the padded row buffer.
             centre = src[ytab[y + half]]
-            wc = taps[half]
-            inner = vbuf[half * channels: half * channels + row_len]
-            for j in range(row_len):
-                inner[j] = wc * np.float32(centre[j])
-            for k in range(half):
-                top = src[ytab[y + k]]
-                bottom = src[ytab[y + 2 * half - k]]
-                wk = taps[k]
-                for j in range(row_len):
-                    inner[j] += wk * (np.float32(top[j]) + np.float32(bottom[j]))
-            # Reflect-101 borders of the row buffer (few pixels each side).
+            # Vertical pass: symmetric pairs of whole rows into the padded row buffer.
+            for c0 in range(0, row_len, CHUNK):
+                c1 = min(c0 + CHUNK, row_len)
+                inner = vbuf[off + c0: off + c1]
+                mid = centre[c0:c1]
+                for j in range(c1 - c0):
+                    inner[j] = wc * np.float32(mid[j])
+                for k in range(half):
+                    top = src[ytab[y + k]][c0:c1]
+                    bottom = src[ytab[y + 2 * half - k]][c0:c1]
+                    wk = taps[k]
+                    for j in range(c1 - c0):
+                        inner[j] += wk * (np.float32(top[j]) + np.float32(bottom[j]))
+            # Reflect-101 borders of the row buffer (a few pixels each side).
             for i in range(half):
-                sl = xtab[i] * channels
-                sr = xtab[width + half + i] * channels
+                sl = off + xtab[i] * channels
+                sr = off + xtab[width + half + i] * channels
                 for c in range(channels):
-                    vbuf[i * channels + c] = inner[sl + c]
-                    vbuf[(width + half + i) * channels + c] = inner[sr + c]
-            # Horizontal pass: one flat loop per tap pair, stride C between taps.
-            off = half * channels
-            for j in range(row_len):
-                acc[j] = wc * vbuf[off + j]
-            for k in range(half):
-                wk = taps[k]
-                lo = k * channels
-                hi = (2 * half - k) * channels
-                for j in range(row_len):
-                    acc[j] += wk * (vbuf[lo + j] + vbuf[hi + j])
+                    vbuf[i * channels + c] = vbuf[sl + c]
+                    vbuf[(width + half + i) * channels + c] = vbuf[sr + c]
+            # Horizontal pass: one flat loop per tap pair (taps are C elements apart).
             dst = out[y]
-            if unsharp:
-                for j in range(row_len):
-                    x = np.float32(centre[j])
-                    v = x + amount * (x - acc[j])
-                    v = min(max(v, np.float32(0.0)), np.float32(255.0))
-                    dst[j] = np.uint8(v + np.float32(0.5))
-            else:
-                for j in range(row_len):
-                    v = min(max(acc[j], np.float32(0.0)), np.float32(255.0))
-                    dst[j] = np.uint8(v + np.float32(0.5))
+            for c0 in range(0, row_len, CHUNK):
+                c1 = min(c0 + CHUNK, row_len)
+                a0 = acc[c0:c1]
+                inner = vbuf[off + c0: off + c1]
+                for j in range(c1 - c0):
+                    a0[j] = wc * inner[j]
+                for k in range(half):
+                    wk = taps[k]
+                    left = vbuf[k * channels + c0: k * channels + c1]
+                    right = vbuf[(2 * half - k) * channels + c0: (2 * half - k) * channels + c1]
+                    for j in range(c1 - c0):
+                        a0[j] += wk * (left[j] + right[j])
+                d = dst[c0:c1]
+                if unsharp:
+                    mid = centre[c0:c1]
+                    for j in range(c1 - c0):
+                        x = np.float32(mid[j])
+                        v = x + amount * (x - a0[j])
+                        v = min(max(v, np.float32(0.0)), np.float32(255.0))
+                        d[j] = np.uint8(v + np.float32(0.5))
+                else:
+                    for j in range(c1 - c0):
+                        v = min(max(a0[j], np.float32(0.0)), np.float32(255.0))
+                        d[j] = np.uint8(v + np.float32(0.5))
 
 
 def _gaussian(image: np.ndarray, sigma: float, amount: float, unsharp: bool) -> np.ndarray:

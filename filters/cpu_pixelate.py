@@ -1,7 +1,6 @@
 """pixelate on the CPU: block averaging, the small-image palette stage, nearest upscale.
 
-Block averaging sums each band of `block_size` source rows into one integer row buffer
-(contiguous reads), then reduces it block by block; the upscale writes the first row of
+Block averaging is filters.cpu_blocks (shared with resize's integer-factor area); the upscale writes the first row of
 each band and copies it to the band's other rows. Partial blocks at the right and bottom
 edges average the pixels they have. Alpha is block-averaged and never quantised.
 """
@@ -12,35 +11,9 @@ import numpy as np
 from numba import njit, prange
 
 from filters.cpu_common import NJIT_PARALLEL, check_image, row_blocks
+from filters.cpu_blocks import block_mean
 from filters.errors import FilterFailed
 from filters.palettes import DITHERS, METHODS, PALETTE_CHOICES, quantize_small
-
-
-@njit(**NJIT_PARALLEL)
-def _block_average(src, block, out):
-    """out[by, bx] = round-half-up mean of the src pixels of block (by, bx)."""
-    h, w, channels = src.shape
-    sh, sw = out.shape[0], out.shape[1]
-    flat = src.reshape(h, w * channels)
-    for by in prange(sh):
-        acc = np.zeros(w * channels, np.uint32)
-        y0 = by * block
-        y1 = min(y0 + block, h)
-        for y in range(y0, y1):
-            row = flat[y]
-            for j in range(w * channels):
-                acc[j] += row[j]
-        rows = y1 - y0
-        dst = out[by]
-        for bx in range(sw):
-            x0 = bx * block
-            x1 = min(x0 + block, w)
-            count = np.uint32(rows * (x1 - x0))
-            for c in range(channels):
-                total = np.uint32(0)
-                for x in range(x0, x1):
-                    total += acc[x * channels + c]
-                dst[bx, c] = np.uint8((total + count // 2) // count)
 
 
 @njit(**NJIT_PARALLEL)
@@ -67,10 +40,8 @@ def _upscale_nearest(small, block, blocks, out):
 def block_average(image: np.ndarray, block_size: int) -> np.ndarray:
     """The (ceil(H/b), ceil(W/b), C) image of block means (alpha averaged too)."""
     image = check_image(image, "pixelate")
-    h, w, c = image.shape
-    small = np.empty((-(-h // block_size), -(-w // block_size), c), np.uint8)
-    _block_average(image, block_size, small)
-    return small
+    rows = -(-image.shape[0] // block_size)
+    return block_mean(image, block_size, block_size, row_blocks(rows, numba.get_num_threads()))
 
 
 def upscale_nearest(small: np.ndarray, block_size: int, height: int, width: int) -> np.ndarray:

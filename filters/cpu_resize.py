@@ -20,6 +20,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
+from filters.cpu_blocks import MAX_BLOCK_ROWS, block_mean
 from filters.cpu_common import NJIT_FAST, check_image, row_blocks
 from filters.errors import FilterFailed
 from filters.geometry import resize_target
@@ -118,16 +119,22 @@ def axis_taps(n_in: int, n_out: int, interpolation: str) -> tuple[np.ndarray, np
 
 
 @njit(**NJIT_FAST)
-def _resample(src, yidx, ywts, xidx, xwts, blocks, out):
-    """out[ty, tx] = sum_j xw * (sum_i yw * src[yi, xj]) over row blocks."""
+def _resample(src, yidx, ywts, xidx_t, xwts_t, blocks, out):
+    """out[ty, tx] = sum_k xw * (sum_i yw * src[yi, xk]) over row blocks.
+
+    x tables are transposed (taps, tw) so the horizontal pass runs tap-outer over all
+    output pixels (a per-pixel inner tap loop measured ~3x slower).
+    """
     h, w, channels = src.shape
     row_len = w * channels
     flat = src.reshape(h, row_len)
     tw = out.shape[1]
+    n_out = tw * channels
     ytaps = yidx.shape[1]
-    xtaps = xidx.shape[1]
+    xtaps = xidx_t.shape[0]
     for b in prange(blocks.shape[0] - 1):
         buf = np.empty(row_len, np.float32)
+        acc = np.empty(n_out, np.float32)
         for ty in range(blocks[b], blocks[b + 1]):
             first = flat[yidx[ty, 0]]
             w0 = ywts[ty, 0]
@@ -139,14 +146,38 @@ def _resample(src, yidx, ywts, xidx, xwts, blocks, out):
                     row = flat[yidx[ty, k]]
                     for j in range(row_len):
                         buf[j] += wk * np.float32(row[j])
-            dst = out[ty]
-            for tx in range(tw):
-                for c in range(channels):
-                    acc = np.float32(0.0)
-                    for k in range(xtaps):
-                        acc += xwts[tx, k] * buf[xidx[tx, k] * channels + c]
-                    acc = min(max(acc, np.float32(0.0)), np.float32(255.0))
-                    dst[tx, c] = np.uint8(acc + np.float32(0.5))
+            for j in range(n_out):
+                acc[j] = 0.0
+            for k in range(xtaps):
+                ik = xidx_t[k]
+                wk = xwts_t[k]
+                if channels == 3:
+                    for tx in range(tw):
+                        p = ik[tx] * 3
+                        q = tx * 3
+                        wt = wk[tx]
+                        acc[q] += wt * buf[p]
+                        acc[q + 1] += wt * buf[p + 1]
+                        acc[q + 2] += wt * buf[p + 2]
+                else:
+                    for tx in range(tw):
+                        p = ik[tx] * channels
+                        q = tx * channels
+                        wt = wk[tx]
+                        for c in range(channels):
+                            acc[q + c] += wt * buf[p + c]
+            dst = out[ty].reshape(n_out)
+            for j in range(n_out):
+                v = min(max(acc[j], np.float32(0.0)), np.float32(255.0))
+                dst[j] = np.uint8(v + np.float32(0.5))
+
+
+def _integer_area_factors(h: int, w: int, th: int, tw: int, interpolation: str) -> tuple[int, int] | None:
+    """(fy, fx) when the resize is an exact integer-factor box shrink, else None."""
+    if interpolation not in ("auto", "area") or h % th or w % tw:
+        return None
+    fy, fx = h // th, w // tw
+    return (fy, fx) if fy <= MAX_BLOCK_ROWS else None
 
 
 def resize(
@@ -167,8 +198,13 @@ def resize(
     th, tw = resize_target(h, w, width, height, scale)
     if (th, tw) == (h, w) and interpolation in ("auto", "nearest", "area"):
         return image.copy()
+    blocks = row_blocks(th, numba.get_num_threads())
+    factors = _integer_area_factors(h, w, th, tw, interpolation)
+    if factors is not None:  # exact integer sums: faster, and equal to OpenCV's INTER_AREA
+        return block_mean(image, factors[0], factors[1], blocks)
     yidx, ywts = axis_taps(h, th, interpolation)
     xidx, xwts = axis_taps(w, tw, interpolation)
     out = np.empty((th, tw, c), np.uint8)
-    _resample(image, yidx, ywts, xidx, xwts, row_blocks(th, numba.get_num_threads()), out)
+    _resample(image, yidx, ywts, np.ascontiguousarray(xidx.T), np.ascontiguousarray(xwts.T),
+              blocks, out)
     return out
