@@ -14,12 +14,12 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from filters.cpu_common import NJIT_FAST
+from filters.cpu_common import NJIT_FAST, NJIT_INNER
 
 MAX_BLOCK_ROWS = 256  # uint16 row sums: 256 * 255 < 65536
 
 
-@njit(**NJIT_FAST)
+@njit(**NJIT_INNER)
 def _sum_full_blocks(acc, fx, full, channels, s):
     """s[bx*C + c] = sum over k < fx of acc[(bx*fx + k)*C + c], for bx < full."""
     n = full * channels
@@ -76,9 +76,14 @@ def _block_mean(src, fy, fx, blocks, out):
             y0 = by * fy
             y1 = min(y0 + fy, h)
             first = flat[y0]
-            for j in range(row_len):
-                acc[j] = np.uint16(first[j])
-            for y in range(y0 + 1, y1):
+            if y1 - y0 >= 2:
+                second = flat[y0 + 1]
+                for j in range(row_len):
+                    acc[j] = np.uint16(first[j]) + np.uint16(second[j])
+            else:
+                for j in range(row_len):
+                    acc[j] = np.uint16(first[j])
+            for y in range(y0 + 2, y1):
                 row = flat[y]
                 for j in range(row_len):
                     acc[j] += np.uint16(row[j])

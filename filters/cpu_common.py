@@ -20,6 +20,8 @@ LUMA_R, LUMA_G, LUMA_B = 0.299, 0.587, 0.114
 NJIT_PARALLEL = dict(parallel=True, cache=True, nogil=True)
 NJIT_FAST = dict(parallel=True, cache=True, nogil=True, fastmath=True)
 NJIT_SERIAL = dict(cache=True, nogil=True)
+# Helpers called from inside parallel kernels (no prange of their own).
+NJIT_INNER = dict(cache=True, nogil=True, fastmath=True)
 
 
 def check_image(image: object, filter_name: str) -> np.ndarray:

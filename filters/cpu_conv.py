@@ -18,6 +18,7 @@ from filters.cpu_common import (
     LUMA_G,
     LUMA_R,
     NJIT_FAST,
+    NJIT_INNER,
     check_image,
     check_number,
     gaussian_taps,
@@ -55,7 +56,19 @@ def _gauss_rows(src, taps, ytab, xtab, channels, amount, unsharp, blocks, out):
                 mid = centre[c0:c1]
                 for j in range(c1 - c0):
                     inner[j] = wc * np.float32(mid[j])
-                for k in range(half):
+                k = 0
+                while k + 1 < half:  # two symmetric row pairs per sweep over the buffer
+                    t0 = src[ytab[y + k]][c0:c1]
+                    b0 = src[ytab[y + 2 * half - k]][c0:c1]
+                    t1 = src[ytab[y + k + 1]][c0:c1]
+                    b1 = src[ytab[y + 2 * half - k - 1]][c0:c1]
+                    w0 = taps[k]
+                    w1 = taps[k + 1]
+                    for j in range(c1 - c0):
+                        inner[j] += (w0 * (np.float32(t0[j]) + np.float32(b0[j]))
+                                     + w1 * (np.float32(t1[j]) + np.float32(b1[j])))
+                    k += 2
+                if k < half:
                     top = src[ytab[y + k]][c0:c1]
                     bottom = src[ytab[y + 2 * half - k]][c0:c1]
                     wk = taps[k]
@@ -76,7 +89,18 @@ def _gauss_rows(src, taps, ytab, xtab, channels, amount, unsharp, blocks, out):
                 inner = vbuf[off + c0: off + c1]
                 for j in range(c1 - c0):
                     a0[j] = wc * inner[j]
-                for k in range(half):
+                k = 0
+                while k + 1 < half:
+                    w0 = taps[k]
+                    w1 = taps[k + 1]
+                    l0 = vbuf[k * channels + c0: k * channels + c1]
+                    r0 = vbuf[(2 * half - k) * channels + c0: (2 * half - k) * channels + c1]
+                    l1 = vbuf[(k + 1) * channels + c0: (k + 1) * channels + c1]
+                    r1 = vbuf[(2 * half - k - 1) * channels + c0: (2 * half - k - 1) * channels + c1]
+                    for j in range(c1 - c0):
+                        a0[j] += w0 * (l0[j] + r0[j]) + w1 * (l1[j] + r1[j])
+                    k += 2
+                if k < half:
                     wk = taps[k]
                     left = vbuf[k * channels + c0: k * channels + c1]
                     right = vbuf[(2 * half - k) * channels + c0: (2 * half - k) * channels + c1]
@@ -127,28 +151,48 @@ def sharpen(image: np.ndarray, *, amount: float = 1.0, radius: float = 1.0) -> n
     return _gaussian(image, radius, amount, True)
 
 
-@njit(**NJIT_FAST)
-def _sobel_rows(src, ytab, threshold, blocks, out):
-    """Sobel 3x3 magnitude of float32 luma; threshold < 0 means "no threshold"."""
-    h, w, channels = src.shape
+@njit(**NJIT_INNER)
+def _luma_row(src_row, channels, lum):
+    """Float32 luma of one (W*C) row; constant strides so the loads vectorise."""
     lr, lg, lb = np.float32(LUMA_R), np.float32(LUMA_G), np.float32(LUMA_B)
+    if channels == 3:
+        for x in range(lum.shape[0]):
+            lum[x] = (lr * np.float32(src_row[3 * x]) + lg * np.float32(src_row[3 * x + 1])
+                      + lb * np.float32(src_row[3 * x + 2]))
+    else:
+        for x in range(lum.shape[0]):
+            lum[x] = (lr * np.float32(src_row[4 * x]) + lg * np.float32(src_row[4 * x + 1])
+                      + lb * np.float32(src_row[4 * x + 2]))
+
+
+@njit(**NJIT_FAST)
+def _sobel_rows(src, channels, ytab, threshold, blocks, out):
+    """Sobel 3x3 magnitude of float32 luma on (H, W*C) rows; threshold < 0: no threshold.
+
+    Each block keeps a ring of three luma rows, so luma is computed once per source row;
+    s = vertical [1 2 1] smoothing and d = vertical difference, padded by one reflect-101
+    pixel per side, turn the 3x3 stencil into two branch-free row loops.
+    """
+    w = src.shape[1] // channels
     for b in prange(blocks.shape[0] - 1):
-        # Luma of rows above / at / below; s = smoothed vertically, d = vertical difference,
-        # each padded by one reflect-101 pixel per side so the x loop has no branches.
-        lum = np.empty((3, w), np.float32)
+        ring = np.empty((3, w), np.float32)
         s = np.empty(w + 2, np.float32)
         d = np.empty(w + 2, np.float32)
-        for y in range(blocks[b], blocks[b + 1]):
-            for r in range(3):
-                row = src[ytab[y + r]]
-                lrow = lum[r]
-                for x in range(w):
-                    lrow[x] = (lr * np.float32(row[x, 0]) + lg * np.float32(row[x, 1])
-                               + lb * np.float32(row[x, 2]))
-            up, mid, down = lum[0], lum[1], lum[2]
+        mag = np.empty(w, np.float32)
+        y0 = blocks[b]
+        # ring[(y + 2) % 3] holds the row at y - 1 + ... : slot of padded row r is r % 3.
+        _luma_row(src[ytab[y0]], channels, ring[y0 % 3])
+        _luma_row(src[ytab[y0 + 1]], channels, ring[(y0 + 1) % 3])
+        for y in range(y0, blocks[b + 1]):
+            _luma_row(src[ytab[y + 2]], channels, ring[(y + 2) % 3])
+            up = ring[y % 3]
+            mid = ring[(y + 1) % 3]
+            down = ring[(y + 2) % 3]
+            si = s[1: w + 1]
+            di = d[1: w + 1]
             for x in range(w):
-                s[x + 1] = up[x] + np.float32(2.0) * mid[x] + down[x]
-                d[x + 1] = down[x] - up[x]
+                si[x] = up[x] + np.float32(2.0) * mid[x] + down[x]
+                di[x] = down[x] - up[x]
             if w == 1:
                 s[0] = s[1]
                 s[2] = s[1]
@@ -159,21 +203,32 @@ def _sobel_rows(src, ytab, threshold, blocks, out):
                 d[0] = d[2]
                 s[w + 1] = s[w - 1]
                 d[w + 1] = d[w - 1]
+            s_left = s[0:w]
+            s_right = s[2: w + 2]
+            d_left = d[0:w]
+            d_right = d[2: w + 2]
+            for x in range(w):
+                gx = s_right[x] - s_left[x]
+                gy = d_left[x] + np.float32(2.0) * di[x] + d_right[x]
+                mag[x] = np.sqrt(gx * gx + gy * gy)
             src_row = src[y]
             dst = out[y]
-            for x in range(w):
-                gx = s[x + 2] - s[x]
-                gy = d[x] + np.float32(2.0) * d[x + 1] + d[x + 2]
-                mag = np.sqrt(gx * gx + gy * gy)
-                if threshold >= 0:
-                    v = np.uint8(255) if mag >= threshold else np.uint8(0)
-                else:
-                    v = np.uint8(min(mag, np.float32(255.0)) + np.float32(0.5))
-                dst[x, 0] = v
-                dst[x, 1] = v
-                dst[x, 2] = v
-                for c in range(3, channels):
-                    dst[x, c] = src_row[x, c]
+            if threshold >= 0:
+                for x in range(w):
+                    mag[x] = np.float32(255.0) if mag[x] >= threshold else np.float32(0.0)
+            if channels == 3:
+                for x in range(w):
+                    v = np.uint8(min(mag[x], np.float32(255.0)) + np.float32(0.5))
+                    dst[3 * x] = v
+                    dst[3 * x + 1] = v
+                    dst[3 * x + 2] = v
+            else:
+                for x in range(w):
+                    v = np.uint8(min(mag[x], np.float32(255.0)) + np.float32(0.5))
+                    dst[4 * x] = v
+                    dst[4 * x + 1] = v
+                    dst[4 * x + 2] = v
+                    dst[4 * x + 3] = src_row[4 * x + 3]
 
 
 def edges(image: np.ndarray, *, threshold: int | None = None) -> np.ndarray:
@@ -190,7 +245,8 @@ def edges(image: np.ndarray, *, threshold: int | None = None) -> np.ndarray:
         if not 0 <= threshold <= 255:
             raise FilterFailed(f"edges.threshold must be between 0 and 255, got {threshold}")
         limit = np.float32(threshold)
-    h = image.shape[0]
+    h, w, c = image.shape
     out = np.empty_like(image)
-    _sobel_rows(image, reflect_table(h, 1), limit, row_blocks(h, numba.get_num_threads()), out)
+    _sobel_rows(image.reshape(h, w * c), c, reflect_table(h, 1), limit,
+                row_blocks(h, numba.get_num_threads()), out.reshape(h, w * c))
     return out

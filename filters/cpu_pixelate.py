@@ -17,24 +17,41 @@ from filters.palettes import DITHERS, METHODS, PALETTE_CHOICES, quantize_small
 
 
 @njit(**NJIT_PARALLEL)
-def _upscale_nearest(small, block, blocks, out):
-    """out[y, x] = small[y // block, x // block]: build one row per band, copy it down."""
-    h, w, channels = out.shape
-    sw = small.shape[1]
+def _upscale_nearest(small, channels, block, blocks, out):
+    """out[y, x] = small[y // block, x // block] on (rows, W*C) views: build the first row
+    of each band tap-outer (no per-pixel division or short inner loops), copy it down."""
+    h, row_len = out.shape
+    w = row_len // channels
+    sw = small.shape[1] // channels
+    full = w // block
     for b in prange(blocks.shape[0] - 1):
         for by in range(blocks[b], blocks[b + 1]):
             y0 = by * block
             y1 = min(y0 + block, h)
             first = out[y0]
             srow = small[by]
-            for bx in range(sw):
-                x0 = bx * block
-                x1 = min(x0 + block, w)
-                for x in range(x0, x1):
-                    for c in range(channels):
-                        first[x, c] = srow[bx, c]
+            if channels == 3:
+                for k in range(block):
+                    for bx in range(full):
+                        p = (bx * block + k) * 3
+                        q = bx * 3
+                        first[p] = srow[q]
+                        first[p + 1] = srow[q + 1]
+                        first[p + 2] = srow[q + 2]
+            else:
+                for k in range(block):
+                    for bx in range(full):
+                        p = (bx * block + k) * channels
+                        q = bx * channels
+                        for c in range(channels):
+                            first[p + c] = srow[q + c]
+            for x in range(full * block, w):  # partial block at the right edge
+                for c in range(channels):
+                    first[x * channels + c] = srow[(sw - 1) * channels + c]
             for y in range(y0 + 1, y1):
-                out[y] = first
+                row = out[y]
+                for j in range(row_len):
+                    row[j] = first[j]
 
 
 def block_average(image: np.ndarray, block_size: int) -> np.ndarray:
@@ -47,8 +64,10 @@ def block_average(image: np.ndarray, block_size: int) -> np.ndarray:
 def upscale_nearest(small: np.ndarray, block_size: int, height: int, width: int) -> np.ndarray:
     """Each small pixel repeated block_size times both ways, cropped to (height, width)."""
     small = np.ascontiguousarray(small)
-    out = np.empty((height, width, small.shape[2]), np.uint8)
-    _upscale_nearest(small, block_size, row_blocks(small.shape[0], numba.get_num_threads()), out)
+    sh, sw, c = small.shape
+    out = np.empty((height, width, c), np.uint8)
+    _upscale_nearest(small.reshape(sh, sw * c), c, block_size,
+                     row_blocks(sh, numba.get_num_threads()), out.reshape(height, width * c))
     return out
 
 

@@ -129,17 +129,22 @@ def test_resize_area_and_nearest_match_naive(shape, target):
     assert maxdiff(out, naive.resize_nearest(img, th, tw)) == 0
 
 
-@pytest.mark.parametrize("target", [(20, 30), (9, 13), (1, 1)])
-def test_resize_area_matches_opencv_when_shrinking(target):
-    img = make_image((41, 59, 3), seed=8)
+@pytest.mark.parametrize("shape", [(41, 59, 3), (40, 60, 4), (48, 64, 3)])
+@pytest.mark.parametrize("target", [(20, 30), (9, 13), (1, 1), (8, 16), (24, 32)])
+def test_resize_area_matches_opencv_when_shrinking(target, shape):
+    """Covers both paths: exact integer factors (integer block sums) and fractional ones."""
+    img = make_image(shape, seed=8)
     th, tw = target
+    if th > shape[0] or tw > shape[1]:
+        pytest.skip("not a shrink")
     ref = cv2.resize(img, (tw, th), interpolation=cv2.INTER_AREA)
     assert maxdiff(cpu.resize(img, width=tw, height=th), ref) <= 1  # auto = area
 
 
-@pytest.mark.parametrize("target", [(20, 30), (60, 100), (41, 13)])
-def test_resize_bilinear_matches_opencv(target):
-    img = make_image((41, 59, 4), seed=9)
+@pytest.mark.parametrize("channels", [3, 4])
+@pytest.mark.parametrize("target", [(20, 30), (60, 100), (41, 13), (1, 1), (3, 200)])
+def test_resize_bilinear_matches_opencv(target, channels):
+    img = make_image((41, 59, channels), seed=9)
     th, tw = target
     ref = cv2.resize(img, (tw, th), interpolation=cv2.INTER_LINEAR)
     out = cpu.resize(img, width=tw, height=th, interpolation="bilinear")
