@@ -218,3 +218,19 @@ def test_every_kernel_compiles_to_ptx_for_a_real_device():
     assert done.stdout.count("ok ") == 14
     assert " 0 f64 ops" in done.stdout and all(
         " 0 f64 ops" in line for line in done.stdout.splitlines())  # float32 math only
+
+
+def test_gpu_benchmark_runner_reports_synchronised_timings_in_the_simulator():
+    """The benchmark's GPU runner end to end on a tiny image (timings are not checked:
+    the simulator's speed means nothing); it refuses the simulator unless allowed."""
+    from filters import benchmark_gpu
+    from filters.benchmark import Case
+    cases = [Case("blur", "blur", {"radius": 1.0}), Case("pixelate", "pixelate", {"block_size": 4})]
+    with pytest.raises(benchmark_gpu.GpuUnavailable, match="simulator"):
+        benchmark_gpu.run((16, 12), 1, cases=cases)
+    report = benchmark_gpu.run((16, 12), 1, allow_simulator=True, cases=cases)
+    assert report["device"] == "CUDA simulator" and report["size"] == "16x12"
+    assert [r["case"] for r in report["rows"]] == ["blur", "pixelate"]
+    for row in report["rows"]:
+        assert row["device_ms"] > 0 and row["end_to_end_ms"] > 0 and row["first_call_ms"] > 0
+    assert "end-to-end ms" in benchmark_gpu.format_table(report)
