@@ -4,7 +4,8 @@ The Gaussian is separable: a horizontal pass writes a float32 intermediate in de
 memory, a vertical pass reads it and stores uint8 (blur) or fuses the unsharp mask
 (sharpen: out = x + amount * (x - gaussian(x))), so sharpen costs the same two passes.
 The weights (half-width ceil(3 * sigma), normalised) are computed on the host once per
-call and copied to the device. Borders are OpenCV's reflect-101, as on the CPU.
+call (filters.cpu_common.gaussian_taps, shared with the CPU kernel) and copied to the
+device. Borders are OpenCV's reflect-101, as on the CPU.
 """
 from __future__ import annotations
 
@@ -13,15 +14,16 @@ import math
 import numpy as np
 from numba import cuda
 
-from filters.gpu_launch import device_like, launch_2d, luma, reflect101, to_u8
-
-
-def gaussian_weights(sigma: float) -> np.ndarray:
-    """Normalised 1-D Gaussian taps, half-width ceil(3 * sigma), as float32."""
-    half = max(1, int(math.ceil(3.0 * sigma)))
-    xs = np.arange(-half, half + 1, dtype=np.float64)
-    taps = np.exp(-(xs * xs) / (2.0 * sigma * sigma))
-    return (taps / taps.sum()).astype(np.float32)
+from filters.cpu_common import check_number, gaussian_taps
+from filters.errors import FilterFailed
+from filters.gpu_launch import (
+    check_device_image,
+    device_like,
+    launch_2d,
+    luma,
+    reflect101,
+    to_u8,
+)
 
 
 @cuda.jit
@@ -125,8 +127,9 @@ def _horizontal(image, weights_dev):
 
 def blur(image, *, radius: float = 2.0):
     """Gaussian blur, sigma = radius, on every channel (alpha blurred the same way)."""
-    h, w, c = image.shape
-    weights = cuda.to_device(gaussian_weights(radius))
+    h, w, c = check_device_image(image, "blur").shape
+    radius = check_number(radius, "blur.radius", 0.1, 50.0)
+    weights = cuda.to_device(gaussian_taps(radius))
     tmp = _horizontal(image, weights)
     out = device_like(h, w, c)
     blocks, threads = launch_2d(h, w)
@@ -136,8 +139,10 @@ def blur(image, *, radius: float = 2.0):
 
 def sharpen(image, *, amount: float = 1.0, radius: float = 1.0):
     """Unsharp mask out = clip(x + amount * (x - gaussian(x, radius))), every channel."""
-    h, w, c = image.shape
-    weights = cuda.to_device(gaussian_weights(radius))
+    h, w, c = check_device_image(image, "sharpen").shape
+    amount = check_number(amount, "sharpen.amount", 0.0, 10.0)
+    radius = check_number(radius, "sharpen.radius", 0.1, 20.0)
+    weights = cuda.to_device(gaussian_taps(radius))
     tmp = _horizontal(image, weights)
     out = device_like(h, w, c)
     blocks, threads = launch_2d(h, w)
@@ -147,7 +152,11 @@ def sharpen(image, *, amount: float = 1.0, radius: float = 1.0):
 
 def edges(image, *, threshold: int | None = None):
     """Sobel magnitude of luma (or 0/255 against threshold) on R, G, B; alpha untouched."""
-    h, w, c = image.shape
+    h, w, c = check_device_image(image, "edges").shape
+    if threshold is not None and (isinstance(threshold, bool) or not isinstance(
+            threshold, (int, np.integer)) or not 0 <= threshold <= 255):
+        raise FilterFailed(f"edges.threshold must be an integer between 0 and 255 or null, "
+                           f"got {threshold!r}")
     out = device_like(h, w, c)
     blocks, threads = launch_2d(h, w)
     thr = np.float32(-1.0 if threshold is None else float(threshold))

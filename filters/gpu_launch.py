@@ -16,6 +16,8 @@ import numpy as np
 from numba import config as numba_config
 from numba import cuda
 
+from filters.errors import FilterFailed
+
 # Threads per block on a real device: x runs along image columns (coalesced loads).
 DEVICE_BLOCK = (32, 8)
 # Upper bound on blocks per grid dimension; grid-stride loops cover the rest.
@@ -47,6 +49,20 @@ def launch_2d(height: int, width: int) -> tuple[tuple[int, int], tuple[int, int]
         max(1, min(DEVICE_MAX_BLOCKS, math.ceil(height / by))),
     )
     return blocks, DEVICE_BLOCK
+
+
+def check_device_image(image, filter_name: str):
+    """The device image if it is (H, W, 3|4) uint8 with pixels, else FilterFailed (as the
+    CPU kernels' check_image does for host arrays)."""
+    shape = getattr(image, "shape", None)
+    dtype = getattr(image, "dtype", None)
+    if shape is None or len(shape) != 3 or shape[2] not in (3, 4) or dtype != np.uint8:
+        raise FilterFailed(
+            f"{filter_name}: expected an (H, W, 3|4) uint8 device image, got "
+            f"{type(image).__name__} shape={shape} dtype={dtype}")
+    if shape[0] < 1 or shape[1] < 1:
+        raise FilterFailed(f"{filter_name}: the image has no pixels (shape {shape})")
+    return image
 
 
 def device_like(height: int, width: int, channels: int, dtype=np.uint8):

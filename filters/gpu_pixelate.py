@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 from numba import cuda
 
-from filters.gpu_launch import device_like, launch_2d, luma
+from filters.gpu_launch import check_device_image, device_like, launch_2d, luma
 from filters import palettes
 from filters.errors import FilterFailed
 
@@ -169,13 +169,28 @@ def _outline(small, colours: np.ndarray | None):
     return out
 
 
+def _check_params(block_size, palette, palette_size, method, dither) -> None:
+    """The CPU kernel's argument checks (same messages), before any device work."""
+    for name, value, low, high in (("block_size", block_size, 1, 256),
+                                   ("palette_size", palette_size, 2, 256)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) \
+                or not low <= value <= high:
+            raise FilterFailed(
+                f"pixelate.{name} must be an integer between {low} and {high}, got {value!r}")
+    for name, value, choices in (("palette", palette, palettes.PALETTE_CHOICES),
+                                 ("method", method, palettes.METHODS),
+                                 ("dither", dither, palettes.DITHERS)):
+        if value not in choices:
+            raise FilterFailed(
+                f"pixelate.{name} must be one of {', '.join(choices)}, got {value!r}")
+
+
 def pixelate(image, *, block_size: int = 8, palette: str = "adaptive", palette_size: int = 16,
              method: str = "kmeans", dither: str = "none", outline: bool = False,
              upscale: bool = True):
     """Pixel art on the device; see the module docstring for what runs on the host."""
-    if dither not in palettes.DITHERS:
-        raise FilterFailed(
-            f"pixelate.dither must be one of {', '.join(palettes.DITHERS)}, got {dither!r}")
+    check_device_image(image, "pixelate")
+    _check_params(block_size, palette, palette_size, method, dither)
     small = block_average(image, int(block_size))
     colours = None
     if palette != "none":

@@ -12,7 +12,15 @@ from __future__ import annotations
 import numpy as np
 from numba import cuda
 
-from filters.gpu_launch import REDUCE_SLOTS, device_like, launch_2d, luma, to_u8
+from filters.cpu_common import check_number
+from filters.gpu_launch import (
+    REDUCE_SLOTS,
+    check_device_image,
+    device_like,
+    launch_2d,
+    luma,
+    to_u8,
+)
 
 
 @cuda.jit
@@ -116,17 +124,21 @@ def mean_luma(image) -> float:
 
 def brightness(image, *, factor: float = 1.2):
     """out = clip(round(x * factor)) on R, G, B; alpha untouched."""
+    check_device_image(image, "brightness")
+    factor = check_number(factor, "brightness.factor", 0.0, 10.0)
     return _apply_lut(image, affine_lut(factor, 0.0))
 
 
 def contrast(image, *, factor: float = 1.2):
     """out = clip(round((x - m) * factor + m)), m = mean luma; alpha untouched."""
+    check_device_image(image, "contrast")
+    factor = check_number(factor, "contrast.factor", 0.0, 10.0)
     return _apply_lut(image, affine_lut(factor, mean_luma(image)))
 
 
 def grayscale(image):
     """Luma replicated to R, G, B; alpha untouched."""
-    h, w, c = image.shape
+    h, w, c = check_device_image(image, "grayscale").shape
     out = device_like(h, w, c)
     blocks, threads = launch_2d(h, w)
     _grayscale_kernel[blocks, threads](image, out)

@@ -15,7 +15,7 @@ import numpy as np
 from numba import cuda
 
 from filters.geometry import resize_target
-from filters.gpu_launch import device_like, launch_2d, to_u8
+from filters.gpu_launch import check_device_image, device_like, launch_2d, to_u8
 from filters.cpu_resize import INTERPOLATIONS, axis_taps
 from filters.errors import FilterFailed
 
@@ -98,6 +98,6 @@ def resize(image, *, width: int | None = None, height: int | None = None,
             f"resize.interpolation must be one of {', '.join(INTERPOLATIONS)}, "
             f"got {interpolation!r}"
         )
-    h, w, _ = image.shape
+    h, w, _ = check_device_image(image, "resize").shape
     th, tw = resize_target(h, w, width, height, scale)
     return resize_to(image, th, tw, interpolation)

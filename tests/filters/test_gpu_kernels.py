@@ -234,3 +234,20 @@ def test_gpu_benchmark_runner_reports_synchronised_timings_in_the_simulator():
     for row in report["rows"]:
         assert row["device_ms"] > 0 and row["end_to_end_ms"] > 0 and row["first_call_ms"] > 0
     assert "end-to-end ms" in benchmark_gpu.format_table(report)
+
+
+@pytest.mark.parametrize("name,params,match", [
+    ("blur", {"radius": 80}, "blur.radius"),
+    ("sharpen", {"amount": -1}, "sharpen.amount"),
+    ("brightness", {"factor": float("nan")}, "brightness.factor"),
+    ("edges", {"threshold": 300}, "edges.threshold"),
+    ("pixelate", {"block_size": 0}, "pixelate.block_size"),
+    ("pixelate", {"palette": "c64"}, "pixelate.palette"),
+    ("pixelate", {"dither": "noise"}, "pixelate.dither"),
+])
+def test_bad_arguments_raise_filter_failed_before_any_launch(name, params, match):
+    img = gpu.upload(make_image((4, 4, 3)))
+    with pytest.raises(FilterFailed, match=match):
+        getattr(gpu, name)(img, **params)
+    with pytest.raises(FilterFailed, match="uint8 device image"):
+        getattr(gpu, name)(gpu.upload(np.zeros((4, 4), np.uint8)))
