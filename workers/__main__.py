@@ -141,8 +141,10 @@ def main(argv: list[str] | None = None) -> int:
             from workers.warmup import warm_kernels
 
             started = time.perf_counter()
-            timings = warm_kernels(caps, backend)
-            log_event(log, "warmed", ms=round((time.perf_counter() - started) * 1000, 1), filters=len(timings))
+            # A GPU worker also runs device=cpu tasks: warm both backends.
+            timings = {b: warm_kernels(caps, b) for b in (("cpu", "gpu") if backend == "gpu" else ("cpu",))}
+            log_event(log, "warmed", ms=round((time.perf_counter() - started) * 1000, 1),
+                      backends=list(timings), filters=sum(len(t) for t in timings.values()))
         from workers.worker import PixelfleetWorker
 
         worker = PixelfleetWorker(queues, health=health, connection=conn, heartbeat=heartbeat)

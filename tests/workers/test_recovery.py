@@ -6,8 +6,8 @@ import time
 
 from rq.job import Job
 
-from tests.fleet_helpers import (SLOW_STEPS, WorkerSet, enqueue_poison, job_status, png_bytes, submit,
-                                 wait_for_status, wait_for_worker, wait_until, worker_record)
+from tests.fleet_helpers import (SLOW_STEPS, WorkerSet, enqueue_poison, enqueue_sleep, job_status, png_bytes,
+                                 submit, wait_for_status, wait_for_worker, wait_until, worker_record)
 from workers import settings
 from workers.embedded_redis import RedisServer
 
@@ -42,6 +42,28 @@ def test_sigkilled_worker_task_completes_on_another_worker(redis_server, redis_c
         assert int(redis_conn.hget(settings.LOSSES_KEY, task_id)) == 1
         assert recovered_in < 30, f"recovered in {recovered_in:.1f}s"
         assert f"task={task_id} event=task_requeued" in fleet.workers[survivor].log_text()
+
+
+def test_worker_restarted_under_same_name_gets_its_lost_task_back(redis_server, redis_conn, tmp_path):
+    """What the fleet does after a crash: same name, new process. The old record is cleared
+    at once (its pid is dead), and the new worker, alive but not running the old task,
+    must not shield it from the reaper."""
+    with WorkerSet(redis_server.url, tmp_path) as fleet:
+        fleet.start("same-1", "io", "--no-warmup")
+        wait_for_worker(redis_conn, "same-1", "idle", timeout=90)
+        task_id = enqueue_sleep(redis_conn, 30)
+        first = wait_until(lambda: (r := worker_record(redis_conn, "same-1")) and r["current_task"] == task_id and r,
+                           20, interval=0.05, what="busy")
+        fleet.stop("same-1", signal.SIGKILL, timeout=10)
+        killed = time.monotonic()
+        again = fleet.start("same-1", "io", "--no-warmup")
+        wait_until(lambda: (r := worker_record(redis_conn, "same-1")) and r["pid"] == again.pid
+                   and r["current_task"] == task_id, 30, interval=0.05, what="the task back on the new process")
+        assert time.monotonic() - killed < 30
+        assert worker_record(redis_conn, "same-1")["pid"] != first["pid"]
+        job = Job.fetch(task_id, connection=redis_conn)
+        assert job.meta["losses"] == 1 and job.get_status() == "started"
+        assert "is alive but no longer running the task" in again.log_text()
 
 
 def test_poison_task_fails_as_worker_failure_after_max_losses(redis_server, redis_conn, tmp_path):
