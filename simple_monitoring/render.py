@@ -118,8 +118,9 @@ def latency_table(snap: Snapshot) -> Table:
     lat = snap.latency
     table = Table(title=f"Latency (last {fmt(lat.get('window_s'))} s, "
                         f"{fmt(lat.get('samples'))} tasks)", title_justify="left", expand=True)
-    for col in ("", "p50", "p95", "p99"):
-        table.add_column(col, justify="right" if col else "left")
+    table.add_column("", no_wrap=True, min_width=10)
+    for col in ("p50", "p95", "p99"):
+        table.add_column(col, justify="right", no_wrap=True)
     for key, label in (("queue_wait_ms", "queue wait"), ("processing_ms", "processing")):
         row = lat.get(key) or {}
         table.add_row(label, *(fmt(row.get(p), " ms") for p in ("p50", "p95", "p99")))

@@ -23,6 +23,7 @@ from stress.report import TERMINAL, TaskRecord, build_report, format_report, wri
 MAX_TASKS = 10_000
 MAX_SECONDS = 3_600
 MAX_CONCURRENCY = 64
+MAX_POLLS_PER_S = 100
 DEFAULT_WAIT_S = 120.0
 DEFAULT_FILTERS = "grayscale"
 DEFAULT_SAMPLE = "small"
@@ -159,8 +160,11 @@ class Runner:
                         return
                     if time.monotonic() >= deadline:
                         break
+                    round_started = time.monotonic()
                     list(pool.map(self.poll, pending))
-                    time.sleep(self.poll_interval)
+                    # at most ~MAX_POLLS_PER_S status requests: polling must not become the load
+                    spent = time.monotonic() - round_started
+                    time.sleep(max(self.poll_interval, len(pending) / MAX_POLLS_PER_S - spent))
         except KeyboardInterrupt:      # Ctrl-C while waiting: report what we have
             self.interrupted = True
         for r in records:

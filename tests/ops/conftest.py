@@ -61,12 +61,8 @@ class LiveFleet:
 
     # --- lifecycle ----------------------------------------------------------------------
     def start_api(self) -> None:
-        bind = self.url.removeprefix("http://")
-        cmd = [PYTHON, "-m", "gunicorn"]
-        conf = ROOT / "webapp" / "gunicorn.conf.py"
-        if conf.is_file():
-            cmd += ["-c", str(conf)]
-        cmd += ["--bind", bind, "webapp.wsgi:application"]
+        """gunicorn with the project's config; the bind address comes from PIXELFLEET_API_BIND."""
+        cmd = [PYTHON, "-m", "gunicorn", "-c", "gunicorn.conf.py"]
         self.api = self._spawn("api", cmd, cwd=ROOT / "webapp")
 
     def start_worker(self, name: str, caps: str) -> None:
@@ -139,6 +135,7 @@ def fleet_env(redis_url: str, bind: str) -> dict:
     env.update(REDIS_URL=redis_url, PIXELFLEET_API_BIND=bind, PIXELFLEET_API_TOKENS=TOKEN,
                PIXELFLEET_ENV="development", PIXELFLEET_HEARTBEAT_INTERVAL="1",
                DJANGO_SETTINGS_MODULE="webapp.settings", SKIP_CUDA_CHECK="1",
+               PIXELFLEET_API_WORKERS="1", PIXELFLEET_API_THREADS="8",
                PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "webapp")]))
     env.pop("NUMBA_ENABLE_CUDASIM", None)   # real processes, as an operator runs them
     return env
