@@ -26,6 +26,9 @@ from filters.gpu_launch import (
 )
 
 
+# The Gaussian passes compute each tap's source index once and accumulate every channel
+# from it (C is 3 or 4; the alpha branch is uniform across a launch), instead of
+# recomputing the reflected index per channel.
 @cuda.jit
 def _hpass_kernel(src, weights, tmp):
     """tmp[y, x, c] = sum_k w[k] * src[y, reflect(x + k - half), c] (float32)."""
@@ -36,12 +39,43 @@ def _hpass_kernel(src, weights, tmp):
     half = taps // 2
     for y in range(y0, h, sy):
         for x in range(x0, w, sx):
-            for ch in range(c):
-                acc = np.float32(0.0)
-                for k in range(taps):
-                    xx = reflect101(x + k - half, w)
-                    acc += weights[k] * np.float32(src[y, xx, ch])
-                tmp[y, x, ch] = acc
+            a0 = np.float32(0.0)
+            a1 = np.float32(0.0)
+            a2 = np.float32(0.0)
+            a3 = np.float32(0.0)
+            for k in range(taps):
+                xx = reflect101(x + k - half, w)
+                wk = weights[k]
+                a0 += wk * np.float32(src[y, xx, 0])
+                a1 += wk * np.float32(src[y, xx, 1])
+                a2 += wk * np.float32(src[y, xx, 2])
+                if c == 4:
+                    a3 += wk * np.float32(src[y, xx, 3])
+            tmp[y, x, 0] = a0
+            tmp[y, x, 1] = a1
+            tmp[y, x, 2] = a2
+            if c == 4:
+                tmp[y, x, 3] = a3
+
+
+@cuda.jit(device=True, inline=True)
+def _vertical_sums(tmp, weights, y, x, h, c):
+    """(sum_k w[k] * tmp[reflect(y + k - half), x, ch] for ch in 0..3); a3 = 0 for RGB."""
+    taps = weights.shape[0]
+    half = taps // 2
+    a0 = np.float32(0.0)
+    a1 = np.float32(0.0)
+    a2 = np.float32(0.0)
+    a3 = np.float32(0.0)
+    for k in range(taps):
+        yy = reflect101(y + k - half, h)
+        wk = weights[k]
+        a0 += wk * tmp[yy, x, 0]
+        a1 += wk * tmp[yy, x, 1]
+        a2 += wk * tmp[yy, x, 2]
+        if c == 4:
+            a3 += wk * tmp[yy, x, 3]
+    return a0, a1, a2, a3
 
 
 @cuda.jit
@@ -49,16 +83,20 @@ def _vpass_blur_kernel(tmp, weights, dst):
     x0, y0 = cuda.grid(2)
     sx, sy = cuda.gridsize(2)
     h, w, c = tmp.shape
-    taps = weights.shape[0]
-    half = taps // 2
     for y in range(y0, h, sy):
         for x in range(x0, w, sx):
-            for ch in range(c):
-                acc = np.float32(0.0)
-                for k in range(taps):
-                    yy = reflect101(y + k - half, h)
-                    acc += weights[k] * tmp[yy, x, ch]
-                dst[y, x, ch] = to_u8(acc)
+            a0, a1, a2, a3 = _vertical_sums(tmp, weights, y, x, h, c)
+            dst[y, x, 0] = to_u8(a0)
+            dst[y, x, 1] = to_u8(a1)
+            dst[y, x, 2] = to_u8(a2)
+            if c == 4:
+                dst[y, x, 3] = to_u8(a3)
+
+
+@cuda.jit(device=True, inline=True)
+def _unsharp(x, blurred, amount):
+    v = np.float32(x)
+    return to_u8(v + amount * (v - blurred))
 
 
 @cuda.jit
@@ -66,17 +104,14 @@ def _vpass_unsharp_kernel(tmp, weights, src, amount, dst):
     x0, y0 = cuda.grid(2)
     sx, sy = cuda.gridsize(2)
     h, w, c = tmp.shape
-    taps = weights.shape[0]
-    half = taps // 2
     for y in range(y0, h, sy):
         for x in range(x0, w, sx):
-            for ch in range(c):
-                acc = np.float32(0.0)
-                for k in range(taps):
-                    yy = reflect101(y + k - half, h)
-                    acc += weights[k] * tmp[yy, x, ch]
-                v = np.float32(src[y, x, ch])
-                dst[y, x, ch] = to_u8(v + amount * (v - acc))
+            a0, a1, a2, a3 = _vertical_sums(tmp, weights, y, x, h, c)
+            dst[y, x, 0] = _unsharp(src[y, x, 0], a0, amount)
+            dst[y, x, 1] = _unsharp(src[y, x, 1], a1, amount)
+            dst[y, x, 2] = _unsharp(src[y, x, 2], a2, amount)
+            if c == 4:
+                dst[y, x, 3] = _unsharp(src[y, x, 3], a3, amount)
 
 
 @cuda.jit
