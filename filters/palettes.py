@@ -33,7 +33,7 @@ METHODS = ("kmeans", "median_cut")
 DITHERS = ("none", "floyd-steinberg", "bayer")
 
 KMEANS_ITERATIONS = 8          # fixed: deterministic and bounded time
-KMEANS_SAMPLE = 32768          # at most this many pixels (fixed stride) are clustered
+FIT_SAMPLE = 32768             # at most this many pixels (fixed stride) are fitted
 OUTLINE_THRESHOLD = 64.0       # luma step to a brighter 4-neighbour that draws an outline
 OUTLINE_DARKEN = 0.35          # without a palette, outline pixels are scaled by this
 BAYER_SIZE = 8
@@ -54,16 +54,28 @@ def _rgb_pixels(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(image[..., :3]).reshape(-1, 3)
 
 
+def sample_pixels(pixels: np.ndarray, limit: int = FIT_SAMPLE) -> np.ndarray:
+    """At most `limit` pixels at a fixed stride: fitting cost stays bounded, deterministic."""
+    if len(pixels) <= limit:
+        return pixels
+    return pixels[np.linspace(0, len(pixels) - 1, limit).astype(np.int64)]
+
+
 def median_cut(pixels: np.ndarray, size: int) -> np.ndarray:
     """Up to `size` colours: split the box with the widest channel range at its median."""
-    pixels = np.asarray(pixels, dtype=np.uint8).reshape(-1, 3)
+    pixels = sample_pixels(np.asarray(pixels, dtype=np.uint8).reshape(-1, 3))
+
+    def widest(box: np.ndarray) -> int:
+        return int(np.ptp(box, axis=0).max()) if len(box) > 1 else 0
+
     boxes = [pixels]
+    ranges = [widest(pixels)]
     while len(boxes) < size:
-        ranges = [int(np.ptp(b, axis=0).max()) if len(b) > 1 else 0 for b in boxes]
         best = int(np.argmax(ranges))
         if ranges[best] == 0:
             break  # every box is one colour: fewer distinct colours than `size`
         box = boxes.pop(best)
+        ranges.pop(best)
         channel = int(np.argmax(np.ptp(box, axis=0)))
         values = box[:, channel]
         # Split at the median VALUE, never inside a run of equal values, so one colour
@@ -72,7 +84,9 @@ def median_cut(pixels: np.ndarray, size: int) -> np.ndarray:
         low = values < median
         if not low.any():
             low = values <= median
-        boxes.extend([box[low], box[~low]])
+        for part in (box[low], box[~low]):
+            boxes.append(part)
+            ranges.append(widest(part))
     means = [np.floor(b.astype(np.float64).mean(axis=0) + 0.5) for b in boxes]
     return np.array(means, dtype=np.uint8)
 
@@ -117,9 +131,7 @@ def _update(points, labels, centres):
 
 def kmeans(pixels: np.ndarray, size: int, iterations: int = KMEANS_ITERATIONS) -> np.ndarray:
     """Up to `size` colours by Lloyd's k-means, seeded by median cut (deterministic)."""
-    pixels = np.asarray(pixels, dtype=np.uint8).reshape(-1, 3)
-    if len(pixels) > KMEANS_SAMPLE:
-        pixels = pixels[np.linspace(0, len(pixels) - 1, KMEANS_SAMPLE).astype(np.int64)]
+    pixels = sample_pixels(np.asarray(pixels, dtype=np.uint8).reshape(-1, 3))
     centres = median_cut(pixels, size).astype(np.float64)
     points = pixels.astype(np.float64)
     labels = np.empty(len(points), np.int64)
