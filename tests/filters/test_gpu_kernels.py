@@ -133,23 +133,29 @@ def test_resize_refuses_like_the_cpu():
 
 
 PIXELATE_CASES = [
-    {"block_size": 4, "palette": "none"},
-    {"block_size": 5},                                          # adaptive k-means, 16
-    {"block_size": 3, "palette_size": 4, "method": "median_cut", "dither": "floyd-steinberg",
-     "upscale": False},
-    {"block_size": 2, "palette": "pico-8", "dither": "bayer", "outline": True},
-    {"block_size": 3, "palette": "none", "outline": True},
-    {"block_size": 64, "palette": "gameboy"},                   # one partial block
+    ({"block_size": 4, "palette": "none"}, RGBA),
+    ({"block_size": 5}, RGB),                                   # adaptive k-means, 16
+    ({"block_size": 3, "palette_size": 4, "method": "median_cut", "dither": "floyd-steinberg",
+      "upscale": False}, RGBA),
+    ({"block_size": 2, "palette": "pico-8", "dither": "bayer", "outline": True}, RGB),
+    ({"block_size": 3, "palette": "none", "outline": True}, RGBA),
+    ({"block_size": 64, "palette": "gameboy"}, RGBA),           # one partial block
+    ({"block_size": 1, "palette": "cga", "dither": "bayer"}, (1, 1, 3)),
 ]
 
 
-@pytest.mark.parametrize("params", PIXELATE_CASES,
-                         ids=["-".join(f"{v}" for v in p.values()) for p in PIXELATE_CASES])
-def test_pixelate_matches_cpu(params):
-    img = make_image(RGBA, seed=7)
+@pytest.mark.parametrize("params,shape", PIXELATE_CASES,
+                         ids=["-".join(f"{v}" for v in p.values()) for p, _ in PIXELATE_CASES])
+def test_pixelate_matches_cpu(params, shape):
+    img = make_image(shape, seed=7)
     got = on_gpu(gpu.pixelate, img, **params)
     # Integer block means and identical host-fitted palettes: bit-exact.
     assert maxdiff(got, cpu.pixelate(img, **params)) == 0
+    if shape[2] == 4 and params.get("palette") != "none":
+        small = cpu.block_average(img, params["block_size"])
+        want_alpha = cpu.upscale_nearest(small, params["block_size"], *shape[:2])[..., 3] \
+            if params.get("upscale", True) else small[..., 3]
+        assert np.array_equal(got[..., 3], want_alpha)  # alpha averaged, never quantised
 
 
 def test_pixelate_block_stage_and_upscale_match_cpu_helpers():
