@@ -96,7 +96,8 @@ class PixelfleetWorker(SimpleWorker):
             self.heartbeat_thread.beat_now()
 
     def set_state(self, state: str, pipeline=None) -> None:
-        super().set_state(state, pipeline)
+        if pipeline is not None or state != self._state:   # RQ sets "idle" twice per task
+            super().set_state(state, pipeline)
         if self.health.state != "stopping":
             self.health.state = "busy" if state == "busy" else "idle"
 
@@ -106,6 +107,21 @@ class PixelfleetWorker(SimpleWorker):
             log_event(log, "stopping", worker=self.name, reason=reason, current_task=self.health.current_task)
         self.health.state = "stopping"
         self._beat()
+
+    def heartbeat(self, timeout: int | None = None, pipeline=None) -> None:
+        """RQ calls this three times per loop, three round trips each; our heartbeat thread
+        keeps RQ's keys alive instead (see HeartbeatThread.keep_alive). Inside one of
+        RQ's own pipelines it costs nothing, so it stays."""
+        if pipeline is not None or self.heartbeat_thread is None:
+            super().heartbeat(timeout, pipeline)
+        else:
+            self.last_heartbeat = now()
+
+    def bootstrap(self, *args, **kwargs) -> None:
+        super().bootstrap(*args, **kwargs)
+        if self.heartbeat_thread is not None:
+            self.heartbeat_thread.keep_alive_ttl = self.worker_ttl + 60
+            self.heartbeat_thread.keep_alive = (self.key, self.executions_key)
 
     # --- one task ---------------------------------------------------------------------
     def execute_job(self, job: Job, queue: Queue) -> None:
@@ -193,6 +209,8 @@ class PixelfleetWorker(SimpleWorker):
         super().register_birth()
 
     def teardown(self) -> None:
+        if self.heartbeat_thread is not None:
+            self.heartbeat_thread.keep_alive = ()   # let the dead worker's keys expire
         try:
             self.register_death()
         except REDIS_ERRORS:
