@@ -11,6 +11,10 @@ device query; kernels compile on their first launch.
 """
 from __future__ import annotations
 
+import time
+
+import numpy as np
+
 from filters.gpu_conv import blur, edges, sharpen
 from filters.gpu_launch import download, synchronize, upload
 from filters.gpu_pixelate import pixelate
@@ -19,5 +23,22 @@ from filters.gpu_resize import resize
 
 __all__ = [
     "resize", "blur", "brightness", "contrast", "grayscale", "sharpen", "edges",
-    "pixelate", "upload", "download", "synchronize",
+    "pixelate", "upload", "download", "synchronize", "warm_up",
 ]
+
+
+def warm_up() -> float:
+    """Launch every kernel once on a tiny image so the first real task does not pay the
+    compilation (seconds per kernel); returns the seconds it took. Initialises CUDA: a
+    GPU worker calls it after it has decided never to fork (see docs/gpu.md)."""
+    start = time.perf_counter()
+    image = upload(np.zeros((4, 4, 3), np.uint8))
+    resize(image, width=2, interpolation="nearest")
+    resize(image, width=3, interpolation="bilinear")
+    for step in (blur(image, radius=0.5), sharpen(image, amount=1.0, radius=0.5),
+                 brightness(image, factor=1.1), contrast(image, factor=1.1),
+                 grayscale(image), edges(image),
+                 pixelate(image, block_size=2, palette="cga", dither="bayer", outline=True)):
+        del step
+    synchronize()
+    return time.perf_counter() - start

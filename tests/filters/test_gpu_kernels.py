@@ -260,3 +260,26 @@ def test_bad_arguments_raise_filter_failed_before_any_launch(name, params, match
         getattr(gpu, name)(img, **params)
     with pytest.raises(FilterFailed, match="uint8 device image"):
         getattr(gpu, name)(gpu.upload(np.zeros((4, 4), np.uint8)))
+
+
+def test_warm_up_launches_every_kernel(monkeypatch):
+    from filters import gpu_conv, gpu_pixelate, gpu_point, gpu_ptx_check, gpu_resize
+    launched: set[str] = set()
+
+    class Recorder:
+        def __init__(self, name, kernel):
+            self.name, self.kernel = name, kernel
+
+        def __getitem__(self, config):
+            launched.add(self.name)
+            return self.kernel[config]
+
+    names = set()
+    for module in (gpu_conv, gpu_pixelate, gpu_point, gpu_resize):
+        for name in dir(module):
+            if name.endswith("_kernel"):
+                names.add(name)
+                monkeypatch.setattr(module, name, Recorder(name, getattr(module, name)))
+    assert gpu.warm_up() > 0
+    assert launched == names
+    assert len(names) == len(gpu_ptx_check.kernel_signatures())  # the PTX check misses none
