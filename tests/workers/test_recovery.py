@@ -109,3 +109,48 @@ def test_worker_survives_redis_restart(redis_conn, tmp_path):
             assert fleet.stop("rr-1", timeout=20) == 0
     finally:
         server.stop()
+
+
+def _fake_start(conn, task_id, worker_name):
+    """Mark a queued task started by `worker_name`, exactly as RQ 3.0's worker does."""
+    from rq import Queue
+    from rq.executions import Execution
+
+    job = Job.fetch(task_id, connection=conn)
+    queue = Queue(job.origin, connection=conn)
+    assert conn.lrem(queue.key, 1, task_id) == 1
+    with conn.pipeline() as pipe:
+        execution = Execution.create(job, 180, pipeline=pipe, worker_name=worker_name)
+        job.prepare_for_execution(worker_name, pipeline=pipe)
+        pipe.execute()
+    return queue, execution
+
+
+def test_reaper_requeues_at_front_counts_losses_then_fails(redis_conn):
+    """The reaper's rules in-process: no live heartbeat → front of the queue; third loss → failed."""
+    from workers.reaper import REAPER_LOCK_KEY, find_lost_jobs, reap_once
+    from workers.registry import write_heartbeat
+
+    task_id = enqueue_sleep(redis_conn, 0)   # never runs here: only the reaper acts
+    other = enqueue_sleep(redis_conn, 0)
+    # A live worker running its task is left alone, even by a pass that runs.
+    queue, _ = _fake_start(redis_conn, task_id, "alive-1")
+    write_heartbeat(redis_conn, {"name": "alive-1", "current_task": task_id, "last_seen": time.time()})
+    assert find_lost_jobs(redis_conn) == []
+    redis_conn.delete(f"{settings.PREFIX}:worker:alive-1")
+    for loss in range(1, settings.MAX_WORKER_LOSSES + 1):
+        if loss > 1:
+            queue, _ = _fake_start(redis_conn, task_id, f"ghost-{loss}")
+        redis_conn.delete(REAPER_LOCK_KEY)
+        outcome = reap_once(redis_conn, by="test")
+        assert [(lost.job_id, result) for lost, result in outcome] == [
+            (task_id, "requeued" if loss < settings.MAX_WORKER_LOSSES else "failed")]
+        assert reap_once(redis_conn) == []    # the lock: one pass per period fleet-wide
+        job = Job.fetch(task_id, connection=redis_conn)
+        assert job.meta["losses"] == loss
+        if loss < settings.MAX_WORKER_LOSSES:
+            assert job.get_status() == "queued"
+            assert redis_conn.lrange(queue.key, 0, -1) == [task_id.encode(), other.encode()]   # at the front
+    assert job.get_status() == "failed" and job.meta["failure_type"] == "worker_failure"
+    assert redis_conn.lrange(queue.key, 0, -1) == [other.encode()]
+    assert redis_conn.zcard(queue.started_job_registry.key) == 0
