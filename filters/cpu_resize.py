@@ -239,7 +239,10 @@ def resize(
     yidx, ywts = axis_taps(h, th, interpolation)
     xidx, xwts = axis_taps(w, tw, interpolation)
     out = np.empty((th, tw, c), np.uint8)
-    pair = xidx.shape[1] == 2 and w > 1 and bool(np.all(xidx[:, 1] == xidx[:, 0] + 1))
+    # The fused two-tap pass skips clipping: only valid for non-negative weights (bilinear,
+    # area), not for Lanczos lobes, which can reach two taps on a 2-pixel-wide input.
+    pair = (xidx.shape[1] == 2 and w > 1 and bool(np.all(xidx[:, 1] == xidx[:, 0] + 1))
+            and bool(np.all(xwts >= 0)) and bool(np.all(ywts >= 0)))
     _resample(image, yidx, ywts, np.ascontiguousarray(xidx.T), np.ascontiguousarray(xwts.T),
               pair, blocks, out)
     return out

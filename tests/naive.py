@@ -162,3 +162,36 @@ def floyd_steinberg(image: np.ndarray, palette: np.ndarray) -> np.ndarray:
                 if 0 <= y + dy < h and 0 <= x + dx < w:
                     buf[y + dy, x + dx] += err * wt / 16
     return with_alpha_of(out, image)
+
+
+def _lanczos3(x: float) -> float:
+    if abs(x) >= 3:
+        return 0.0
+    if x == 0:
+        return 1.0
+    px = math.pi * x
+    return 3 * math.sin(px) * math.sin(px / 3) / (px * px)
+
+
+def _lanczos_matrix(n_in: int, n_out: int) -> np.ndarray:
+    """(n_out, n_in) weights: Lanczos-3 widened by the scale when shrinking (Pillow)."""
+    scale = n_in / n_out
+    stretch = max(scale, 1.0)
+    m = np.zeros((n_out, n_in))
+    for i in range(n_out):
+        centre = (i + 0.5) * scale
+        lo = max(int(centre - 3 * stretch + 0.5), 0)
+        hi = min(int(centre + 3 * stretch + 0.5), n_in)
+        for x in range(lo, hi):
+            m[i, x] = _lanczos3((x - centre + 0.5) / stretch)
+        m[i] /= m[i].sum()
+    return m
+
+
+def resize_lanczos(image: np.ndarray, th: int, tw: int) -> np.ndarray:
+    """Separable Lanczos-3 in float64, clipped once at the end."""
+    h, w = image.shape[:2]
+    my, mx = _lanczos_matrix(h, th), _lanczos_matrix(w, tw)
+    out = np.einsum("yh,hwc->ywc", my, image.astype(np.float64))
+    out = np.einsum("xw,ywc->yxc", mx, out)
+    return round_clip(out)

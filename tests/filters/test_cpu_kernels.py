@@ -160,6 +160,17 @@ def test_resize_lanczos_matches_pillow(target):
     assert maxdiff(out, ref) <= 2  # Pillow rounds to uint8 between its two passes
 
 
+@pytest.mark.parametrize("shape", [(1, 2, 3), (2, 2, 4), (5, 7, 3), (31, 17, 3)])
+@pytest.mark.parametrize("target", [(3, 100), (1, 1), (9, 4), (40, 60)])
+def test_resize_lanczos_matches_naive(shape, target):
+    """Includes 2-pixel inputs, where Lanczos has two taps with a negative lobe."""
+    img = make_image(shape, seed=17)
+    img[..., 0] = np.where(np.arange(shape[1]) % 2 == 0, 0, 255)  # hard edges: overshoot
+    th, tw = target
+    out = cpu.resize(img, width=tw, height=th, interpolation="lanczos")
+    assert maxdiff(out, naive.resize_lanczos(img, th, tw)) <= 1  # float32 vs float64
+
+
 def test_resize_sizes_and_alpha():
     img = make_image((10, 20, 4), seed=10)
     assert cpu.resize(img, width=5).shape == (3, 5, 4)  # 2.5 rounds half up
