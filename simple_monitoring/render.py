@@ -9,6 +9,7 @@ import io
 from datetime import datetime, timezone
 from typing import Iterable, Sequence
 
+from rich import box
 from rich.console import Console, Group, RenderableType
 from rich.panel import Panel
 from rich.table import Table
@@ -28,6 +29,13 @@ def fmt(value: object, unit: str = "", digits: int = 1) -> str:
     if isinstance(value, float):
         return f"{value:.{digits}f}{unit}"
     return f"{value}{unit}"
+
+
+def ms(value: object) -> str:
+    """Milliseconds: one decimal below 10 ms, whole numbers above ('-' when unknown)."""
+    if not isinstance(value, (int, float)):
+        return "-"
+    return f"{value:.1f} ms" if value < 10 else f"{value:.0f} ms"
 
 
 def sparkline(values: Sequence[float], width: int = 60) -> str:
@@ -64,81 +72,94 @@ def header(snap: Snapshot) -> Text:
     return text
 
 
-def system_table(snap: Snapshot) -> Table:
+def system_text(snap: Snapshot) -> Text:
+    """Two compact lines: the host, then the fleet's load (the original metrics fields)."""
     m = snap.metrics
-    table = Table.grid(padding=(0, 2))
-    table.add_row("CPU", fmt(m.get("cpu_usage"), "%"), "Active workers", fmt(m.get("active_workers")))
-    table.add_row("Memory", fmt(m.get("memory_usage"), "%"), "Busy workers", fmt(m.get("busy_workers")))
-    table.add_row("Available", fmt(m.get("memory_available_gb"), " GB", 2),
-                  "Utilization", fmt(m.get("utilization"), "%"))
-    table.add_row("Queue length", fmt(m.get("queue_length")),
-                  "Success rate", fmt(m.get("success_rate"), "%"))
-    return table
+    text = Text()
+    text.append("System  ", style="bold blue")
+    text.append(f"CPU {fmt(m.get('cpu_usage'), '%')}  Memory {fmt(m.get('memory_usage'), '%')} "
+                f"({fmt(m.get('memory_available_gb'), ' GB', 2)} available)\n")
+    text.append("Fleet   ", style="bold blue")
+    text.append(f"{fmt(m.get('active_workers'))} workers, {fmt(m.get('busy_workers'))} busy "
+                f"({fmt(m.get('utilization'), '%')})  queued {fmt(m.get('queue_length'))}  "
+                f"success {fmt(m.get('success_rate'), '%')}")
+    return text
+
+
+def _by_capability(snap: Snapshot) -> str:
+    by_cap = snap.metrics.get("workers_by_capability") or {}
+    return ", ".join(f"{cap} {e.get('total', 0)}" for cap, e in sorted(by_cap.items())
+                     if isinstance(e, dict))
 
 
 def workers_table(snap: Snapshot) -> Table:
-    table = Table(expand=True, title="Workers", title_justify="left")
-    for col in ("name", "capabilities", "backend", "state", "current task", "heartbeat",
-                "done", "failed"):
-        table.add_column(col, justify="right" if col in ("heartbeat", "done", "failed") else "left",
-                         no_wrap=True)
+    caps = _by_capability(snap)
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, expand=False,
+                  title=f"Workers ({caps})" if caps else "Workers", title_justify="left",
+                  title_style="bold blue")
+    longest = max((len(w.name) for w in snap.workers), default=4)
+    table.add_column("name", no_wrap=True, min_width=min(longest, 24))
+    table.add_column("caps", no_wrap=True)
+    table.add_column("backend", no_wrap=True)
+    table.add_column("state", no_wrap=True)
+    table.add_column("task", no_wrap=True, max_width=14)
+    table.add_column("beat", justify="right", no_wrap=True)
+    table.add_column("done", justify="right", no_wrap=True)
+    table.add_column("fail", justify="right", no_wrap=True)
     for w in snap.workers:
-        backend = w.backend + (f" ({w.device})" if w.device else "")
+        backend = w.backend + (f" {w.device}" if w.device else "")
         table.add_row(w.name, ",".join(w.capabilities), backend,
                       Text(w.state, style=STATE_STYLE.get(w.state, "")),
-                      (w.current_task or "-")[:24], fmt(w.heartbeat_age_s, " s"),
+                      w.current_task or "-", fmt(w.heartbeat_age_s, "s"),
                       str(w.done), Text(str(w.failed), style="red" if w.failed else ""))
     if not snap.workers:
         table.add_row(Text("no live worker", style="bold red"), "", "", "", "", "", "", "")
     return table
 
 
-def queues_table(snap: Snapshot) -> Table:
-    table = Table(title="Queues", title_justify="left", expand=True)
-    table.add_column("queue (capabilities)")
-    table.add_column("depth", justify="right")
-    for name, depth in sorted(snap.queues.items()):
-        table.add_row(name, Text(str(depth), style="bold yellow" if depth else "dim"))
-    if not snap.queues:
-        table.add_row("-", "-")
-    return table
+def queue_label(name: str) -> str:
+    """'pixelfleet:cpu+io' → 'cpu+io' (the capability set is what an operator acts on)."""
+    return name.split(":", 1)[1] if ":" in name else name
 
 
-def capability_table(snap: Snapshot) -> Table:
-    table = Table(title="Workers by capability", title_justify="left", expand=True)
-    for col in ("capability", "total", "idle", "busy"):
-        table.add_column(col, justify="left" if col == "capability" else "right")
-    for cap, e in sorted((snap.metrics.get("workers_by_capability") or {}).items()):
-        if isinstance(e, dict):
-            table.add_row(cap, str(e.get("total", 0)), str(e.get("idle", 0)), str(e.get("busy", 0)))
-    return table
+def queues_text(snap: Snapshot) -> Text:
+    text = Text()
+    text.append("Queue depth  ", style="bold blue")
+    queues = sorted(snap.queues.items(), key=lambda kv: (-kv[1], kv[0]))
+    for i, (name, depth) in enumerate(queues):
+        text.append("  " if i else "")
+        text.append(f"{queue_label(name)} ")
+        text.append(str(depth), style="bold yellow" if depth else "dim")
+    if not queues:
+        text.append("-")
+    return text
 
 
-def latency_table(snap: Snapshot) -> Table:
+def latency_text(snap: Snapshot) -> Text:
     lat = snap.latency
-    table = Table(title=f"Latency (last {fmt(lat.get('window_s'))} s, "
-                        f"{fmt(lat.get('samples'))} tasks)", title_justify="left", expand=True)
-    table.add_column("", no_wrap=True, min_width=10)
-    for col in ("p50", "p95", "p99"):
-        table.add_column(col, justify="right", no_wrap=True)
-    for key, label in (("queue_wait_ms", "queue wait"), ("processing_ms", "processing")):
+    text = Text()
+    text.append("Latency      ", style="bold blue")
+    parts = []
+    for key, label in (("queue_wait_ms", "wait"), ("processing_ms", "processing")):
         row = lat.get(key) or {}
-        table.add_row(label, *(fmt(row.get(p), " ms") for p in ("p50", "p95", "p99")))
-    return table
+        parts.append(f"{label} p50 {ms(row.get('p50'))} p95 {ms(row.get('p95'))}")
+    text.append("  │  ".join(parts))
+    text.append(f"  (n={fmt(lat.get('samples'))}, {fmt(lat.get('window_s'))} s)", style="dim")
+    return text
 
 
-def throughput_text(snap: Snapshot, rates: Sequence[float]) -> Text:
+def throughput_text(snap: Snapshot, rates: Sequence[float], width: int = 40) -> Text:
     tp = snap.throughput
     text = Text()
+    text.append("Throughput   ", style="bold blue")
     for window in ("1m", "5m"):
         w = tp.get(window) or {}
-        text.append(f"{window}: {fmt(w.get('per_minute'))}/min "
-                    f"({fmt(w.get('completed'))} done, {fmt(w.get('failed'))} failed)   ")
-    text.append("\n")
+        text.append(f"{window} {fmt(w.get('per_minute'))}/min ({fmt(w.get('completed'))} ok, "
+                    f"{fmt(w.get('failed'))} failed)  ")
+    text.append("\n             ")
     if rates:
-        text.append(sparkline(rates), style="cyan")
-        text.append(f"  now {rates[-1]:.2f}/s, max {max(rates):.2f}/s "
-                    f"over the last {len(rates)} readings")
+        text.append(sparkline(rates, width), style="cyan")
+        text.append(f" now {rates[-1]:.2f}/s, max {max(rates):.2f}/s")
     else:
         text.append("(sparkline starts after two readings)", style="dim")
     return text
@@ -146,46 +167,34 @@ def throughput_text(snap: Snapshot, rates: Sequence[float]) -> Text:
 
 def recommendations_text(snap: Snapshot) -> Text:
     text = Text()
+    text.append("Advice       ", style="bold blue")
     s = snap.scaling
     if s:
         action = str(s.get("action", "?"))
         text.append(f"{action}", style=ACTION_STYLE.get(action, "bold"))
-        text.append(f"  {fmt(s.get('current_workers'))} → {fmt(s.get('recommended'))} workers, "
-                    f"urgency {s.get('urgency', '-')}, confidence {fmt(s.get('confidence'), '', 2)}: "
+        text.append(f" {fmt(s.get('current_workers'))}→{fmt(s.get('recommended'))} workers "
+                    f"({s.get('urgency', '-')}, confidence {fmt(s.get('confidence'), '', 2)}): "
                     f"{s.get('reason', '')}")
     for rec in snap.recommendations:
         if rec.get("action") != "MAINTAIN" or rec.get("queued"):
-            text.append(f"\n• {rec.get('message', '')}",
+            text.append(f"\n  • {rec.get('message', '')}",
                         style="red" if rec.get("action") == "SCALE_UP" else "")
     return text
 
 
 # --- whole views ---------------------------------------------------------------------------
 def render_dashboard(snap: Snapshot, rates: Sequence[float] = ()) -> RenderableType:
-    """One frame of `monitor`."""
+    """One frame of `monitor`; compact enough for an 80×24 terminal with a few workers."""
     parts: list[RenderableType] = [header(snap)]
     if not snap.api_ok:
         parts.append(Panel(Text(f"Cannot reach the API at {snap.url}.\n{snap.error}\n\n"
                                 "Retrying every interval. Press q or Ctrl-C to quit.",
                                 style="red"), title="API down", border_style="red"))
         return Group(*parts)
-    parts += [
-        Panel(system_table(snap), title="System", border_style="blue"),
-        workers_table(snap),
-        _side_by_side(queues_table(snap), capability_table(snap), latency_table(snap)),
-        Panel(throughput_text(snap, rates), title="Throughput (tasks ended)", border_style="blue"),
-        Panel(recommendations_text(snap), title="Recommendations", border_style="blue"),
-        Text("q or Ctrl-C quits", style="dim"),
-    ]
+    parts += [system_text(snap), workers_table(snap), queues_text(snap), latency_text(snap),
+              throughput_text(snap, rates), recommendations_text(snap),
+              Text("q or Ctrl-C quits", style="dim")]
     return Group(*parts)
-
-
-def _side_by_side(*items: RenderableType) -> Table:
-    grid = Table.grid(expand=True, padding=(0, 1))
-    for _ in items:
-        grid.add_column(ratio=1)
-    grid.add_row(*items)
-    return grid
 
 
 def metrics_lines(snap: Snapshot) -> list[str]:

@@ -55,8 +55,8 @@ def test_metrics_json_matches_the_api(live_fleet):
 def test_monitor_renders_one_frame(live_fleet):
     out = live_fleet.tool(CLI, "monitor", "--once", "--width", "140")
     assert out.returncode == 0, out.stderr
-    for needle in ("API ok", "Redis ok", "ops-io", "ops-all", "Queues", "Latency",
-                   "Recommendations"):
+    for needle in ("API ok", "Redis ok", "ops-io", "ops-all", "Queue depth", "Latency",
+                   "Throughput", "Advice"):
         assert needle in out.stdout, needle
     assert "Traceback" not in out.stdout + out.stderr
 
@@ -111,31 +111,32 @@ def test_submit_without_token_is_rejected_with_401_or_403(live_fleet):
 
 
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux not installed")
-def test_monitor_under_tmux_quits_on_q(live_fleet, tmp_path):
-    """As a person runs it: a real terminal (tmux pane), full screen, q to quit."""
-    session = f"ops-monitor-{os.getpid()}"
+@pytest.mark.parametrize("size", [(80, 24), (140, 50)])
+def test_monitor_under_tmux_quits_on_q(live_fleet, size):
+    """As a person runs it: a real terminal (a tmux pane of that size), full screen, q quits."""
+    cols, rows = size
+    tmux = ["tmux", "-L", f"ops-test-{os.getpid()}"]        # own server: never another's
     cmd = shlex.join([sys.executable, CLI, "--url", live_fleet.url, "monitor", "--interval", "0.5"])
-    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "140", "-y", "60",
-                    "-c", str(ROOT), cmd], check=True)
+    subprocess.run([*tmux, "new-session", "-d", "-s", "mon", "-x", str(cols), "-y", str(rows),
+                    "-c", str(ROOT), f"env -u COLUMNS -u LINES {cmd}"], check=True)
     try:
-        screen = ""
-        deadline = time.monotonic() + 20
+        screen, deadline = "", time.monotonic() + 20
         while time.monotonic() < deadline and "ops-all" not in screen:
             time.sleep(0.3)
-            screen = subprocess.run(["tmux", "capture-pane", "-p", "-t", session],
+            screen = subprocess.run([*tmux, "capture-pane", "-p", "-t", "mon"],
                                     capture_output=True, text=True).stdout
-        assert "ops-all" in screen and "Workers" in screen, screen
-        subprocess.run(["tmux", "send-keys", "-t", session, "q"], check=True)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            alive = subprocess.run(["tmux", "has-session", "-t", session],
-                                   capture_output=True).returncode == 0
-            if not alive:
-                break
+        for needle in ("API ok", "ops-all", "ops-io", "idle"):
+            assert needle in screen, (needle, screen)
+        assert max(len(line) for line in screen.splitlines()) <= cols
+        subprocess.run([*tmux, "send-keys", "-t", "mon", "q"], check=True)
+        alive, deadline = True, time.monotonic() + 10
+        while alive and time.monotonic() < deadline:
             time.sleep(0.2)
+            alive = subprocess.run([*tmux, "has-session", "-t", "mon"],
+                                   capture_output=True).returncode == 0
         assert not alive, "monitor did not quit on q"
     finally:
-        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+        subprocess.run([*tmux, "kill-server"], capture_output=True)
 
 
 def test_check_fails_with_exit_1_when_workers_are_stopped(live_fleet):

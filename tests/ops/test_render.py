@@ -45,11 +45,14 @@ def test_dashboard_frame_shows_every_section():
     history.add(later)
     assert history.values() == [pytest.approx(3.0)]
     text = render_to_text(render_dashboard(later, history.values()), width=140)
-    for needle in ("API ok", "Redis ok", "worker-1", "worker-2", "task-abc", "busy", "0.7 s",
-                   "pixelfleet:io", "pixelfleet:gpu", "queue wait", "processing",
-                   "Recommendations", "no live worker has capabilities gpu", "now 3.00/s",
-                   "37.5%", "q or Ctrl-C quits"):
+    for needle in ("API ok", "Redis ok", "worker-1", "worker-2", "task-abc", "busy", "0.7s",
+                   "io 7", "gpu 2", "cpu+io 0", "wait p50", "processing p50", "p95",
+                   "Advice", "no live worker has capabilities gpu", "now 3.00/s",
+                   "CPU 37.5%", "Workers (cpu 1, gpu 0, io 1)", "q or Ctrl-C quits"):
         assert needle in text, needle
+    narrow = render_to_text(render_dashboard(later, history.values()), width=80)
+    assert max(len(line) for line in narrow.splitlines()) <= 80
+    assert "worker-1" in narrow and "task-abc" in narrow
 
 
 def test_dashboard_frame_when_api_is_down_has_no_traceback():
