@@ -10,8 +10,8 @@ matplotlib.use("Agg")  # files only: never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
 
 
-def plot_report(report: dict[str, Any], path: str | Path, bucket_s: float = 1.0) -> Path:
-    """Two panels: tasks completed per second, and per-task latency against send time."""
+def plot_report(report: dict[str, Any], path: str | Path, buckets: int = 30) -> Path:
+    """Two panels: tasks completed per second (bars), and per-task latency against send time."""
     tasks = report["tasks"]
     sends = [t["sent_at"] for t in tasks if t.get("sent_at")]
     t0 = min(sends) if sends else 0.0
@@ -19,12 +19,14 @@ def plot_report(report: dict[str, Any], path: str | Path, bucket_s: float = 1.0)
                   if t.get("done_at") and t.get("final_status") == "finished")
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
     if done:
-        buckets = int(done[-1] // bucket_s) + 1
-        counts = [0] * buckets
+        # 1 s bars (up to 10 s for long runs); a run shorter than 10 s gets 10 bars
+        span = max(done[-1], 1e-3)
+        width = span / 10 if span < 10 else min(10.0, max(1.0, span / buckets))
+        counts = [0] * (int(done[-1] // width) + 1)
         for d in done:
-            counts[int(d // bucket_s)] += 1
-        top.step([i * bucket_s for i in range(buckets)], [c / bucket_s for c in counts],
-                 where="post", label="completed/s")
+            counts[int(d // width)] += 1
+        top.bar([i * width for i in range(len(counts))], [c / width for c in counts],
+                width=width, align="edge", label="completed/s")
     top.set_ylabel("tasks / s")
     top.set_title(f"{report['script']} — {report['completed']} completed, "
                   f"{report['throughput']['completed_per_s']:.2f}/s")
