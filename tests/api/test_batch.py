@@ -105,7 +105,7 @@ def test_compare_all_runs_on_a_real_worker(api, redis_conn, start_worker):
 
 @pytest.mark.parametrize("body, field", [
     ({}, "filters"),
-    ({"filters": ["resize", "nope"]}, "nope"),
+    ({"filters": ["blur", "nope"]}, "nope"),
     ({"filters": ["blur"], "filter_params": {"blur": {"radius": 80}}}, "blur.radius"),
     ({**ORIGINAL_BODY, "image_count": 100}, "image_count"),
     ({**ORIGINAL_BODY, "image_count": "many"}, "image_count"),

@@ -22,6 +22,7 @@ import os
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -88,7 +89,7 @@ def warm_child() -> None:
     warm_kernels(("io", "cpu"), backend="cpu")
 
 
-def _child_ready() -> int:
+def _child_ready(_: int = 0) -> int:
     return os.getpid()
 
 
@@ -102,8 +103,12 @@ def process_pool() -> tuple[ProcessPoolExecutor, float]:
         pool = ProcessPoolExecutor(max_workers=POOL_SIZE,
                                    mp_context=multiprocessing.get_context("spawn"),
                                    initializer=warm_child)
-        # One trivial job per child: returns once the children have started and warmed.
-        list(pool.map(_child_ready, range(POOL_SIZE)))
+        try:
+            # One trivial job per child: returns once the children have started and warmed.
+            list(pool.map(_child_ready, range(POOL_SIZE)))
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
         _pool = pool
         return pool, (time.perf_counter() - start) * 1000
 
@@ -144,10 +149,17 @@ def run_threading(images: list[np.ndarray], steps: list) -> ModeResult:
 
 
 def run_multiprocessing(images: list[np.ndarray], steps: list) -> ModeResult:
-    pool, startup_ms = process_pool()
-    result = _collect("multiprocessing", POOL_SIZE,
-                      lambda: list(pool.map(process_one, images, [steps] * len(images))),
-                      startup_ms=startup_ms)
+    try:
+        pool, startup_ms = process_pool()
+        result = _collect("multiprocessing", POOL_SIZE,
+                          lambda: list(pool.map(process_one, images, [steps] * len(images))),
+                          startup_ms=startup_ms)
+    except BrokenProcessPool as exc:
+        # A child died (killed, out of memory): drop the pool so the next call starts a
+        # fresh one, and report it in this mode's entry rather than failing the request.
+        shutdown_pool()
+        return ModeResult(mode="multiprocessing", workers=POOL_SIZE,
+                          error=f"the process pool broke ({exc}); it is restarted on the next call")
     result.note = ("spawned processes: each image is pickled to a child and its result "
                    "pickled back (inside total_ms); starting the pool is startup_ms, paid "
                    "once per API process")
