@@ -101,3 +101,25 @@ def test_bad_requests_are_4xx_and_enqueue_nothing(api, redis_conn, body, status,
 def test_malformed_json(api):
     response = api.post("/api/process", "{oops", content_type="application/json")
     assert response.status_code == 400 and error_of(response)["code"] == "malformed_request"
+
+
+def test_polling_sleeps_grow_to_100_ms_and_respect_the_bound(redis_conn):
+    """The wait is a poll with growing sleeps (no busy loop) that returns at the bound."""
+    from api.batch import POLL_MAX_S, wait_for_tasks
+    from tests.api.conftest import submit_io_task
+
+    task_id = submit_io_task(redis_conn)           # queued, no worker: never finishes here
+    sleeps: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        time.sleep(seconds)
+
+    started = time.monotonic()
+    statuses = wait_for_tasks(redis_conn, [task_id], timeout_s=0.8, sleep=sleep)
+    elapsed = time.monotonic() - started
+    assert 0.8 <= elapsed < 1.5
+    assert statuses[task_id]["status"] == "queued"
+    assert sleeps[0] == pytest.approx(0.005) and max(sleeps) <= POLL_MAX_S
+    assert sleeps == sorted(sleeps[:-1]) + sleeps[-1:]     # non-decreasing until the last
+    assert len(sleeps) < 25                                 # ~10 reads a second at most
