@@ -40,6 +40,10 @@ def check_image(image: object, filter_name: str) -> np.ndarray:
         )
     if image.shape[0] < 1 or image.shape[1] < 1:
         raise FilterFailed(f"{filter_name}: the image has no pixels (shape {image.shape})")
+    if not image.flags.writeable:
+        # numba types a read-only array differently: it would compile (seconds) a second
+        # signature of every kernel instead of loading the cached one. A copy is ~ms.
+        return np.array(image, order="C")
     return np.ascontiguousarray(image)
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from filters import cpu
+from filters import cpu, cpu_point
 from filters.errors import FilterFailed
 from filters.geometry import resize_target
 from tests import naive
@@ -264,6 +264,16 @@ def test_pixelate_is_deterministic():
 def test_bad_arguments_raise_filter_failed(call, message):
     with pytest.raises(FilterFailed, match=message):
         call(make_image((4, 5, 3)))
+
+
+def test_read_only_input_uses_the_compiled_signature():
+    img = make_image((6, 7, 3), seed=18)
+    cpu.grayscale(img)
+    signatures = len(cpu_point._grayscale.signatures)
+    frozen = img.copy()
+    frozen.flags.writeable = False  # e.g. np.frombuffer over bytes from Redis
+    assert np.array_equal(cpu.grayscale(frozen), cpu.grayscale(img))
+    assert len(cpu_point._grayscale.signatures) == signatures
 
 
 def test_non_contiguous_input_is_accepted():
