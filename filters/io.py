@@ -1,0 +1,344 @@
+"""Safe image decoding and encoding: the engine's only door to untrusted bytes.
+
+Limits are checked before pixels are decoded: the byte count first, then the pixel
+count from the header (Pillow's decompression-bomb warning is an error here too, and
+`Image.MAX_IMAGE_PIXELS` follows our limit). Formats are recognised by content, never by
+a file name or a client's content type. Anything the decoder raises on bad data is
+converted to an `EngineError`, so a hostile file can cost a 4xx, never a 5xx or a crash.
+
+Limits are read from the environment at call time (PIXELFLEET_MAX_BYTES,
+PIXELFLEET_MAX_MEGAPIXELS), so tests and operators can change them without a restart.
+"""
+from __future__ import annotations
+
+import io
+import os
+import re
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageCms, ImageOps
+
+from filters.errors import (
+    EngineError,
+    FilterFailed,
+    ImageTooLarge,
+    ImageTooManyPixels,
+    InvalidImage,
+    ValidationError,
+)
+
+DEFAULT_MAX_BYTES = 50 * 1024 * 1024
+DEFAULT_MAX_MEGAPIXELS = 50.0
+
+# Pillow format id -> our name. MPO is how Pillow opens multi-picture (camera) JPEGs.
+INPUT_FORMATS: dict[str, str] = {
+    "PNG": "png", "JPEG": "jpeg", "MPO": "jpeg", "WEBP": "webp",
+    "GIF": "gif", "BMP": "bmp", "TIFF": "tiff",
+}
+ACCEPTED_TEXT = "PNG, JPEG, WebP, GIF, BMP, TIFF"
+OUTPUT_FORMATS: tuple[str, ...] = ("png", "jpeg", "webp")
+CONTENT_TYPES: dict[str, str] = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
+FORMAT_ALIASES = {"jpg": "jpeg"}
+
+# A decompression-bomb warning is always an error in this process (installed once, not
+# per call: warnings.catch_warnings is not thread-safe). Our own pixel check below does
+# not rely on it either way.
+warnings.filterwarnings("error", category=Image.DecompressionBombWarning)
+Image.init()  # register every plugin now, so Image.open(formats=...) finds them all
+# Plugins to try; MPO is not one of its own here (the JPEG plugin may return it).
+_OPENERS = [name for name in INPUT_FORMATS if name in Image.OPEN]
+
+
+def _env_number(name: str, default: float) -> float:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SystemExit(f"{name} must be a number, got {raw!r}") from None
+    if value <= 0:
+        raise SystemExit(f"{name} must be positive, got {raw!r}")
+    return value
+
+
+def max_bytes() -> int:
+    """PIXELFLEET_MAX_BYTES now (default 50 MiB)."""
+    return int(_env_number("PIXELFLEET_MAX_BYTES", DEFAULT_MAX_BYTES))
+
+
+def max_megapixels() -> float:
+    """PIXELFLEET_MAX_MEGAPIXELS now (default 50)."""
+    return _env_number("PIXELFLEET_MAX_MEGAPIXELS", DEFAULT_MAX_MEGAPIXELS)
+
+
+def max_pixels() -> int:
+    return int(max_megapixels() * 1_000_000)
+
+
+def __getattr__(name: str) -> Any:
+    """`filters.io.MAX_BYTES` / `MAX_MEGAPIXELS` read the environment when accessed."""
+    if name == "MAX_BYTES":
+        return max_bytes()
+    if name == "MAX_MEGAPIXELS":
+        return max_megapixels()
+    raise AttributeError(f"module 'filters.io' has no attribute {name!r}")
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What the header says: format (our name), size, Pillow mode, frame count."""
+
+    format: str
+    width: int
+    height: int
+    mode: str
+    frames: int
+
+    @property
+    def megapixels(self) -> float:
+        return self.width * self.height / 1_000_000
+
+
+# --- Limits ---------------------------------------------------------------------------
+def check_pixel_limit(width: int, height: int, what: str = "image") -> None:
+    """ImageTooManyPixels when width x height is above PIXELFLEET_MAX_MEGAPIXELS."""
+    if width * height > max_pixels():
+        raise ImageTooManyPixels(
+            f"{what} is {width}x{height} ({_mp(width * height)} megapixels), above the limit "
+            f"of {max_megapixels():g} megapixels (PIXELFLEET_MAX_MEGAPIXELS)",
+            {"width": width, "height": height, "max_megapixels": max_megapixels()},
+        )
+
+
+def _mp(pixels: int) -> str:
+    return f"{pixels / 1_000_000:.3g}" if pixels < 1e9 else f"{pixels / 1_000_000:,.0f}"
+
+
+def _check_bytes(data: Any) -> bytes:
+    if isinstance(data, (bytearray, memoryview)):
+        data = bytes(data)
+    if not isinstance(data, bytes):
+        raise InvalidImage(f"image data must be bytes, got {type(data).__name__}")
+    if not data:
+        raise InvalidImage("image data is empty")
+    if len(data) > max_bytes():
+        raise ImageTooLarge(
+            f"image is {len(data):,} bytes, above the limit of {max_bytes():,} bytes "
+            "(PIXELFLEET_MAX_BYTES)",
+            {"bytes": len(data), "max_bytes": max_bytes()},
+        )
+    return data
+
+
+def _bomb_error(exc: Exception) -> ImageTooManyPixels:
+    """Pillow's bomb error/warning as ours, with the pixel count it found."""
+    found = re.search(r"\((\d+) pixels\)", str(exc))
+    size = f"{_mp(int(found.group(1)))} megapixels" if found else "too many pixels"
+    return ImageTooManyPixels(
+        f"image header claims {size}, above the limit of {max_megapixels():g} megapixels "
+        "(PIXELFLEET_MAX_MEGAPIXELS); possibly a decompression bomb",
+        {"max_megapixels": max_megapixels()},
+    )
+
+
+# --- Opening (headers only) ------------------------------------------------------------
+def _open(data: bytes) -> Image.Image:
+    """Pillow image with only the header read, after every check that needs no pixels."""
+    Image.MAX_IMAGE_PIXELS = max_pixels()
+    try:
+        im = Image.open(io.BytesIO(data), formats=_OPENERS)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise _bomb_error(exc) from None
+    except Image.UnidentifiedImageError:
+        raise InvalidImage(_unsupported_message(data)) from None
+    except Exception as exc:  # a malformed header can raise nearly anything
+        raise InvalidImage(f"could not read the image header: {_reason(exc)}") from None
+    check_pixel_limit(*im.size)
+    if im.size[0] < 1 or im.size[1] < 1:
+        raise InvalidImage(f"image has no pixels ({im.size[0]}x{im.size[1]})")
+    return im
+
+
+def _unsupported_message(data: bytes) -> str:
+    """Name the real format when Pillow knows it, so the client learns what it sent."""
+    try:
+        with Image.open(io.BytesIO(data)) as other:
+            found = other.format
+    except Exception:
+        found = None
+    if found:
+        return f"unsupported image format {found} (accepted: {ACCEPTED_TEXT})"
+    return f"not a recognised image (accepted: {ACCEPTED_TEXT})"
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def probe_image(data: bytes) -> ImageInfo:
+    """Bytes, format and pixel limits from the header, without decoding pixels."""
+    data = _check_bytes(data)
+    im = _open(data)
+    try:
+        try:
+            frames = int(getattr(im, "n_frames", 1))
+        except Exception:
+            frames = 1  # a damaged later frame does not matter: we use the first
+        return ImageInfo(INPUT_FORMATS[im.format], im.size[0], im.size[1], im.mode, frames)
+    finally:
+        im.close()
+
+
+# --- Decoding -------------------------------------------------------------------------
+def decode_image(data: bytes) -> np.ndarray:
+    """Upright RGB or RGBA uint8 (H, W, C), C-contiguous; first frame of an animation.
+
+    Raises ImageTooLarge, ImageTooManyPixels or InvalidImage, never anything else.
+    """
+    data = _check_bytes(data)
+    im = _open(data)
+    fmt = INPUT_FORMATS.get(im.format, im.format)
+    try:
+        im.seek(0)
+        im.load()
+        check_pixel_limit(*im.size)
+        im = ImageOps.exif_transpose(im)
+        array = _to_rgb_array(im)
+    except EngineError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise _bomb_error(exc) from None
+    except MemoryError:
+        raise ImageTooManyPixels("not enough memory to decode this image") from None
+    except Exception as exc:  # truncated/corrupt data: OSError, SyntaxError, ValueError…
+        raise InvalidImage(f"could not decode the {fmt} image: {_reason(exc)}") from None
+    finally:
+        im.close()
+    return array
+
+
+def _to_rgb_array(im: Image.Image) -> np.ndarray:
+    """Any Pillow mode as RGB or RGBA uint8, colours converted rather than guessed."""
+    mode = im.mode
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        gray = _sixteen_to_eight(np.asarray(im))
+        return np.ascontiguousarray(np.repeat(gray[:, :, None], 3, axis=2))
+    if mode == "LAB":
+        im = ImageCms.applyTransform(im, _lab_to_srgb())
+    elif mode == "F":
+        im = im.convert("L")  # float data: Pillow clips to 0..255
+    im = _apply_icc(im)
+    has_alpha = im.mode in ("RGBA", "RGBa", "LA", "La", "PA") or (
+        im.mode == "P" and ("transparency" in im.info or im.palette.mode == "RGBA")
+    )
+    target = "RGBA" if has_alpha else "RGB"
+    if im.mode != target:
+        im = im.convert(target)
+    return np.ascontiguousarray(np.asarray(im, dtype=np.uint8))
+
+
+def _sixteen_to_eight(values: np.ndarray) -> np.ndarray:
+    """16-bit samples to 8-bit over the full range: round(x * 255 / 65535), not a clip."""
+    wide = np.clip(values.astype(np.int64), 0, 65535)
+    return ((wide * 255 + 32767) // 65535).astype(np.uint8)
+
+
+_SRGB = ImageCms.createProfile("sRGB")
+_LAB_TRANSFORM: ImageCms.ImageCmsTransform | None = None
+
+
+def _lab_to_srgb() -> ImageCms.ImageCmsTransform:
+    global _LAB_TRANSFORM
+    if _LAB_TRANSFORM is None:
+        _LAB_TRANSFORM = ImageCms.buildTransform(
+            ImageCms.createProfile("LAB"), _SRGB, "LAB", "RGB"
+        )
+    return _LAB_TRANSFORM
+
+
+def _apply_icc(im: Image.Image) -> Image.Image:
+    """Convert an embedded ICC profile's colours to sRGB (alpha kept aside).
+
+    A profile that littlecms cannot use is ignored (the pixels are then taken as sRGB),
+    because refusing an otherwise good image over its metadata would lose the task.
+    """
+    icc = im.info.get("icc_profile")
+    if not icc or im.mode not in ("RGB", "RGBA", "CMYK", "L", "LA"):
+        return im
+    alpha = im.getchannel("A") if im.mode in ("RGBA", "LA") else None
+    base = im.convert({"RGBA": "RGB", "LA": "L"}.get(im.mode, im.mode)) if alpha else im
+    try:
+        source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        if ImageCms.getProfileDescription(source).strip().startswith("sRGB"):
+            return im  # already sRGB: skip a transform that changes nothing
+        converted = ImageCms.profileToProfile(base, source, _SRGB, outputMode="RGB")
+    except Exception:
+        return im
+    if converted is None:
+        return im
+    if alpha is not None:
+        converted.putalpha(alpha)
+    return converted
+
+
+# --- Encoding -------------------------------------------------------------------------
+def normalise_format(fmt: Any) -> str:
+    """'png' | 'jpeg' | 'webp' ('jpg' accepted), or ValidationError listing them."""
+    name = FORMAT_ALIASES.get(str(fmt).lower(), str(fmt).lower()) if isinstance(fmt, str) else None
+    if name not in OUTPUT_FORMATS:
+        raise ValidationError(
+            f"format must be one of {', '.join(OUTPUT_FORMATS)}, got {fmt!r}", {"format": str(fmt)}
+        )
+    return name
+
+
+def check_image(image: Any) -> np.ndarray:
+    """The engine's image contract: uint8 (H, W, 3|4), returned C-contiguous."""
+    if not isinstance(image, np.ndarray):
+        raise FilterFailed(f"image must be a numpy array, got {type(image).__name__}")
+    if image.dtype != np.uint8:
+        raise FilterFailed(f"image must be uint8, got {image.dtype}")
+    if image.ndim != 3 or image.shape[2] not in (3, 4) or image.shape[0] < 1 or image.shape[1] < 1:
+        raise FilterFailed(f"image must have shape (H, W, 3) or (H, W, 4), got {image.shape}")
+    return np.ascontiguousarray(image)
+
+
+def flatten_alpha(image: np.ndarray, background: int = 255) -> np.ndarray:
+    """RGBA composited onto a plain background (white): what JPEG can store."""
+    rgb = image[:, :, :3].astype(np.uint16)
+    alpha = image[:, :, 3:4].astype(np.uint16)
+    out = (rgb * alpha + background * (255 - alpha) + 127) // 255
+    return out.astype(np.uint8)
+
+
+def encode_image(image: np.ndarray, fmt: str = "png", quality: int = 90) -> bytes:
+    """PNG, JPEG or WebP bytes with no metadata copied (no EXIF, no ICC).
+
+    quality (1..100) applies to JPEG and WebP; PNG is lossless and ignores it. JPEG has
+    no alpha, so RGBA is flattened onto white first.
+    """
+    fmt = normalise_format(fmt)
+    if isinstance(quality, bool) or not isinstance(quality, int) or not 1 <= quality <= 100:
+        raise ValidationError(f"quality must be an integer between 1 and 100, got {quality!r}")
+    image = check_image(image)
+    if fmt == "jpeg" and image.shape[2] == 4:
+        image = flatten_alpha(image)
+    pil = Image.fromarray(image, "RGBA" if image.shape[2] == 4 else "RGB")
+    out = io.BytesIO()
+    try:
+        if fmt == "png":
+            pil.save(out, "PNG", compress_level=3)
+        elif fmt == "jpeg":
+            pil.save(out, "JPEG", quality=quality, optimize=False)
+        else:
+            pil.save(out, "WEBP", quality=quality, method=4)
+    except Exception as exc:  # e.g. WebP's 16383-pixel side limit
+        raise FilterFailed(
+            f"cannot encode a {image.shape[1]}x{image.shape[0]} image as {fmt}: {_reason(exc)}"
+        ) from None
+    return out.getvalue()
