@@ -1,0 +1,122 @@
+"""Run validated steps over one image, on the CPU or on a CUDA device, with timings.
+
+For the GPU the image is copied to the device once, every step runs on device arrays,
+and the result is copied back once: per-step host round trips would cost more than the
+kernels. Steps are validated here again (raw dicts or Step objects): whatever reached a
+worker through Redis is not trusted.
+"""
+from __future__ import annotations
+
+import importlib
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+import numpy as np
+
+from filters.dispatch import gpu_device_name, resolve_backend, simulator_enabled
+from filters.errors import FilterFailed
+from filters.io import check_image
+from filters.registry import FILTERS, Step, validate_steps
+
+# progress(step, total, filter_name): step counts from 1 and is called before that step.
+Progress = Callable[[int, int, str], Any]
+
+
+@dataclass(frozen=True)
+class StepTiming:
+    """Wall time of one step in milliseconds (GPU: synchronised, so kernels are included)."""
+
+    name: str
+    ms: float
+
+
+@dataclass
+class PipelineResult:
+    """The output image and how it was made."""
+
+    image: np.ndarray
+    timings: list[StepTiming] = field(default_factory=list)
+    backend: str = "cpu"
+    device: str | None = None
+
+    @property
+    def total_ms(self) -> float:
+        return sum(t.ms for t in self.timings)
+
+
+def run_pipeline(
+    image: np.ndarray,
+    steps: Iterable[Any],
+    backend: str = "auto",
+    *,
+    progress: Progress | None = None,
+    deadline: float | None = None,
+) -> PipelineResult:
+    """Apply `steps` in order; `deadline` (a time.monotonic() value) is checked between
+    steps and raises TimeoutError, so a task stops at a step boundary, not mid-kernel."""
+    checked = validate_steps(steps)
+    image = check_image(image)
+    chosen = resolve_backend(backend)
+    if chosen == "gpu":
+        return _run_gpu(image, checked, progress, deadline)
+    return _run_cpu(image, checked, progress, deadline)
+
+
+def _before_step(i: int, steps: list[Step], progress: Progress | None, deadline: float | None) -> None:
+    if deadline is not None and time.monotonic() >= deadline:
+        done = ", ".join(s.name for s in steps[:i]) or "none"
+        raise TimeoutError(
+            f"pipeline deadline passed before step {i + 1}/{len(steps)} ({steps[i].name}); "
+            f"finished: {done}"
+        )
+    if progress is not None:
+        progress(i + 1, len(steps), steps[i].name)
+
+
+def _run_cpu(image: np.ndarray, steps: list[Step], progress, deadline) -> PipelineResult:
+    timings = []
+    for i, step in enumerate(steps):
+        _before_step(i, steps, progress, deadline)
+        kernel = FILTERS[step.name].cpu
+        start = time.perf_counter()
+        image = kernel(image, **step.params)
+        timings.append(StepTiming(step.name, (time.perf_counter() - start) * 1000))
+        image = _checked_output(image, step.name)
+    return PipelineResult(image, timings, "cpu", _cpu_device())
+
+
+def _run_gpu(image: np.ndarray, steps: list[Step], progress, deadline) -> PipelineResult:
+    gpu = importlib.import_module("filters.gpu")
+    missing = [s.name for s in steps if FILTERS[s.name].gpu is None]
+    if missing:
+        raise FilterFailed(f"no GPU kernel for {', '.join(missing)}; run it with backend 'cpu'")
+    timings = []
+    device_image = gpu.upload(image)
+    for i, step in enumerate(steps):
+        _before_step(i, steps, progress, deadline)
+        kernel = FILTERS[step.name].gpu
+        start = time.perf_counter()
+        device_image = kernel(device_image, **step.params)
+        gpu.synchronize()
+        timings.append(StepTiming(step.name, (time.perf_counter() - start) * 1000))
+    out = _checked_output(gpu.download(device_image), steps[-1].name)
+    device = "CUDA simulator" if simulator_enabled() else gpu_device_name()
+    return PipelineResult(out, timings, "gpu", device)
+
+
+def _checked_output(image: Any, name: str) -> np.ndarray:
+    """A kernel's result must honour the image contract too; a broken one is a bug."""
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 \
+            or image.shape[2] not in (3, 4):
+        raise RuntimeError(f"filter {name!r} returned {type(image).__name__} "
+                           f"{getattr(image, 'shape', '')} {getattr(image, 'dtype', '')}: "
+                           "not a uint8 (H, W, 3|4) image")
+    return np.ascontiguousarray(image)
+
+
+def _cpu_device() -> str:
+    """'cpu (N threads)': numba's thread count, which is what the kernels use."""
+    from numba import get_num_threads
+
+    return f"cpu ({get_num_threads()} threads)"
