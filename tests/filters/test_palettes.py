@@ -113,3 +113,23 @@ def test_quantize_small_with_no_palette_only_outlines():
     assert np.array_equal(palettes.quantize_small(small, palette="none", dither="bayer"), small)
     with pytest.raises(FilterFailed, match="dither"):
         palettes.quantize_small(small, dither="random")
+
+
+@pytest.mark.parametrize("colours", [8, 64, 256])
+def test_nearest_search_equals_a_full_scan_with_ties(colours):
+    """Large palettes use the pruned search: same answers, lowest index on equal distance."""
+    rng = np.random.default_rng(colours)
+    pal = rng.integers(0, 256, (colours, 3), dtype=np.uint8)
+    pal[colours // 2:] = pal[: colours - colours // 2]  # duplicates: exact ties
+    small = rng.integers(0, 256, (23, 31, 3), dtype=np.uint8)
+    assert np.array_equal(palettes.map_to_palette(small, pal), naive.nearest_colours(small, pal))
+    # Ordered dithering: float32 colour + bias, brute force in float32 as the reference.
+    out = palettes.ordered_dither(small, pal)
+    m = palettes.bayer_matrix()
+    bias = np.float32(palettes.bayer_strength(pal)) * m[np.arange(23)[:, None] % 8,
+                                                        np.arange(31)[None, :] % 8]
+    biased = small.astype(np.float32) + bias[..., None]
+    d = ((biased[..., None, :] - pal.astype(np.float32)[None, None]) ** 2).sum(axis=-1,
+                                                                             dtype=np.float32)
+    ref = pal[np.argmin(d, axis=-1)]
+    assert np.mean(np.any(out != ref, axis=2)) <= 0.01  # numpy's float32 sum order may differ
