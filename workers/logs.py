@@ -125,6 +125,7 @@ def configure_logging(component: str, level: int | str = logging.INFO, stream: T
         for existing in list(rq_logger.handlers):
             rq_logger.removeHandler(existing)
         rq_logger.propagate = True
+        rq_logger.setLevel(logging.NOTSET)   # the root level decides, until RQ's work() sets one
 
 
 def get_logger(name: str) -> logging.Logger:
