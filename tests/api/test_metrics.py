@@ -204,3 +204,9 @@ def test_metrics_endpoint_redis_down_is_503(api, redis_server, monkeypatch):
     response = api.get("/api/metrics/")
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "unavailable"
+
+
+def test_advice_lists_base_classes_and_only_combined_sets_with_work():
+    depths = {"pixelfleet:io": 0, "pixelfleet:cpu+io": 0, "pixelfleet:cpu+gpu": 2}
+    labels = [a["capabilities"] for a in recommend_per_capability([], depths)]
+    assert labels == ["cpu", "gpu", "io", "cpu+gpu"]

@@ -214,8 +214,9 @@ def recommend_per_capability(workers: list[dict], queue_depths: dict[str, int]) 
             if w.get("state") != "stopping"]
     sets: dict[frozenset, int] = {frozenset([c]): 0 for c in CAPABILITIES}
     for queue, depth in queue_depths.items():
-        caps = queue_capabilities(queue)
-        sets[caps] = sets.get(caps, 0) + int(depth)
+        if int(depth) > 0:          # an empty combined queue needs no advice of its own
+            caps = queue_capabilities(queue)
+            sets[caps] = sets.get(caps, 0) + int(depth)
     advice = []
     for caps, waiting in sorted(sets.items(), key=lambda kv: (len(kv[0]), caps_label(kv[0]))):
         label = caps_label(caps)
