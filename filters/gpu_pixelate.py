@@ -1,7 +1,7 @@
 """GPU pixelate: block averaging, palette mapping, Bayer dithering, outline, upscale.
 
 What runs where, and why:
-- Block averaging (one thread per block cell) and the nearest upscale back to the input
+- Block averaging (one thread per block cell, filters/gpu_blocks.py) and the nearest upscale back to the input
   size are per-pixel work on the full image: GPU.
 - Mapping to the palette and Bayer ordered dithering are independent per small pixel:
   GPU, with the same arithmetic as filters.palettes._map_nearest (float32 squared RGB
@@ -21,31 +21,10 @@ from __future__ import annotations
 import numpy as np
 from numba import cuda
 
-from filters.gpu_launch import check_device_image, device_like, launch_2d, luma
 from filters import palettes
 from filters.errors import FilterFailed
-
-
-@cuda.jit
-def _block_mean_kernel(src, block, small):
-    """small[cy, cx] = round-half-up mean of the block (partial blocks at the edges)."""
-    x0, y0 = cuda.grid(2)
-    sx, sy = cuda.gridsize(2)
-    h, w, c = src.shape
-    sh, sw, _ = small.shape
-    for cy in range(y0, sh, sy):
-        ya = cy * block
-        yb = min(ya + block, h)
-        for cx in range(x0, sw, sx):
-            xa = cx * block
-            xb = min(xa + block, w)
-            count = (yb - ya) * (xb - xa)
-            for ch in range(c):
-                total = 0
-                for y in range(ya, yb):
-                    for x in range(xa, xb):
-                        total += np.int32(src[y, x, ch])
-                small[cy, cx, ch] = np.uint8((2 * total + count) // (2 * count))
+from filters.gpu_blocks import block_mean
+from filters.gpu_launch import check_device_image, device_like, launch_2d, luma
 
 
 @cuda.jit
@@ -132,12 +111,7 @@ def _launch_on(shape):
 
 def block_average(image, block_size: int):
     """The (ceil(H/b), ceil(W/b), C) device image of block means."""
-    h, w, c = image.shape
-    sh, sw = -(-h // block_size), -(-w // block_size)
-    small = device_like(sh, sw, c)
-    blocks, threads = launch_2d(sh, sw)
-    _block_mean_kernel[blocks, threads](image, np.int32(block_size), small)
-    return small
+    return block_mean(image, block_size, block_size)
 
 
 def _map(small, colours: np.ndarray, dither: str):

@@ -53,7 +53,7 @@ def kernel_signatures():
     """(name, python function, argument types) of every kernel, as the wrappers call them."""
     from numba import types
 
-    from filters import gpu_conv, gpu_pixelate, gpu_point, gpu_resize
+    from filters import gpu_blocks, gpu_conv, gpu_pixelate, gpu_point, gpu_resize
 
     u8 = types.Array(types.uint8, 3, "C")
     f32 = types.Array(types.float32, 3, "C")
@@ -75,7 +75,7 @@ def kernel_signatures():
         ("resize_gather", gpu_resize._gather_kernel, (u8, idx2, idx2, u8)),
         ("resample_h", gpu_resize._resample_h_kernel, (u8, idx2, wts2, f32)),
         ("resample_v", gpu_resize._resample_v_kernel, (f32, idx2, wts2, u8)),
-        ("block_mean", gpu_pixelate._block_mean_kernel, (u8, i32, u8)),
+        ("block_mean", gpu_blocks._block_mean_kernel, (u8, i32, i32, u8)),
         ("map_palette", gpu_pixelate._map_palette_kernel,
          (u8, pal, types.Array(types.float32, 2, "C"), f, u8)),
         ("outline", gpu_pixelate._outline_kernel, (u8, f, lut, f, types.boolean, u8)),

@@ -6,7 +6,8 @@ interpolation (conventions in that module: nearest = floor((i + 0.5) * scale), b
 OpenCV INTER_LINEAR, area = exact box coverage, lanczos = Pillow's Lanczos-3). A
 horizontal pass writes a float32 (H, tw, C) intermediate in device memory and a
 vertical pass produces the uint8 (th, tw, C) result. Nearest skips the arithmetic: a
-single gather kernel. The target size comes from filters.geometry.resize_target, the
+single gather kernel, and an exact integer-factor area shrink is one block-mean kernel
+(integer sums, bit-identical to the CPU's). The target size comes from filters.geometry.resize_target, the
 same function the CPU kernel and the API use. Alpha is resampled with the colour.
 """
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 from numba import cuda
 
 from filters.geometry import resize_target
+from filters.gpu_blocks import block_mean
 from filters.gpu_launch import check_device_image, device_like, launch_2d, to_u8
 from filters.cpu_resize import INTERPOLATIONS, axis_taps
 from filters.errors import FilterFailed
@@ -77,6 +79,8 @@ def resize_to(image, th: int, tw: int, interpolation: str = "auto"):
     if (th, tw) == (h, w) and interpolation in ("auto", "nearest", "area"):
         out.copy_to_device(image)  # identity, as on the CPU
         return out
+    if interpolation in ("auto", "area") and h % th == 0 and w % tw == 0:
+        return block_mean(image, h // th, w // tw)  # exact integer box shrink, as the CPU
     blocks, threads = launch_2d(th, tw)
     vidx, vwts = _taps_on_device(h, th, interpolation)
     hidx, hwts = _taps_on_device(w, tw, interpolation)
