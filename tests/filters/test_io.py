@@ -287,3 +287,20 @@ def test_encode_refuses_bad_arguments():
         encode_image(image.astype(np.float32))
     assert encode_image(image, "jpg")[:2] == b"\xff\xd8"
     assert CONTENT_TYPES == {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
+
+
+def test_samples_are_deterministic_pngs_of_the_stated_sizes():
+    from filters import samples
+    assert samples.SAMPLE_NAMES == ("4k", "small") and samples.DEFAULT_SAMPLE == "4k"
+    data = samples.sample_png("small")
+    assert data is samples.sample_png("small")               # generated once per process
+    info = probe_image(data)
+    assert (info.format, info.width, info.height) == ("png", 640, 360)
+    assert np.array_equal(decode_image(data), samples.draw_sample(640, 360))  # same every draw
+    array = samples.sample_array("small")
+    array[:] = 0                                               # callers get their own copy
+    assert samples.sample_array("small").any()
+    assert samples.sample_array("4k").shape == (2160, 3840, 3)
+    assert len(samples.sample_png("4k")) < max_bytes()
+    with pytest.raises(KeyError, match="known: 4k, small"):
+        samples.sample_png("8k")

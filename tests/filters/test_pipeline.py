@@ -108,3 +108,13 @@ def test_gpu_backend_runs_the_cuda_path_in_the_simulator():
     assert [t.name for t in on_gpu.timings] == ["brightness", "grayscale"]
     on_cpu = run_pipeline(image, steps, backend="cpu")
     assert np.abs(on_gpu.image.astype(int) - on_cpu.image.astype(int)).max() <= 1
+
+
+def test_sample_gives_every_filter_something_to_do():
+    from filters.samples import draw_sample
+    image = draw_sample(160, 90)
+    assert len(np.unique(image.reshape(-1, 3), axis=0)) > 1000   # colourful, not flat
+    for step in ("blur", "sharpen", "edges", "pixelate", "contrast"):
+        out = run_pipeline(image, [step], "cpu").image
+        changed = np.any(out != image, axis=2).mean()
+        assert changed > 0.2, f"{step} changed only {changed:.0%} of the sample"
