@@ -12,7 +12,7 @@ from workers import settings
 
 def test_info_describes_the_default_sample_without_sending_it(api):
     body = api.get("/api/image/info/").json()
-    assert (body["width"], body["height"], body["format"]) == (3840, 2160, "PNG")
+    assert (body["width"], body["height"], body["format"]) == (3840, 2160, "png")
     assert body["url"] == "/api/image/4k/" and "small" in body["samples"]
     assert body["bytes"] > 0 and len(body["sha256"]) == 64
 
