@@ -271,17 +271,27 @@ def test_bad_arguments_raise_filter_failed_before_any_launch(name, params, match
         getattr(gpu, name)(gpu.upload(np.zeros((4, 4), np.uint8)))
 
 
-def test_warm_up_launches_every_kernel(monkeypatch):
+def test_warm_up_launches_every_kernel_with_the_ptx_checked_types(monkeypatch):
+    """warm_up launches every kernel, and every launch (warm-up and the RGBA / palette
+    variants) passes exactly the argument types gpu_ptx_check compiles for a device - so
+    a wrapper passing, say, a Python float (a float64 specialisation) fails here."""
+    import numba
     from filters import gpu_blocks, gpu_conv, gpu_pixelate, gpu_point, gpu_ptx_check, gpu_resize
-    launched: set[str] = set()
+    declared = {kernel.py_func: sig for _, kernel, sig in gpu_ptx_check.kernel_signatures()}
+    launched: dict[str, set] = {}
 
     class Recorder:
         def __init__(self, name, kernel):
             self.name, self.kernel = name, kernel
 
         def __getitem__(self, config):
-            launched.add(self.name)
-            return self.kernel[config]
+            launch = self.kernel[config]
+
+            def record(*args):
+                launched.setdefault(self.name, set()).add(
+                    (self.kernel.py_func, tuple(numba.typeof(a) for a in args)))
+                return launch(*args)
+            return record
 
     names = set()
     for module in (gpu_blocks, gpu_conv, gpu_pixelate, gpu_point, gpu_resize):
@@ -290,5 +300,13 @@ def test_warm_up_launches_every_kernel(monkeypatch):
                 names.add(name)
                 monkeypatch.setattr(module, name, Recorder(name, getattr(module, name)))
     assert gpu.warm_up() > 0
-    assert launched == names
-    assert len(names) == len(gpu_ptx_check.kernel_signatures())  # the PTX check misses none
+    assert set(launched) == names
+    rgba = gpu.upload(make_image((6, 5, 4)))
+    gpu.pixelate(rgba, block_size=2, palette_size=3, outline=True)
+    gpu.pixelate(rgba, block_size=2, palette="none", outline=True)
+    gpu.resize(rgba, width=8, interpolation="lanczos")
+    gpu.edges(rgba, threshold=10)
+    assert len(names) == len(declared)  # the PTX check misses no kernel
+    for name, calls in launched.items():
+        for py_func, types in calls:
+            assert declared[py_func] == types, (name, types)
