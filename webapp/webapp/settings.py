@@ -130,6 +130,9 @@ SPECTACULAR_SETTINGS = {
     "SECURITY": [{"bearerAuth": []}],
     "APPEND_COMPONENTS": {"securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}}},
     "PREPROCESSING_HOOKS": ["api.schema.drop_slashless_aliases"],
+    # Schema warnings are for developers (`manage.py spectacular --fail-on-warn`, the
+    # tests); printed on every /api/schema/ request they would break the one-line logs.
+    "DISABLE_ERRORS_AND_WARNINGS": not DEBUG,
     "ENUM_NAME_OVERRIDES": {"FilterNameEnum": "api.serializers.FILTER_CHOICES"},
 }
 
