@@ -42,6 +42,10 @@ ACCEPTED_TEXT = "PNG, JPEG, WebP, GIF, BMP, TIFF"
 OUTPUT_FORMATS: tuple[str, ...] = ("png", "jpeg", "webp")
 CONTENT_TYPES: dict[str, str] = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
 FORMAT_ALIASES = {"jpg": "jpeg"}
+# zlib level for PNG output. Measured on a 3840x2880 photo here: level 1 ~0.55 s and
+# 5.9 MB, level 6 (Pillow's default) ~2.5 s and 4.5 MB. A worker fleet pays the time on
+# every task, Redis pays the bytes only for the result's TTL: speed wins.
+PNG_COMPRESS_LEVEL = 1
 
 # A decompression-bomb warning is always an error in this process (installed once, not
 # per call: warnings.catch_warnings is not thread-safe). Our own pixel check below does
@@ -332,7 +336,7 @@ def encode_image(image: np.ndarray, fmt: str = "png", quality: int = 90) -> byte
     out = io.BytesIO()
     try:
         if fmt == "png":
-            pil.save(out, "PNG", compress_level=3)
+            pil.save(out, "PNG", compress_level=PNG_COMPRESS_LEVEL)
         elif fmt == "jpeg":
             pil.save(out, "JPEG", quality=quality, optimize=False)
         else:
