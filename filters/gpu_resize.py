@@ -12,6 +12,8 @@ same function the CPU kernel and the API use. Alpha is resampled with the colour
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 from numba import cuda
 
@@ -67,7 +69,11 @@ def _resample_v_kernel(tmp, idx, wts, dst):
                 dst[y, x, ch] = to_u8(acc)
 
 
+@lru_cache(maxsize=64)
 def _taps_on_device(n_in: int, n_out: int, interpolation: str):
+    """One axis's tap table on the device, cached: building it is a Python loop over the
+    output size (milliseconds, more than the kernels) and a worker sees the same sizes
+    again and again. Tables are read-only, so sharing them is safe."""
     idx, wts = axis_taps(n_in, n_out, interpolation)
     return cuda.to_device(idx.astype(np.int32)), cuda.to_device(wts.astype(np.float32))
 
