@@ -147,6 +147,8 @@ class Runner:
         resp = self.client.get(path)
         if not resp.ok or not isinstance(resp.data, dict):
             return
+        record.extra["last_status"] = resp.data.get("status")
+        record.extra["waiting_reason"] = resp.data.get("waiting_reason")
         apply_status(record, resp.data, observed_at=time.time())
 
     def wait(self, records: Sequence[TaskRecord], timeout: float) -> None:

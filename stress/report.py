@@ -113,6 +113,7 @@ def build_report(script: str, url: str, records: Sequence[TaskRecord], *, starte
                    "by_type": dict(Counter(r.failure_type or "unknown" for r in failed))},
         "canceled": len(canceled),
         "unfinished": len(unfinished),
+        "unfinished_by_reason": dict(Counter(_still(r) for r in unfinished)),
         "submit_latency_ms": latency_summary(r.submit_ms for r in records if r.status_code),
         "e2e_latency_ms": latency_summary(r.e2e_ms for r in finished),
         "throughput": {
@@ -125,6 +126,12 @@ def build_report(script: str, url: str, records: Sequence[TaskRecord], *, starte
         "notes": list(notes),
         "tasks": [asdict(r) for r in records],
     }
+
+
+def _still(record: TaskRecord) -> str:
+    """Why a task was not done: the API's waiting reason, else its last status."""
+    reason = record.extra.get("waiting_reason")
+    return str(reason) if reason else f"still {record.extra.get('last_status') or 'unknown'}"
 
 
 def _ms(value: float | None) -> str:
@@ -158,6 +165,7 @@ def format_report(report: dict[str, Any]) -> str:
         lines.append(f"canceled    {report['canceled']}")
     if report["unfinished"]:
         lines.append(f"unfinished  {report['unfinished']}  (not done when the wait ran out)")
+        lines += [f"            {n} × {why}" for why, n in report["unfinished_by_reason"].items()]
     lines += [
         _latency_line("submit latency", report["submit_latency_ms"]),
         _latency_line("end-to-end latency", report["e2e_latency_ms"]),

@@ -43,7 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = base_parser("sustained_stress", __doc__.splitlines()[0])
     parser.add_argument("--depth", type=int, default=10, help="target queue depth (default %(default)s)")
     parser.add_argument("--seconds", type=float, default=30.0, help="duration (default %(default)s)")
-    parser.add_argument("--check", type=float, default=0.5,
+    parser.add_argument("--check", type=float, default=0.2,
                         help="seconds between depth readings (default %(default)s)")
     parser.add_argument("--max-tasks", type=int, default=2_000,
                         help=f"stop after this many submissions (≤ {MAX_TASKS}, default %(default)s)")
@@ -73,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     depths = [d for _, d in samples]
     notes = []
     if depths:
-        notes.append(f"queue depth over the run: min {min(depths)}, mean "
+        notes.append(f"queue depth read before each top-up: min {min(depths)}, mean "
                      f"{sum(depths) / len(depths):.1f}, max {max(depths)} (target {args.depth})")
     if unreadable:
         notes.append(f"{unreadable} depth readings failed (/api/metrics/ unavailable)")

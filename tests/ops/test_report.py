@@ -36,7 +36,9 @@ def test_build_report_counts_every_outcome():
         _record(1, status_code=202, task_id="b", final_status="finished", e2e_ms=300.0, done_at=1001.3),
         _record(2, status_code=202, task_id="c", final_status="failed", failure_type="job_failure",
                 done_at=1002.5),
-        _record(3, status_code=202, task_id="d", final_status="unfinished"),
+        _record(3, status_code=202, task_id="d", final_status="unfinished",
+                extra={"last_status": "queued",
+                       "waiting_reason": "no live worker has capabilities cpu"}),
         _record(4, status_code=400, reject_code="invalid_steps"),
         _record(5, status_code=0, submit_ms=None, reject_code="connection_error"),
     ]
@@ -47,12 +49,13 @@ def test_build_report_counts_every_outcome():
     assert report["completed"] == 2
     assert report["failed"] == {"total": 1, "by_type": {"job_failure": 1}}
     assert report["unfinished"] == 1
+    assert report["unfinished_by_reason"] == {"no live worker has capabilities cpu": 1}
     assert report["e2e_latency_ms"]["count"] == 2 and report["e2e_latency_ms"]["max"] == 300.0
     # 2 completed between the first send (1000.0) and the last end (1002.5)
     assert report["throughput"]["completed_per_s"] == pytest.approx(2 / 2.5, abs=0.01)
     text = format_report(report)
     for needle in ("submitted   6", "accepted    4", "rejected    2", "400: 1", "completed   2",
-                   "job_failure: 1", "unfinished  1", "p99"):
+                   "job_failure: 1", "unfinished  1", "1 × no live worker has capabilities cpu", "p99"):
         assert needle in text
     assert exit_code(report) == 1
 
