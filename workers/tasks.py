@@ -64,7 +64,8 @@ def process_image(payload: dict[str, Any]) -> dict[str, Any]:
     """
     job = _current_job()
     conn = job.connection
-    started = time.time()
+    # RQ's own start time, so the result's figures match task_status's (same clock marks).
+    started = job.started_at.timestamp() if job.started_at else time.time()
     rt = runtime.current()
     worker = rt.name or job.worker_name or "unnamed"
     with log_context(task=job.id):
