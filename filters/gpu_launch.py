@@ -29,6 +29,9 @@ SIM_BLOCKS = (2, 2)
 # Reduction kernels use one shared-memory slot per thread: a compile-time constant that
 # must be >= the threads of a block (DEVICE_BLOCK has 256).
 REDUCE_SLOTS = 256
+for _block in (DEVICE_BLOCK, SIM_BLOCK):  # the tree reduction needs a power of two <= slots
+    _n = _block[0] * _block[1]
+    assert _n <= REDUCE_SLOTS and _n & (_n - 1) == 0, f"bad block shape {_block}"
 
 
 def simulated() -> bool:
