@@ -169,8 +169,9 @@ def submit(conn: redis.Redis, steps: list[dict], image: bytes | None = None, **o
     return enqueue_task(conn, digest, steps, {"source": "test", **options})
 
 
-# A slow real task: several wide blurs on a large image (seconds, not milliseconds).
-SLOW_STEPS = [{"filter": "blur", "params": {"radius": 25.0}}] * 6
+# A slow real task: 24 wide blurs on a 1500x1500 image, ~0.25 s each here (~6 s in all),
+# so a test can signal or kill the worker mid-task; an io task, so any worker can run it.
+SLOW_STEPS = [{"filter": "blur", "params": {"radius": 50.0}}] * 24
 STARTED = JobStatus.STARTED.value
 
 
