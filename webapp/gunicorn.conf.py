@@ -22,6 +22,15 @@ from gunicorn.glogging import Logger  # noqa: E402
 from workers.logs import KeyValueFormatter  # noqa: E402
 from workers.settings import env_int, env_str  # noqa: E402
 
+LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "[::1]", "::1"}
+
+
+def _loopback_only(addresses: list[str]) -> bool:
+    """True when every bind address is reachable from this machine only."""
+    hosts = [address.rsplit(":", 1)[0] if not address.startswith("unix:") else "unix" for address in addresses]
+    return all(host in LOOPBACK_HOSTS or host == "unix" for host in hosts)
+
+
 wsgi_app = "webapp.wsgi:application"
 pythonpath = f"{_ROOT},{_WEBAPP}"
 bind = [address.strip() for address in env_str("PIXELFLEET_API_BIND", "127.0.0.1:8000").split(",")]
@@ -52,3 +61,15 @@ class OneLineLogger(Logger):
 
 logger_class = OneLineLogger
 
+
+def on_starting(server) -> None:
+    """A server that listens on loopback only is a development server (`make run`).
+
+    It may use a throw-away secret key; anything reachable from elsewhere needs
+    DJANGO_SECRET_KEY, and webapp/settings.py refuses to start without it, saying what to
+    set. Decided here, on the final bind (command line included), before workers fork.
+    """
+    has_key = os.environ.get("DJANGO_SECRET_KEY") or os.environ.get("DJANGO_SECRET_KEY_FILE")
+    if not has_key and not os.environ.get("PIXELFLEET_ENV") and _loopback_only(list(server.cfg.bind)):
+        os.environ["PIXELFLEET_ENV"] = "development"
+        server.log.info("no DJANGO_SECRET_KEY and bound to loopback only: development mode, throw-away key")

@@ -67,3 +67,46 @@ def test_throttle_counts_per_token(api, tokens, monkeypatch):
     assert api.post("/api/tasks/", BODY, format="json", **alpha).status_code == 202
     assert api.post("/api/tasks/", BODY, format="json", **alpha).status_code == 429
     assert api.post("/api/tasks/", BODY, format="json", **beta).status_code == 202
+
+
+# --- Secret key policy ------------------------------------------------------------------
+def _import_settings(env_extra: dict) -> "subprocess.CompletedProcess":
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[2]
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("PIXELFLEET_", "DJANGO_SECRET")) and k != "PYTEST_CURRENT_TEST"}
+    env.update(PYTHONPATH=os.pathsep.join([str(root), str(root / "webapp")]),
+               DJANGO_SETTINGS_MODULE="webapp.settings", **env_extra)
+    return subprocess.run([sys.executable, "-c", "import django; django.setup(); print('started')"],
+                          cwd=root, env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_production_refuses_to_start_without_a_secret_key_and_says_what_to_set():
+    refused = _import_settings({})
+    assert refused.returncode != 0
+    assert "DJANGO_SECRET_KEY is not set" in refused.stderr and "PIXELFLEET_ENV=development" in refused.stderr
+    assert "started" in _import_settings({"DJANGO_SECRET_KEY": "x" * 50}).stdout
+    assert "started" in _import_settings({"PIXELFLEET_ENV": "development"}).stdout
+
+
+def test_gunicorn_treats_loopback_only_as_development(monkeypatch):
+    import runpy
+    from pathlib import Path
+    from types import SimpleNamespace
+    conf = runpy.run_path(str(Path(__file__).resolve().parents[2] / "webapp" / "gunicorn.conf.py"))
+    assert conf["worker_class"] == "gthread" and conf["preload_app"] is False
+    assert (conf["workers"], conf["threads"]) == (2, 4)
+    for name in ("DJANGO_SECRET_KEY", "DJANGO_SECRET_KEY_FILE", "PIXELFLEET_ENV"):
+        monkeypatch.setenv(name, "")          # recorded, so teardown restores the original state
+        monkeypatch.delenv(name)
+    messages = []
+    server = SimpleNamespace(cfg=SimpleNamespace(bind=["0.0.0.0:8000"]), log=SimpleNamespace(info=messages.append))
+    conf["on_starting"](server)
+    import os
+    assert "PIXELFLEET_ENV" not in os.environ                  # reachable from elsewhere: key required
+    server.cfg.bind = ["127.0.0.1:8000", "[::1]:8000"]
+    conf["on_starting"](server)
+    assert os.environ["PIXELFLEET_ENV"] == "development" and messages
