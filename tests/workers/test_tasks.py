@@ -215,3 +215,16 @@ def test_job_past_its_time_limit_fails_as_timeout(redis_conn):
     assert status["status"] == "failed" and status["failure_type"] == "timeout"
     assert "1 seconds" in status["failure_reason"] or "timeout" in status["failure_reason"].lower()
     assert stats.counters(redis_conn)["failed_timeout"] == 1
+
+
+def test_fleet_worker_class_runs_the_task_and_names_itself(redis_conn):
+    # The same path with W-runtime's worker class (workers.worker.run_burst): the runtime
+    # name reaches meta and metadata, and its failure handler is ours.
+    from workers.worker import run_burst
+
+    ok = submit(redis_conn, png(8, 8), [{"filter": "grayscale"}])
+    bad = submit(redis_conn, b"no image here", [{"filter": "grayscale"}])
+    assert run_burst(redis_conn, ("io",), name="burst-core") == 2
+    assert task_status(redis_conn, ok)["result"]["worker"] == "burst-core"
+    failed = task_status(redis_conn, bad)
+    assert failed["worker"] == "burst-core" and failed["failure_type"] == "job_failure"
