@@ -34,6 +34,11 @@ _pool: ProcessPoolExecutor | None = None
 _pool_lock = threading.Lock()
 
 
+def significant(value: float, digits: int = 3) -> float:
+    """`value` to 3 significant digits: a 0.004x speed-up must not print as 0.0."""
+    return float(f"{value:.{digits}g}")
+
+
 @dataclass
 class ModeResult:
     """Timings of one mode over the batch; `speedup` is filled in against sequential."""
@@ -56,7 +61,7 @@ class ModeResult:
             "per_image_ms": [round(ms, 2) for ms in self.per_image_ms],
             "mean_image_ms": round(sum(self.per_image_ms) / images, 2) if images else None,
             "images_per_second": round(images / (self.total_ms / 1000), 2) if self.total_ms else None,
-            "speedup_vs_sequential": (round(baseline_ms / self.total_ms, 2)
+            "speedup_vs_sequential": (significant(baseline_ms / self.total_ms)
                                       if baseline_ms and self.total_ms and not self.error else None),
         }
         if self.startup_ms:

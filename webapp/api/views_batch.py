@@ -11,12 +11,17 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
+from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from api import batch, inputs
 from api.exceptions import InvalidInput, PayloadTooLarge
+from api.serializers import ErrorSerializer, PipelineSerializer
+from api.throttling import SubmitThrottle
 from filters.io import decode_image
 from workers.settings import env_float, get_redis
 
@@ -81,11 +86,41 @@ def batch_images(request: Request, body: dict, count_field: str, default_count: 
     return arrays, [img.data for img in chosen], description
 
 
+class BatchRequestSerializer(PipelineSerializer):
+    """Documents the body for the OpenAPI schema; api.inputs does the parsing."""
+
+    image_count = serializers.IntegerField(min_value=1, max_value=MAX_IMAGE_COUNT, required=False,
+                                           help_text=f"batch size (default {DEFAULT_IMAGE_COUNT}); "
+                                                     f"at most {MAX_BATCH_MEGAPIXELS} megapixels in all")
+    sample = serializers.ChoiceField(choices=["small", "4k"], required=False, help_text="default small")
+    image = serializers.CharField(required=False, help_text="base64 image instead of a sample")
+    num_iterations = serializers.IntegerField(min_value=1, max_value=MAX_ITERATIONS, required=False,
+                                              help_text=f"stress only (default {DEFAULT_ITERATIONS})")
+    execution_mode = serializers.ChoiceField(choices=list(batch.LOCAL_MODES), required=False,
+                                             help_text="stress only (default sequential)")
+    wait = serializers.FloatField(min_value=0, max_value=120, required=False,
+                                  help_text="compare-all only: bound on waiting for the fleet, s")
+
+
+ORIGINAL_EXAMPLE = OpenApiExample("original body", request_only=True, value={
+    "filters": ["resize", "blur"],
+    "filter_params": {"resize": {"width": 800, "height": 600}, "blur": {"radius": 3.0}}})
+ERRORS = {code: OpenApiResponse(ErrorSerializer) for code in (400, 401, 403, 413, 415, 422, 429, 503)}
+
+
 class BatchView(APIView):
     """One view for every mode; `mode` is bound per URL in urls_ops.py."""
 
     mode: str = "compare"
+    throttle_classes = [SubmitThrottle]
 
+    @extend_schema(
+        summary="Run a pipeline in-process in an execution mode and time it",
+        description="sequential | threading | multiprocessing | compare | compare-all (+ the fleet) | "
+                    "stress; per-mode total_ms, per-image ms and speed-ups vs sequential. "
+                    "See docs/api_ops.md.",
+        request=BatchRequestSerializer, examples=[ORIGINAL_EXAMPLE],
+        responses={200: OpenApiResponse(OpenApiTypes.OBJECT, description="timings per mode"), **ERRORS})
     def post(self, request: Request) -> Response:
         body = inputs.body_dict(request)
         steps = inputs.parse_steps(body)

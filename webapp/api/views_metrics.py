@@ -11,12 +11,15 @@ import psutil
 import redis
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.http import require_GET
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from api.auth import check_token, reads_require_token
 from api.exceptions import ApiError, ServiceUnavailable, to_response_parts
+from api.serializers import ErrorSerializer
 from api.metrics import LATENCY_WINDOW_S, FleetData, build_metrics
 from api.prometheus import CONTENT_TYPE, render
 from workers.routing import all_queue_names
@@ -56,6 +59,11 @@ def collect_fleet_data(conn: redis.Redis, window_s: int = LATENCY_WINDOW_S) -> F
 class MetricsView(APIView):
     """Fleet metrics: the original fields, per-queue and per-capability detail, advice."""
 
+    @extend_schema(summary="Fleet metrics and scaling advice",
+                   description="Host and fleet metrics, per-queue depth, throughput, latency "
+                               "percentiles and advice per capability class (docs/api_ops.md).",
+                   responses={200: OpenApiResponse(OpenApiTypes.OBJECT, description="metrics"),
+                              503: OpenApiResponse(ErrorSerializer)})
     def get(self, request: Request) -> Response:
         try:
             data = collect_fleet_data(get_redis())

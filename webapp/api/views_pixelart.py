@@ -13,7 +13,9 @@ import base64
 import time
 from typing import Any
 
-from rest_framework import status
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
+from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -21,6 +23,8 @@ from rest_framework.views import APIView
 from api import inputs
 from api.batch import capable_workers, wait_for_tasks
 from api.exceptions import ApiError, BadRequest, Conflict, InvalidInput
+from api.serializers import ErrorSerializer, OutputOptionsSerializer, TaskAcceptedSerializer
+from api.throttling import SubmitThrottle
 from filters.errors import ValidationError as StepsError
 from filters.registry import required_capabilities, validate_steps
 from workers.routing import enqueue_task, queue_name
@@ -97,9 +101,46 @@ def wait_bound(body: dict) -> float:
     return float(value)
 
 
+class PixelArtRequestSerializer(OutputOptionsSerializer):
+    """Documents the body for the OpenAPI schema; parsing is api.inputs + the registry."""
+
+    image = serializers.CharField(help_text="base64 image (data: URLs accepted)")
+    pixel_size = serializers.IntegerField(required=False, help_text="pixelate.block_size (default 8)")
+    palette_size = serializers.IntegerField(required=False, help_text="colours of the adaptive palette (16)")
+    dither = serializers.JSONField(required=False,
+                                   help_text="true (floyd-steinberg), false, or none|floyd-steinberg|bayer")
+    palette = serializers.CharField(required=False, help_text="adaptive|none|gameboy|pico-8|cga|grayscale-4")
+    outline = serializers.BooleanField(required=False)
+    upscale = serializers.BooleanField(required=False)
+    wait = serializers.FloatField(required=False, help_text="seconds to wait, at most PIXELFLEET_PROCESS_WAIT")
+
+
+class PixelArtResultSerializer(serializers.Serializer):
+    image = serializers.CharField(help_text="base64 result")
+    content_type = serializers.CharField()
+    width = serializers.IntegerField()
+    height = serializers.IntegerField()
+    task_id = serializers.CharField()
+    processing_ms = serializers.FloatField(allow_null=True)
+    queue_wait_ms = serializers.FloatField(allow_null=True)
+    worker = serializers.CharField(allow_null=True)
+
+
 class PixelArtView(APIView):
     """Pixel art in one call: submit, wait (bounded), answer with the image or a 202."""
 
+    throttle_classes = [SubmitThrottle]
+
+    @extend_schema(
+        summary="Pixel art in one call (the original GPU pixel-art tool's endpoint)",
+        description="Enqueues one pixelate task and waits up to PIXELFLEET_PROCESS_WAIT (120 s) for it: "
+                    "200 with the base64 image, or 202 with the task id when it takes longer or no "
+                    "live worker can run it.",
+        request=PixelArtRequestSerializer,
+        examples=[OpenApiExample("original body", request_only=True, value={
+            "image": "<base64>", "pixel_size": 8, "palette_size": 16, "dither": True})],
+        responses={200: PixelArtResultSerializer, 202: TaskAcceptedSerializer,
+                   **{code: OpenApiResponse(ErrorSerializer) for code in (400, 401, 403, 409, 413, 422, 429, 503)}})
     def post(self, request: Request) -> Response:
         body = inputs.body_dict(request)
         if not body:
