@@ -147,3 +147,24 @@ def test_redis_down_is_503_json_not_a_crash(api, monkeypatch):
     response = api.post("/api/tasks/", {"sample": "small", **PIPE}, format="json")
     assert response.status_code == 503
     assert error_of(response)["code"] == "redis_unavailable"
+
+
+ODD_VALUES = [None, 0, -1, 1.5, True, "", "x" * 300, [], {}, [None], {"a": None}, [[]], "💥", 10**30]
+FIELDS = ["image_base64", "image", "sample", "filters", "filter_params", "steps", "format", "quality", "device"]
+
+
+def test_no_field_value_can_cause_a_5xx(api):
+    """Every field set to every odd JSON value: a 202 or a 4xx with the error shape, never a 5xx."""
+    base = {"sample": "small", "filters": ["grayscale"]}
+    seen = set()
+    for field in FIELDS:
+        for value in ODD_VALUES:
+            body = {**base, field: value}
+            if field == "steps":
+                body.pop("filters")
+            response = api.post("/api/tasks/", body, format="json")
+            assert response.status_code == 202 or 400 <= response.status_code < 500, (field, value, response.content)
+            if response.status_code != 202:
+                error_of(response)
+            seen.add(response.status_code)
+    assert 202 in seen and 400 in seen

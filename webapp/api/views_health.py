@@ -10,7 +10,6 @@ from __future__ import annotations
 import time
 import tomllib
 from collections import Counter
-from datetime import datetime, timezone
 from functools import lru_cache
 from typing import Any
 
@@ -22,6 +21,7 @@ from rest_framework.views import APIView
 
 from api.serializers import HealthSerializer, WorkersSerializer
 from workers import settings
+from workers.logs import utc_timestamp
 from workers.registry import read_workers
 
 
@@ -41,7 +41,7 @@ def settings_root():
 
 
 def iso_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return utc_timestamp(time.time())
 
 
 def summarize_workers(workers: list[dict[str, Any]]) -> dict[str, Any]:

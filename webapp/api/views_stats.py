@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
 
 from drf_spectacular.utils import extend_schema
 from rest_framework.request import Request
@@ -12,6 +11,7 @@ from rest_framework.views import APIView
 from api.middleware import REQUESTS_KEY
 from api.serializers import StatsSerializer
 from workers import settings, stats
+from workers.logs import utc_timestamp
 
 STARTED_AT = time.time()      # when this API process imported its views
 
@@ -24,7 +24,7 @@ class StatsView(APIView):
         served = int(conn.get(REQUESTS_KEY) or 0)
         return Response({
             "uptime_s": round(time.time() - STARTED_AT, 3),
-            "started_at": datetime.fromtimestamp(STARTED_AT, timezone.utc).isoformat(timespec="seconds"),
+            "started_at": utc_timestamp(STARTED_AT),
             "requests_served": served,
             "tasks_submitted": counters.get("submitted", 0),
             "tasks_completed": counters.get("completed", 0),
