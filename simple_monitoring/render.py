@@ -38,6 +38,13 @@ def ms(value: object) -> str:
     return f"{value:.1f} ms" if value < 10 else f"{value:.0f} ms"
 
 
+def ms_pair(first: object, second: object) -> str:
+    """'145/276 ms' (one unit for both), or '-' when there are no samples yet."""
+    if not isinstance(first, (int, float)) or not isinstance(second, (int, float)):
+        return "-"
+    return f"{ms(first)[:-3]}/{ms(second)}"
+
+
 def sparkline(values: Sequence[float], width: int = 60) -> str:
     """Unicode block sparkline of the last `width` values, scaled to their maximum."""
     tail = list(values)[-width:]
@@ -123,13 +130,18 @@ def queue_label(name: str) -> str:
 
 
 def queues_text(snap: Snapshot) -> Text:
+    """Depth per capability set: single classes always, combined sets only when not empty."""
     text = Text()
     text.append("Queue depth  ", style="bold blue")
-    queues = sorted(snap.queues.items(), key=lambda kv: (-kv[1], kv[0]))
-    for i, (name, depth) in enumerate(queues):
+    queues = sorted(snap.queues.items(), key=lambda kv: (-kv[1], len(kv[0]), kv[0]))
+    shown = [(n, d) for n, d in queues if d or "+" not in queue_label(n)]
+    for i, (name, depth) in enumerate(shown):
         text.append("  " if i else "")
         text.append(f"{queue_label(name)} ")
         text.append(str(depth), style="bold yellow" if depth else "dim")
+    hidden = len(queues) - len(shown)
+    if hidden:
+        text.append(f"  (+{hidden} empty)", style="dim")
     if not queues:
         text.append("-")
     return text
@@ -142,9 +154,9 @@ def latency_text(snap: Snapshot) -> Text:
     parts = []
     for key, label in (("queue_wait_ms", "wait"), ("processing_ms", "processing")):
         row = lat.get(key) or {}
-        parts.append(f"{label} p50 {ms(row.get('p50'))} p95 {ms(row.get('p95'))}")
+        parts.append(f"{label} p50/p95 {ms_pair(row.get('p50'), row.get('p95'))}")
     text.append("  │  ".join(parts))
-    text.append(f"  (n={fmt(lat.get('samples'))}, {fmt(lat.get('window_s'))} s)", style="dim")
+    text.append(f"  (n={fmt(lat.get('samples'))})", style="dim")
     return text
 
 

@@ -102,12 +102,15 @@ class LiveFleet:
             _wait(proc, timeout)
             del self.workers[name]
 
-    def stop(self) -> None:
-        self.stop_workers()
+    def stop_api(self) -> None:
         if self.api is not None:
             _signal(self.api, signal.SIGTERM)
             _wait(self.api, 15)
             self.api = None
+
+    def stop(self) -> None:
+        self.stop_workers()
+        self.stop_api()
 
     def logs(self, tail: int = 3000) -> str:
         return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-tail:]}"

@@ -110,33 +110,79 @@ def test_submit_without_token_is_rejected_with_401_or_403(live_fleet):
     assert "rejected    1" in out.stdout and ("401" in out.stdout or "403" in out.stdout)
 
 
-@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux not installed")
+class TmuxMonitor:
+    """`monitor` in a tmux pane of a private tmux server: what a person at a terminal sees."""
+
+    def __init__(self, url: str, cols: int, rows: int) -> None:
+        self.tmux = ["tmux", "-L", f"ops-test-{os.getpid()}"]     # own server: never another's
+        cmd = shlex.join([sys.executable, CLI, "--url", url, "monitor", "--interval", "0.5"])
+        subprocess.run([*self.tmux, "new-session", "-d", "-s", "mon", "-x", str(cols),
+                        "-y", str(rows), "-c", str(ROOT), f"env -u COLUMNS -u LINES {cmd}"],
+                       check=True)
+
+    def screen(self) -> str:
+        return subprocess.run([*self.tmux, "capture-pane", "-p", "-t", "mon"],
+                              capture_output=True, text=True).stdout
+
+    def wait_for(self, *needles: str, timeout: float = 20.0) -> str:
+        deadline, screen = time.monotonic() + timeout, ""
+        while time.monotonic() < deadline:
+            screen = self.screen()
+            if all(n in screen for n in needles):
+                return screen
+            time.sleep(0.3)
+        raise AssertionError(f"{needles} not on screen after {timeout}s:\n{screen}")
+
+    def alive(self) -> bool:
+        return subprocess.run([*self.tmux, "has-session", "-t", "mon"],
+                              capture_output=True).returncode == 0
+
+    def quit(self) -> bool:
+        """Press q; True when the program (and so the session) ended within 10 s."""
+        subprocess.run([*self.tmux, "send-keys", "-t", "mon", "q"], check=True)
+        deadline = time.monotonic() + 10
+        while self.alive() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        return not self.alive()
+
+    def close(self) -> None:
+        subprocess.run([*self.tmux, "kill-server"], capture_output=True)
+
+
+needs_tmux = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux not installed")
+
+
+@needs_tmux
 @pytest.mark.parametrize("size", [(80, 24), (140, 50)])
 def test_monitor_under_tmux_quits_on_q(live_fleet, size):
-    """As a person runs it: a real terminal (a tmux pane of that size), full screen, q quits."""
+    """As a person runs it: a real terminal of that size, full screen, q quits."""
     cols, rows = size
-    tmux = ["tmux", "-L", f"ops-test-{os.getpid()}"]        # own server: never another's
-    cmd = shlex.join([sys.executable, CLI, "--url", live_fleet.url, "monitor", "--interval", "0.5"])
-    subprocess.run([*tmux, "new-session", "-d", "-s", "mon", "-x", str(cols), "-y", str(rows),
-                    "-c", str(ROOT), f"env -u COLUMNS -u LINES {cmd}"], check=True)
+    mon = TmuxMonitor(live_fleet.url, cols, rows)
     try:
-        screen, deadline = "", time.monotonic() + 20
-        while time.monotonic() < deadline and "ops-all" not in screen:
-            time.sleep(0.3)
-            screen = subprocess.run([*tmux, "capture-pane", "-p", "-t", "mon"],
-                                    capture_output=True, text=True).stdout
-        for needle in ("API ok", "ops-all", "ops-io", "idle"):
-            assert needle in screen, (needle, screen)
+        screen = mon.wait_for("API ok", "ops-all", "ops-io", "idle")
         assert max(len(line) for line in screen.splitlines()) <= cols
-        subprocess.run([*tmux, "send-keys", "-t", "mon", "q"], check=True)
-        alive, deadline = True, time.monotonic() + 10
-        while alive and time.monotonic() < deadline:
-            time.sleep(0.2)
-            alive = subprocess.run([*tmux, "has-session", "-t", "mon"],
-                                   capture_output=True).returncode == 0
-        assert not alive, "monitor did not quit on q"
+        assert mon.quit(), "monitor did not quit on q"
     finally:
-        subprocess.run([*tmux, "kill-server"], capture_output=True)
+        mon.close()
+
+
+@needs_tmux
+def test_api_outage_is_shown_and_survived(live_fleet):
+    """API stopped: the dashboard says so and keeps retrying, check exits 1; API back: recovers."""
+    mon = TmuxMonitor(live_fleet.url, 100, 30)
+    try:
+        mon.wait_for("API ok", "ops-all")
+        live_fleet.stop_api()
+        screen = mon.wait_for("API DOWN", "connection refused")
+        assert "Traceback" not in screen
+        out = live_fleet.tool(CLI, "check")
+        assert out.returncode == 1 and "✗ API reachable" in out.stdout, out.stdout
+        live_fleet.start_api()
+        live_fleet.wait_ready(len(live_fleet.workers))
+        mon.wait_for("API ok", "ops-all")
+        assert mon.quit(), "monitor did not quit on q after the outage"
+    finally:
+        mon.close()
 
 
 def test_check_fails_with_exit_1_when_workers_are_stopped(live_fleet):

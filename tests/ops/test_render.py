@@ -46,13 +46,16 @@ def test_dashboard_frame_shows_every_section():
     assert history.values() == [pytest.approx(3.0)]
     text = render_to_text(render_dashboard(later, history.values()), width=140)
     for needle in ("API ok", "Redis ok", "worker-1", "worker-2", "task-abc", "busy", "0.7s",
-                   "io 7", "gpu 2", "cpu+io 0", "wait p50", "processing p50", "p95",
+                   "io 7", "gpu 2", "(+1 empty)", "wait p50/p95 145/276 ms",
+                   "processing p50/p95 34/48 ms",
                    "Advice", "no live worker has capabilities gpu", "now 3.00/s",
                    "CPU 37.5%", "Workers (cpu 1, gpu 0, io 1)", "q or Ctrl-C quits"):
         assert needle in text, needle
     narrow = render_to_text(render_dashboard(later, history.values()), width=80)
     assert max(len(line) for line in narrow.splitlines()) <= 80
     assert "worker-1" in narrow and "task-abc" in narrow
+    later.metrics["latency"] = {}
+    assert "wait p50/p95 -" in render_to_text(render_dashboard(later), width=80)
 
 
 def test_dashboard_frame_when_api_is_down_has_no_traceback():
