@@ -18,7 +18,7 @@ from rq.job import Job
 from filters.errors import EngineError
 from workers import runtime, settings, stats, storage
 from workers.logs import get_logger, log_context, log_event
-from workers.routing import normalise_options
+from workers.routing import capabilities_of_queue, normalise_options
 
 log = get_logger(__name__)
 
@@ -43,6 +43,19 @@ def check_payload(payload: Any) -> dict[str, Any]:
     steps = validate_steps(payload["steps"])
     options = normalise_options({k: payload.get(k) for k in ("format", "quality", "device")})
     return {"digest": payload["digest"], "steps": steps, **options}
+
+
+def check_queue(origin: str, task: dict[str, Any]) -> None:
+    """The steps must need exactly the queue's capabilities: a payload edited in Redis
+    must not make a worker run work it was never routed (or able) to run."""
+    from filters.registry import required_capabilities
+
+    if not origin.startswith(settings.QUEUE_PREFIX):
+        return   # enqueued by hand on a foreign queue (tests, scripts): nothing to compare
+    need = required_capabilities(task["steps"], task["device"])
+    if need != capabilities_of_queue(origin):
+        raise InvalidPayload(f"the steps need {'+'.join(sorted(need))} but the task is on {origin}; "
+                             "the payload was changed after it was enqueued")
 
 
 def _current_job() -> Job:
@@ -70,6 +83,7 @@ def process_image(payload: dict[str, Any]) -> dict[str, Any]:
     worker = rt.name or job.worker_name or "unnamed"
     with log_context(task=job.id):
         task = check_payload(payload)
+        check_queue(job.origin, task)
         steps = task["steps"]
         total = len(steps)
         job.meta.update({"worker": worker, "started_at": started,

@@ -123,6 +123,8 @@ def test_input_expired_before_the_worker_came(redis_conn):
     (lambda p: p.update(digest="../../etc/passwd"), "invalid_digest"),
     (lambda p: p.update(format="exe"), "invalid_options: format"),
     (lambda p: p.pop("steps"), "invalid_payload"),
+    (lambda p: p.update(steps=[{"filter": "sharpen"}]), "invalid_payload: the steps need cpu but the task is on pixelfleet:io"),
+    (lambda p: p.update(device="gpu"), "invalid_payload: the steps need gpu+io"),
 ])
 def test_tampered_payload_in_redis_is_a_job_failure(redis_conn, tamper, expected):
     task_id = submit(redis_conn, png(8, 8), [{"filter": "grayscale"}])
