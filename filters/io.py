@@ -205,14 +205,13 @@ def decode_image(data: bytes) -> np.ndarray:
     Raises ImageTooLarge, ImageTooManyPixels or InvalidImage, never anything else.
     """
     data = _check_bytes(data)
-    im = _open(data)
-    fmt = INPUT_FORMATS.get(im.format, im.format)
+    opened = _open(data)
+    fmt = INPUT_FORMATS.get(opened.format, opened.format)
     try:
-        im.seek(0)
-        im.load()
-        check_pixel_limit(*im.size)
-        im = ImageOps.exif_transpose(im)
-        array = _to_rgb_array(im)
+        opened.seek(0)
+        opened.load()
+        check_pixel_limit(*opened.size)
+        array = _to_rgb_array(_upright(opened))
     except EngineError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -222,8 +221,17 @@ def decode_image(data: bytes) -> np.ndarray:
     except Exception as exc:  # truncated/corrupt data: OSError, SyntaxError, ValueError…
         raise InvalidImage(f"could not decode the {fmt} image: {_reason(exc)}") from None
     finally:
-        im.close()
+        opened.close()
     return array
+
+
+def _upright(im: Image.Image) -> Image.Image:
+    """EXIF orientation applied. Unreadable EXIF leaves the pixels as stored: losing a
+    good picture over broken metadata would be worse than showing it unrotated."""
+    try:
+        return ImageOps.exif_transpose(im)
+    except Exception:
+        return im
 
 
 def _to_rgb_array(im: Image.Image) -> np.ndarray:
@@ -237,8 +245,9 @@ def _to_rgb_array(im: Image.Image) -> np.ndarray:
     elif mode == "F":
         im = im.convert("L")  # float data: Pillow clips to 0..255
     im = _apply_icc(im)
+    palette_mode = getattr(im.palette, "mode", None) if im.mode == "P" else None
     has_alpha = im.mode in ("RGBA", "RGBa", "LA", "La", "PA") or (
-        im.mode == "P" and ("transparency" in im.info or im.palette.mode == "RGBA")
+        im.mode == "P" and ("transparency" in im.info or palette_mode == "RGBA")
     )
     target = "RGBA" if has_alpha else "RGB"
     if im.mode != target:
@@ -253,16 +262,12 @@ def _sixteen_to_eight(values: np.ndarray) -> np.ndarray:
 
 
 _SRGB = ImageCms.createProfile("sRGB")
-_LAB_TRANSFORM: ImageCms.ImageCmsTransform | None = None
 
 
 def _lab_to_srgb() -> ImageCms.ImageCmsTransform:
-    global _LAB_TRANSFORM
-    if _LAB_TRANSFORM is None:
-        _LAB_TRANSFORM = ImageCms.buildTransform(
-            ImageCms.createProfile("LAB"), _SRGB, "LAB", "RGB"
-        )
-    return _LAB_TRANSFORM
+    """Built per call: a littlecms transform with its cache is not safe to share between
+    threads, and LAB inputs are rare enough that the few milliseconds do not matter."""
+    return ImageCms.buildTransform(ImageCms.createProfile("LAB"), _SRGB, "LAB", "RGB")
 
 
 def _apply_icc(im: Image.Image) -> Image.Image:

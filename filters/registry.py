@@ -271,7 +271,7 @@ def validate_steps(raw: Any) -> list[Step]:
     """
     if isinstance(raw, Mapping) and "filters" in raw:
         return steps_from_filters(raw.get("filters"), raw.get("filter_params"))
-    if isinstance(raw, (str, bytes)) or not isinstance(raw, Iterable):
+    if isinstance(raw, (str, bytes, Mapping)) or not isinstance(raw, Iterable):
         raise ValidationError(f"steps must be a list, got {fmt_value(raw)}")
     items = list(raw)
     _check_count(len(items))
@@ -319,11 +319,11 @@ def required_capabilities(steps: Iterable[Any], device: str = "auto") -> frozens
     """The capability classes a task needs: its filters' classes, plus gpu if insisted on."""
     if device not in DEVICES:
         raise ValidationError(f"device must be one of {', '.join(DEVICES)}, got {fmt_value(device)}")
-    steps = list(steps)
-    names = [s.name if isinstance(s, Step) else None for s in steps]
-    if None in names:
-        names = [s.name for s in validate_steps(steps)]
-    caps = {FILTERS[n].capability for n in names}
+    if not isinstance(steps, Mapping):
+        steps = list(steps)
+    if isinstance(steps, Mapping) or not all(isinstance(s, Step) and s.name in FILTERS for s in steps):
+        steps = validate_steps(steps)  # raw forms are validated first
+    caps = {FILTERS[s.name].capability for s in steps}
     if device == "gpu":
         caps.add("gpu")
     return frozenset(caps)

@@ -118,3 +118,18 @@ def test_sample_gives_every_filter_something_to_do():
         out = run_pipeline(image, [step], "cpu").image
         changed = np.any(out != image, axis=2).mean()
         assert changed > 0.2, f"{step} changed only {changed:.0%} of the sample"
+
+
+def test_import_filters_chooses_the_omp_threading_layer():
+    import subprocess
+    import sys
+    code = ("import os, filters, numba\n"
+            "print(os.environ['NUMBA_THREADING_LAYER'], numba.config.THREADING_LAYER)")
+    env = {k: v for k, v in __import__("os").environ.items() if k != "NUMBA_THREADING_LAYER"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=env, check=True)
+    assert out.stdout.split() == ["omp", "omp"]
+    env["NUMBA_THREADING_LAYER"] = "workqueue"    # the operator's choice wins
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=env, check=True)
+    assert out.stdout.split() == ["workqueue", "workqueue"]

@@ -189,3 +189,10 @@ def test_kernels_resolve_lazily_to_cpu_and_gpu_modules():
     gpu = pytest.importorskip("filters.gpu")
     for name, spec in FILTERS.items():
         assert spec.gpu is getattr(gpu, name)
+
+
+def test_odd_inputs_are_validation_errors():
+    assert "steps must be a list" in error_of({"blur": {}})
+    with pytest.raises(ValidationError, match="unknown filter 'nope'"):
+        required_capabilities([Step("nope", {})])
+    assert required_capabilities({"filters": ["edges"]}) == frozenset({"cpu"})
