@@ -41,6 +41,8 @@ _EXPLANATIONS = {
     "filter_failed": "A filter refused this input with these parameters; change them. Not retried.",
     "input_missing": "The input image expired from Redis before a worker took the task; submit it again.",
     "invalid_digest": "The task points at no valid input; submit the image again.",
+    "invalid_payload": "The task's data in Redis is not what the API enqueued (edited or foreign). Not retried.",
+    "invalid_options": "The task's format, quality, device or timeout is not valid; fix the request. Not retried.",
 }
 
 
