@@ -179,9 +179,14 @@ RUNNERS: dict[str, Callable[[list[np.ndarray], list], ModeResult]] = {
 
 
 def warm_here(image: np.ndarray, steps: list) -> float:
-    """Run the pipeline once on a small crop in this process (compile/cache load); ms."""
+    """Run the pipeline once on the first image in this process, untimed; returns its ms.
+
+    The first run pays numba's compile/cache load and first-touch costs at this size
+    (resampling tables, fresh output buffers); without it the mode measured first -
+    sequential - would carry them and every other mode would look faster than it is.
+    """
     start = time.perf_counter()
-    process_one(np.ascontiguousarray(image[:32, :32]), steps)
+    process_one(image, steps)
     return (time.perf_counter() - start) * 1000
 
 
