@@ -48,6 +48,8 @@ JSON_CASES = [
     ("unknown sample", {"sample": "8k", **PIPE}, 400, "unknown_sample", ["8k", "4k"]),
     ("sample as a path", {"sample": "../../etc/passwd", **PIPE}, 400, "unknown_sample", ["passwd"]),
     ("sample not a string", {"sample": ["4k"], **PIPE}, 400, "unknown_sample", []),
+    ("misspelt field", {"image_base64": GOOD_PNG, "filter": ["blur"]}, 400, "unknown_field", ["'filter'"]),
+    ("images in json", {"images": [GOOD_PNG], **PIPE}, 400, "invalid_input", ["image_base64"]),
     ("too many images", {"image_base64": [GOOD_PNG] * 17, **PIPE}, 413, "too_many_images", ["16"]),
 ]
 

@@ -40,9 +40,31 @@ def task_urls(task_id: str) -> dict[str, str]:
     return {"status_url": f"/api/tasks/{task_id}/", "result_url": f"/api/tasks/{task_id}/result/"}
 
 
-def submit(request: Request, *, default_sample: str | None = None, source: str = "api") -> Response:
-    """Parse, check, store and enqueue: 202 with one task, or with a list for several images."""
+SUBMIT_FIELDS = ("image", "images", "image_base64", "sample", "filters", "filter_params", "steps",
+                 "format", "quality", "device")
+
+
+def check_fields(request: Request, body: dict[str, Any]) -> None:
+    """A misspelt field would otherwise be ignored silently (e.g. "filter" for "filters")."""
+    unknown = sorted(set(body) - set(SUBMIT_FIELDS))
+    if unknown:
+        raise InvalidInput(f"unknown field(s) {', '.join(map(repr, unknown))}; accepted: {', '.join(SUBMIT_FIELDS)}",
+                           {"unknown": unknown}, code="unknown_field")
+    if "images" in body and "images" not in request.FILES:
+        raise InvalidInput("'images' is for multipart file uploads; send base64 images as a list in 'image_base64'",
+                           {"field": "images"})
+
+
+def submit(request: Request, *, default_sample: str | None = None, source: str = "api",
+           strict: bool = True) -> Response:
+    """Parse, check, store and enqueue: 202 with one task, or with a list for several images.
+
+    `strict` refuses unknown fields; the original system's path stays lenient so scripts
+    written for it keep working whatever else they send.
+    """
     body = inputs.body_dict(request)
+    if strict:
+        check_fields(request, body)
     steps = inputs.parse_steps(body)
     options = inputs.parse_options(body)
     conn = settings.get_redis()
@@ -196,4 +218,4 @@ class DistributedBatchView(APIView):
                    request=DistributedBatchSerializer, responses={202: TaskAcceptedSerializer, **ERRORS})
     def post(self, request: Request) -> Response:
         from filters.samples import DEFAULT_SAMPLE
-        return submit(request, default_sample=DEFAULT_SAMPLE, source="api-distributed")
+        return submit(request, default_sample=DEFAULT_SAMPLE, source="api-distributed", strict=False)
