@@ -9,6 +9,8 @@ import json
 
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from PIL import Image
 from rq import SimpleWorker
 from rq.exceptions import AbandonedJobError
@@ -179,7 +181,8 @@ def test_classify(exc, kind, starts):
 
 
 def test_exception_handler_never_raises_when_redis_is_gone():
-    dead = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
+    dead = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2,
+                       retry=Retry(NoBackoff(), 0))
     job = Job.create("workers.tasks.process_image", args=({},), connection=dead)
     assert failures.exception_handler(job, ValueError, ValueError("x"), None) is True
     assert job.meta["failure_type"] == "job_failure"
