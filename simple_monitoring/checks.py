@@ -71,7 +71,7 @@ def check_components(client: ApiClient, snap: Snapshot, expect_gpu: bool) -> lis
 def check_end_to_end(client: ApiClient, timeout: float) -> CheckResult:
     """Submit a small sample task, wait (bounded), download the result and look at it."""
     name = "end-to-end task"
-    runner = Runner(client, ImageSource(), source="check", poll_interval=0.2)
+    runner = Runner(client, ImageSource(), poll_interval=0.2)
     started = time.monotonic()
     record = runner.submit(0, PROBE_PIPELINE)
     if not record.accepted:

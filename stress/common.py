@@ -102,7 +102,7 @@ def parse_filters(spec: str) -> Pipeline:
     return Pipeline(tuple(steps))
 
 
-def submission(pipeline: Pipeline, image: ImageSource, source: str) -> dict[str, Any]:
+def submission(pipeline: Pipeline, image: ImageSource) -> dict[str, Any]:
     """requests keyword arguments for POST /api/tasks/ (JSON by sample, multipart by file)."""
     if image.path is None:
         body = {"sample": image.sample, "steps": pipeline.as_json(), "device": pipeline.device}
@@ -114,11 +114,9 @@ def submission(pipeline: Pipeline, image: ImageSource, source: str) -> dict[str,
 class Runner:
     """Sends submissions and follows the tasks to their end; collects TaskRecords."""
 
-    def __init__(self, client: ApiClient, image: ImageSource, *, source: str = "stress",
-                 poll_interval: float = 0.2) -> None:
+    def __init__(self, client: ApiClient, image: ImageSource, *, poll_interval: float = 0.2) -> None:
         self.client = client
         self.image = image
-        self.source = source
         self.poll_interval = poll_interval
         self.interrupted = False
 
@@ -127,7 +125,7 @@ class Runner:
         sent = time.time()
         record = TaskRecord(index=index, label=pipeline.label,
                             scheduled_at=scheduled_at or sent, sent_at=sent)
-        resp = self.client.post(TASKS_PATH, **submission(pipeline, self.image, self.source))
+        resp = self.client.post(TASKS_PATH, **submission(pipeline, self.image))
         record.submit_ms = (sent - record.scheduled_at) * 1000 + resp.elapsed_ms
         record.status_code = resp.status
         task_id = _task_id(resp)

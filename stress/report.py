@@ -108,6 +108,7 @@ def build_report(script: str, url: str, records: Sequence[TaskRecord], *, starte
         "accepted": len(accepted),
         "rejected": {"total": len(rejected), "by_status": dict(by_status),
                      "by_code": dict(by_code)},
+        "rejection_messages": dict(Counter(r.reject_message or "?" for r in rejected).most_common(5)),
         "completed": len(finished),
         "failed": {"total": len(failed),
                    "by_type": dict(Counter(r.failure_type or "unknown" for r in failed))},
@@ -157,6 +158,9 @@ def format_report(report: dict[str, Any]) -> str:
         f"accepted    {report['accepted']}",
         f"rejected    {rej['total']}" + (f"  (by status {_counts(rej['by_status'])}; "
                                           f"by code {_counts(rej['by_code'])})" if rej["total"] else ""),
+    ]
+    lines += [f"            {n} × {msg}" for msg, n in report.get("rejection_messages", {}).items()]
+    lines += [
         f"completed   {report['completed']}",
         f"failed      {fail['total']}" + (f"  (by type {_counts(fail['by_type'])})"
                                          if fail["total"] else ""),
