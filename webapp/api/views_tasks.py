@@ -25,6 +25,7 @@ from api.serializers import (TASK_STATUSES, DistributedBatchSerializer, ErrorSer
 from api.throttling import SubmitThrottle
 from filters import registry
 from workers import routing, settings, status as task_state, storage
+from workers.registry import read_workers
 
 TASK_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")     # RQ's job id alphabet (rq.job.JOB_ID_PATTERN)
 ERRORS = {code: OpenApiResponse(ErrorSerializer) for code in (400, 401, 403, 404, 409, 413, 415, 422, 429, 503)}
@@ -70,6 +71,8 @@ def submit(request: Request, *, default_sample: str | None = None, source: str =
     conn = settings.get_redis()
     images = inputs.parse_images(request, body, default_sample=default_sample, conn=conn)
     caps = registry.required_capabilities(steps, options["device"])
+    # One look at the registry for the whole request: the same answer for every image.
+    waiting = task_state.waiting_reason(caps, read_workers(conn))
     accepted = []
     for image in images:
         digest = storage.store_input(conn, image.data)
@@ -78,9 +81,8 @@ def submit(request: Request, *, default_sample: str | None = None, source: str =
             "task_id": task_id, "status": "queued", "queue": routing.queue_name(caps),
             "capabilities": sorted(caps), "image": _image_summary(image), **task_urls(task_id),
         }
-        state = task_state.task_status(conn, task_id) or {}
-        if state.get("waiting_reason"):
-            entry["waiting_reason"] = state["waiting_reason"]
+        if waiting:
+            entry["waiting_reason"] = waiting
         accepted.append(entry)
     if len(accepted) == 1:
         return Response(accepted[0], status=http.HTTP_202_ACCEPTED,
