@@ -155,6 +155,6 @@ class BatchView(APIView):
         response["fastest"] = min(timed, key=timed.get) if len(timed) > 1 else None
         response["note"] = ("total_ms is wall time for the whole batch in this API process; "
                             "speedup_vs_sequential = sequential total_ms / this mode's total_ms, "
-                            "measured in this same request. warmup_ms (one small run before "
-                            "timing, to compile or load the numba kernels) is excluded.")
+                            "measured in this same request. warmup_ms (one untimed run of the "
+                            "first image: numba compile/cache load, first-touch costs) is excluded.")
         return Response(response)
