@@ -157,3 +157,11 @@ def test_concurrent_requests_share_the_pool(api):
     for thread in threads:
         thread.join(timeout=120)
     assert outcomes == [200, 200]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def stop_the_spawn_pool_after_this_module():
+    """The rest of the session should not carry this module's idle pool children."""
+    yield
+    from api.batch import shutdown_pool
+    shutdown_pool()
