@@ -34,8 +34,6 @@ def fmt_value(value: Any) -> str:
         return repr(value) if value is not None else "null"
     if isinstance(value, float) and math.isfinite(value) and value.is_integer():
         return str(int(value))
-    if isinstance(value, (int, float)):
-        return repr(value)
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
@@ -127,7 +125,10 @@ class Param:
                     raise fail("must be an integer")
                 value = int(value)
         else:
-            value = float(value)
+            try:
+                value = float(value)
+            except OverflowError:  # a JSON integer with hundreds of digits
+                raise fail("must be a finite number") from None
         if not (self.min <= value <= self.max):
             raise ValidationError(
                 f"{label} must be between {fmt_value(self.min)} and {fmt_value(self.max)}, "
@@ -152,6 +153,8 @@ class Param:
 
 def _jsonable(value: Any) -> Any:
     """The offending value, safe to put into a JSON error body."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 2 ** 53:
+        return fmt_value(value)
     if value is None or isinstance(value, (bool, int, str)):
         return value if not isinstance(value, str) or len(value) <= 200 else value[:200]
     if isinstance(value, float):

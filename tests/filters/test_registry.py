@@ -60,6 +60,8 @@ def test_importing_the_registry_loads_no_numba():
     ([{"filter": "blur", "params": {"radius": True}}], "blur.radius must be a number, got True"),
     ([{"filter": "blur", "params": {"radius": None}}], "blur.radius must not be null"),
     ([{"filter": "blur", "params": {"radius": float("nan")}}], "blur.radius must be a finite number"),
+    ([{"filter": "blur", "params": {"radius": 10 ** 400}}], "blur.radius must be a finite number"),
+    ([{"filter": "resize", "params": {"width": 10 ** 400}}], "resize.width must be between 1 and 16384"),
     ([{"filter": "resize", "params": {"width": 3.5}}], "resize.width must be an integer, got 3.5"),
     ([{"filter": "resize", "params": {"width": 0}}], "resize.width must be between 1 and 16384, got 0"),
     ([{"filter": "pixelate", "params": {"outline": 1}}], "pixelate.outline must be true or false, got 1"),
