@@ -123,3 +123,19 @@ def test_polling_sleeps_grow_to_100_ms_and_respect_the_bound(redis_conn):
     assert sleeps[0] == pytest.approx(0.005) and max(sleeps) <= POLL_MAX_S
     assert sleeps == sorted(sleeps[:-1]) + sleeps[-1:]     # non-decreasing until the last
     assert len(sleeps) < 25                                 # ~10 reads a second at most
+
+
+def test_multipart_form_is_accepted_too(api, redis_conn):
+    """A form upload carries text: "4", "true" are read as the numbers and flags they are."""
+    import io as std_io
+
+    upload = std_io.BytesIO(png_bytes(48, 32))
+    upload.name = "in.png"
+    response = api.post("/api/process", {"image": upload, "pixel_size": "4", "palette_size": "8",
+                                         "dither": "true", "outline": "false", "wait": "0"},
+                        format="multipart")
+    assert response.status_code == 202, response.content      # no worker here: queued at once
+    from workers.status import task_status
+
+    steps = task_status(redis_conn, response.json()["task_id"])["description"]
+    assert "block_size=4" in steps and "palette_size=8" in steps and "dither=floyd-steinberg" in steps

@@ -60,15 +60,36 @@ def max_wait_s() -> float:
     return env_float("PIXELFLEET_PROCESS_WAIT", DEFAULT_WAIT_S)
 
 
+INT_FIELDS = ("pixel_size", "palette_size", "block_size")
+BOOL_FIELDS = {"true": True, "1": True, "yes": True, "on": True,
+               "false": False, "0": False, "no": False, "off": False}
+
+
+def from_form(field: str, value: Any) -> Any:
+    """A multipart form sends every value as text: "8" -> 8, "true" -> True.
+
+    Anything that does not read cleanly is passed on unchanged, so the registry's
+    error still names the field and the value the client sent.
+    """
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if field in INT_FIELDS and text.lstrip("-").isdigit():
+        return int(text)
+    if field in ("outline", "upscale") and text.lower() in BOOL_FIELDS:
+        return BOOL_FIELDS[text.lower()]
+    return value
+
+
 def pixelate_params(body: dict) -> dict[str, Any]:
     """The tool's fields as pixelate parameters (validated afterwards by the registry)."""
     params: dict[str, Any] = {}
     for name in PASSTHROUGH:
         if name in body:
-            params[name] = body[name]
+            params[name] = from_form(name, body[name])
     for field, param in FIELD_TO_PARAM.items():
         if field in body:
-            params[param] = body[field]
+            params[param] = from_form(field, body[field])
     if "dither" in params:
         value = params["dither"]
         key = value.lower() if isinstance(value, str) else value
@@ -95,6 +116,11 @@ def wait_bound(body: dict) -> float:
     value = body.get("wait")
     if value is None:
         return bound
+    if isinstance(value, str):          # multipart forms carry text
+        try:
+            value = float(value)
+        except ValueError:
+            pass
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= bound:
         raise InvalidInput(f"wait must be a number of seconds from 0 to {bound:g}, got {value!r:.40}",
                            {"field": "wait", "max": bound})
