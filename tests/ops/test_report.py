@@ -112,3 +112,29 @@ def test_distributed_plan_reaches_every_class_first():
         registry.validate_steps(p.as_json())
     gpu = plan_pipelines(filters, {"blur"}, with_gpu=True)
     assert [p.label for p in gpu] == ["blur", "blur@gpu"]
+
+
+def test_open_loop_keeps_its_timetable_when_responses_are_slow():
+    """10 sends at 20/s, each taking 0.5 s: sends still leave on schedule (not 0.5 s apart)."""
+    import threading
+    import time
+
+    from stress.continuous_stress import open_loop
+
+    lock, sent = threading.Lock(), []
+
+    def slow_send(i: int, due: float) -> tuple[int, float, float]:
+        with lock:
+            sent.append(time.time())
+        time.sleep(0.5)
+        return i, due, sent[-1]
+
+    started = time.monotonic()
+    results = open_loop(10, rate=20, concurrency=16, send=slow_send)
+    elapsed = time.monotonic() - started
+    assert [r[0] for r in results] == list(range(10))
+    dues = [r[1] for r in results]
+    assert all(b - a == pytest.approx(0.05, abs=1e-4) for a, b in zip(dues, dues[1:]))
+    # closed loop would need 10 × 0.5 s; open loop needs the 0.45 s timetable + one response
+    assert elapsed < 2.5
+    assert max(sent) - min(sent) < 1.5
