@@ -37,10 +37,21 @@ class RequestLogMiddleware:
         except redis.RedisError:
             pass
         level = logging.ERROR if response.status_code >= 500 else logging.INFO
-        log_event(log, "request", level, method=request.method, path=request.path,
-                  status=response.status_code, ms=round(elapsed_ms, 1),
-                  client=request.META.get("REMOTE_ADDR"), bytes=_length(response))
+        fields = {"method": request.method, "path": request.path, "status": response.status_code,
+                  "ms": round(elapsed_ms, 1), "client": request.META.get("REMOTE_ADDR"), "bytes": _length(response)}
+        code = _error_code(response)
+        if code:
+            fields["error"] = code
+        log_event(log, "request", level, **fields)
         return response
+
+
+def _error_code(response: HttpResponse) -> str | None:
+    """The `error.code` of a DRF error response, so a 4xx line says which refusal it was."""
+    data = getattr(response, "data", None)
+    if isinstance(data, dict) and isinstance(data.get("error"), dict):
+        return data["error"].get("code")
+    return None
 
 
 def _length(response: HttpResponse) -> int | None:

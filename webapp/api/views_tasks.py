@@ -25,8 +25,10 @@ from api.serializers import (TASK_STATUSES, DistributedBatchSerializer, ErrorSer
 from api.throttling import SubmitThrottle
 from filters import registry
 from workers import routing, settings, status as task_state, storage
+from workers.logs import get_logger, log_event
 from workers.registry import read_workers
 
+log = get_logger("webapp.tasks")
 TASK_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")     # RQ's job id alphabet (rq.job.JOB_ID_PATTERN)
 ERRORS = {code: OpenApiResponse(ErrorSerializer) for code in (400, 401, 403, 404, 409, 413, 415, 422, 429, 503)}
 
@@ -83,6 +85,8 @@ def submit(request: Request, *, default_sample: str | None = None, source: str =
         }
         if waiting:
             entry["waiting_reason"] = waiting
+        log_event(log, "submitted", task=task_id, queue=entry["queue"], source=source,
+                  image=f"{image.info.width}x{image.info.height}", bytes=len(image.data), steps=len(steps))
         accepted.append(entry)
     if len(accepted) == 1:
         return Response(accepted[0], status=http.HTTP_202_ACCEPTED,
