@@ -210,3 +210,29 @@ def test_advice_lists_base_classes_and_only_combined_sets_with_work():
     depths = {"pixelfleet:io": 0, "pixelfleet:cpu+io": 0, "pixelfleet:cpu+gpu": 2}
     labels = [a["capabilities"] for a in recommend_per_capability([], depths)]
     assert labels == ["cpu", "gpu", "io", "cpu+gpu"]
+
+
+def test_starving_class_turns_the_fleet_wide_advice_into_scale_up():
+    """An idle io worker and 3 cpu tasks: fleet-wide numbers look idle, but cpu starves."""
+    data = FleetData(now=NOW, workers=[worker("w1", ["io"]), worker("w2", ["io"])],
+                     queue_depths={"pixelfleet:cpu": 3})
+    advice = build_metrics(data)["scaling_recommendation"]
+    assert advice["action"] == SCALE_UP and advice["urgency"] == "critical"
+    assert advice["recommended"] == 3 and advice["current_workers"] == 2
+    assert "no live worker has capabilities cpu" in advice["reason"]
+
+
+def test_busy_class_without_idle_worker_raises_a_maintain():
+    """One busy cpu worker, one idle io worker, 2 cpu tasks: add one cpu-capable worker."""
+    data = FleetData(now=NOW, workers=[worker("w1", ["cpu"], state="busy"), worker("w2", ["io"])],
+                     queue_depths={"pixelfleet:cpu": 2})
+    advice = build_metrics(data)["scaling_recommendation"]
+    assert advice["action"] == SCALE_UP and advice["urgency"] == "low" and advice["recommended"] == 3
+    assert advice["reason"] == "2 task(s) wait for cpu, no idle cpu-capable worker: add one"
+
+
+def test_fleet_wide_critical_is_kept():
+    data = FleetData(now=NOW, workers=[], queue_depths={"pixelfleet:io": 2})
+    advice = build_metrics(data)["scaling_recommendation"]
+    assert advice["action"] == SCALE_UP and "no live worker" in advice["reason"]
+    assert advice["recommended"] == 1

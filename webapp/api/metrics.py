@@ -243,6 +243,25 @@ def recommend_per_capability(workers: list[dict], queue_depths: dict[str, int]) 
     return advice
 
 
+def combine_advice(fleet: dict, per_class: list[dict]) -> dict:
+    """The fleet-wide advice, corrected by the per-class one.
+
+    Idle workers of the wrong class make the fleet-wide numbers look fine while a class
+    starves ("3 tasks wait for cpu" and only io workers are idle): then the fleet-wide
+    action is SCALE_UP too, adding what the starving classes need, with their reasons.
+    """
+    starving = [a for a in per_class if a["action"] == SCALE_UP]
+    if not starving or fleet["action"] == SCALE_UP and fleet["urgency"] == "critical":
+        return fleet
+    add = sum(a.get("add", 1) for a in starving)
+    urgency = max((a["urgency"] for a in starving), key=URGENCIES.index)
+    if fleet["action"] == SCALE_UP:
+        urgency = max(urgency, fleet["urgency"], key=URGENCIES.index)
+    return {**fleet, "action": SCALE_UP, "urgency": urgency,
+            "recommended": max(fleet["recommended"], fleet["current_workers"] + add),
+            "reason": "; ".join(a["message"] for a in starving)}
+
+
 def build_metrics(data: FleetData) -> dict:
     """The body of GET /api/metrics/: the original system's fields, then the new ones."""
     workers = data.workers
@@ -253,6 +272,7 @@ def build_metrics(data: FleetData) -> dict:
     failed = int(_number(data.counters.get("failed")))
     finished_total = completed + failed
     window = latency(data.completions, data.now)
+    per_class = recommend_per_capability(workers, data.queue_depths)
     return {
         "timestamp": data.now,
         "cpu_usage": data.host.get("cpu_usage"),
@@ -263,7 +283,8 @@ def build_metrics(data: FleetData) -> dict:
         "utilization": round(busy / active * 100, 1) if active else 0.0,
         "queue_length": queue_length,
         "success_rate": round(completed / finished_total * 100, 1) if finished_total else 100.0,
-        "scaling_recommendation": recommend_scaling(active, busy, queue_length, window["samples"]),
+        "scaling_recommendation": combine_advice(
+            recommend_scaling(active, busy, queue_length, window["samples"]), per_class),
         "queues": dict(sorted(data.queue_depths.items())),
         "workers_by_capability": workers_by_capability(workers),
         "fleet": {
@@ -278,5 +299,5 @@ def build_metrics(data: FleetData) -> dict:
                   "failed_by_type": failed_by_type(data.counters)},
         "throughput": throughput(data.completions, data.now),
         "latency": window,
-        "recommendations": recommend_per_capability(workers, data.queue_depths),
+        "recommendations": per_class,
     }
