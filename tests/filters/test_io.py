@@ -163,6 +163,7 @@ def test_corrupt_pixels_pass_the_probe_but_not_decoding(shared_images):
 
 
 @pytest.mark.parametrize("cut", [0.3, 0.6, 0.9])
+@pytest.mark.filterwarnings("ignore::UserWarning")
 def test_truncated_files_are_invalid_image(shared_images, cut):
     for name in ("hopper.png", "hopper.jpg", "hopper.webp", "hopper.gif", "hopper.tif", "hopper.bmp"):
         data = read(shared_images, "valid", name)
@@ -307,6 +308,7 @@ def test_samples_are_deterministic_pngs_of_the_stated_sizes():
         samples.sample_png("8k")
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning")  # Pillow's notes on the broken EXIF/TIFF tags
 def test_mutated_files_raise_only_engine_errors(shared_images):
     """Seeded byte mutations of every corpus file (a small fuzz: 60 s of this found no
     escape when written): the decoder's own exceptions never leak out, nothing hangs."""
