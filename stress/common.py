@@ -163,13 +163,15 @@ class Runner:
                     round_started = time.monotonic()
                     list(pool.map(self.poll, pending))
                     # at most ~MAX_POLLS_PER_S status requests: polling must not become the load
-                    spent = time.monotonic() - round_started
-                    time.sleep(max(self.poll_interval, len(pending) / MAX_POLLS_PER_S - spent))
+                    now = time.monotonic()
+                    pause = max(self.poll_interval, len(pending) / MAX_POLLS_PER_S - (now - round_started))
+                    time.sleep(max(0.0, min(pause, deadline - now)))
         except KeyboardInterrupt:      # Ctrl-C while waiting: report what we have
             self.interrupted = True
         for r in records:
             if r.accepted and r.final_status not in TERMINAL:
                 r.final_status = "unfinished"
+                r.extra["interrupted"] = self.interrupted
 
 
 def _task_id(resp: ApiResponse) -> str | None:

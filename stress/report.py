@@ -124,7 +124,8 @@ def build_report(script: str, url: str, records: Sequence[TaskRecord], *, starte
         },
         "by_queue": dict(Counter(r.queue or "?" for r in accepted)),
         "by_worker": dict(Counter(r.worker or "?" for r in finished)),
-        "notes": list(notes),
+        "notes": list(notes) + (["interrupted (Ctrl-C) while waiting for the tasks"]
+                                if any(r.extra.get("interrupted") for r in records) else []),
         "tasks": [asdict(r) for r in records],
     }
 
