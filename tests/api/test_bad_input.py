@@ -170,3 +170,21 @@ def test_no_field_value_can_cause_a_5xx(api):
                 error_of(response)
             seen.add(response.status_code)
     assert 202 in seen and 400 in seen
+
+
+def test_a_bug_is_a_json_500_never_an_html_page(api, monkeypatch):
+    # Not client input: a server-side fault, simulated in the storage layer (Redis stays real).
+    from workers import storage
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("simulated bug")
+    monkeypatch.setattr(storage, "store_input", broken)
+    response = api.post("/api/tasks/", {"sample": "small", **PIPE}, format="json")
+    assert response.status_code == 500 and response["Content-Type"] == "application/json"
+    assert error_of(response)["code"] == "internal_error"
+    assert "simulated" not in response.content.decode()          # no internals leak to the client
+
+
+def test_malformed_content_length_is_400(api):
+    response = api.generic("POST", "/api/tasks/", b"{}", content_type="application/json", CONTENT_LENGTH="abc")
+    assert response.status_code == 400 and error_of(response)["code"] == "bad_request"

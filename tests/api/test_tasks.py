@@ -126,6 +126,16 @@ def test_cancel_queued_then_conflicts(api, small_png, burst_worker):
     done = submit_json(api, {"image_base64": b64(small_png), "filters": ["grayscale"]}).json()
     burst_worker()
     assert api.delete(f"/api/tasks/{done['task_id']}/").status_code == 409
+    assert api.post(f"/api/tasks/{done['task_id']}/retry/").status_code == 409      # finished: nothing to retry
+
+
+def test_canceled_task_can_be_retried_and_then_runs(api, small_png, burst_worker):
+    task = submit_json(api, {"image_base64": b64(small_png), "filters": ["grayscale"]}).json()
+    assert api.delete(f"/api/tasks/{task['task_id']}/").status_code == 200
+    retry = api.post(f"/api/tasks/{task['task_id']}/retry")          # original-style, no slash
+    assert retry.status_code == 202 and retry.json()["status"] == "queued"
+    assert burst_worker() == 1
+    assert api.get(task["result_url"]).status_code == 200
 
 
 def test_failed_task_explains_itself_and_can_be_retried(api, shared_images, burst_worker, monkeypatch):

@@ -153,9 +153,7 @@ class TaskDetailView(APIView):
         if state["status"] != "queued":
             raise Conflict(f"task {task_id} is {state['status']}; only a queued task can be canceled",
                            {"status": state["status"]}, code="not_cancelable")
-        conn = settings.get_redis()
-        task_state.cancel_task(conn, task_id)
-        return Response(task_state.task_status(conn, task_id) or {**state, "status": "canceled"})
+        return Response(task_state.cancel_task(settings.get_redis(), task_id))
 
 
 class TaskRetryView(APIView):
@@ -169,9 +167,7 @@ class TaskRetryView(APIView):
         if state["status"] not in ("failed", "canceled"):
             raise Conflict(f"task {task_id} is {state['status']}; only a failed or canceled task can be retried",
                            {"status": state["status"]}, code="not_retryable")
-        conn = settings.get_redis()
-        task_state.retry_task(conn, task_id)
-        return Response(task_state.task_status(conn, task_id) or state, status=http.HTTP_202_ACCEPTED)
+        return Response(task_state.retry_task(settings.get_redis(), task_id), status=http.HTTP_202_ACCEPTED)
 
 
 class TaskResultView(APIView):
