@@ -236,3 +236,40 @@ def test_fleet_wide_critical_is_kept():
     advice = build_metrics(data)["scaling_recommendation"]
     assert advice["action"] == SCALE_UP and "no live worker" in advice["reason"]
     assert advice["recommended"] == 1
+
+
+def test_throughput_with_exact_counts_beyond_the_sample():
+    """Only the newest records are decoded on a busy fleet; totals stay exact."""
+    records = [completion(5, 1, 2)] * 3 + [completion(6, 1, 2, "failed", "timeout")]
+    out = throughput(records, NOW, window_counts={60: 400, 300: 2000})
+    assert out["1m"] == {"window_s": 60, "completed": 300, "failed": 100, "per_minute": 400.0,
+                         "per_second": 6.667, "sampled": True}
+    assert out["5m"]["completed"] + out["5m"]["failed"] == 2000
+    assert "sampled" not in throughput(records, NOW, window_counts={60: 4, 300: 4})["1m"]
+
+
+def test_metrics_read_is_capped_on_a_busy_fleet(api, redis_conn, monkeypatch):
+    """More completions in the window than PIXELFLEET_METRICS_MAX_SAMPLES: the newest are
+    read, throughput still counts all of them."""
+    from rq.job import Job
+
+    from workers.stats import record_completion
+
+    pipe = redis_conn.pipeline(transaction=False)
+    for i in range(250):
+        job = Job.create("workers.tasks.process_image", connection=redis_conn, origin="pixelfleet:io",
+                         meta={"capabilities": ["io"]})
+        record_completion(redis_conn, job, "finished" if i % 5 else "failed", wait_ms=float(i),
+                          processing_ms=2.0 * i, failure_type=None if i % 5 else "job_failure", pipeline=pipe)
+    pipe.execute()
+    monkeypatch.setenv("PIXELFLEET_METRICS_MAX_SAMPLES", "100")
+    body = api.get("/api/metrics/").json()
+    assert body["latency"]["samples"] == 100 and body["latency"]["sampled_from"] == 250
+    assert body["latency"]["queue_wait_ms"]["p50"] >= 150        # the newest 100 (150..249)
+    one_minute = body["throughput"]["1m"]
+    assert one_minute["completed"] + one_minute["failed"] == 250 and one_minute["sampled"] is True
+    assert one_minute["failed"] == 50
+    monkeypatch.setenv("PIXELFLEET_METRICS_MAX_SAMPLES", "1000")
+    full = api.get("/api/metrics/").json()
+    assert full["latency"]["samples"] == 250 and "sampled_from" not in full["latency"]
+    assert full["throughput"]["1m"]["failed"] == 50 and "sampled" not in full["throughput"]["1m"]

@@ -43,6 +43,10 @@ class FleetData:
     counters: dict = field(default_factory=dict)           # workers.stats.counters()
     completions: list[dict] = field(default_factory=list)  # recent_completions(300 s)
     host: dict = field(default_factory=dict)     # cpu_usage, memory_usage, memory_available_gb
+    # Exact number of completions ended within each THROUGHPUT_WINDOWS span (seconds ->
+    # count), when `completions` is only the most recent part of the window (a busy
+    # fleet ends more tasks than are worth decoding per request). None: it is all of it.
+    window_counts: dict[int, int] | None = None
 
 
 # --- Small helpers ------------------------------------------------------------------------
@@ -102,18 +106,29 @@ def failed_by_type(counters: dict) -> dict[str, int]:
 
 
 # --- Sections of the response --------------------------------------------------------------
-def throughput(completions: list[dict], now: float) -> dict:
-    """Tasks ended per window (completed and failed), per minute and per second."""
+def throughput(completions: list[dict], now: float,
+               window_counts: dict[int, int] | None = None) -> dict:
+    """Tasks ended per window (completed and failed), per minute and per second.
+
+    With `window_counts` (exact totals) larger than the records at hand, the total is
+    exact and the completed/failed split is the records' proportion (`"sampled": true`).
+    """
     out = {}
     for label, seconds in THROUGHPUT_WINDOWS.items():
         recent = [c for c in completions if now - _number(c.get("ended_at")) <= seconds]
         done = sum(1 for c in recent if c.get("status") == "finished")
-        failed = len(recent) - done
+        total = len(recent)
+        exact = (window_counts or {}).get(seconds)
+        sampled = exact is not None and exact > total
+        if sampled:
+            done, total = (round(done / total * exact) if total else exact), exact
         out[label] = {
-            "window_s": seconds, "completed": done, "failed": failed,
-            "per_minute": round(len(recent) * 60 / seconds, 2),
-            "per_second": round(len(recent) / seconds, 3),
+            "window_s": seconds, "completed": done, "failed": total - done,
+            "per_minute": round(total * 60 / seconds, 2),
+            "per_second": round(total / seconds, 3),
         }
+        if sampled:
+            out[label]["sampled"] = True
     return out
 
 
@@ -272,6 +287,8 @@ def build_metrics(data: FleetData) -> dict:
     failed = int(_number(data.counters.get("failed")))
     finished_total = completed + failed
     window = latency(data.completions, data.now)
+    if data.window_counts and data.window_counts.get(LATENCY_WINDOW_S, 0) > window["samples"]:
+        window["sampled_from"] = data.window_counts[LATENCY_WINDOW_S]   # the most recent ones
     per_class = recommend_per_capability(workers, data.queue_depths)
     return {
         "timestamp": data.now,
@@ -297,7 +314,7 @@ def build_metrics(data: FleetData) -> dict:
         "tasks": {"submitted": int(_number(data.counters.get("submitted"))),
                   "completed": completed, "failed": failed,
                   "failed_by_type": failed_by_type(data.counters)},
-        "throughput": throughput(data.completions, data.now),
+        "throughput": throughput(data.completions, data.now, data.window_counts),
         "latency": window,
         "recommendations": per_class,
     }

@@ -5,6 +5,7 @@ functions in api.metrics / api.prometheus, so the two endpoints never disagree.
 """
 from __future__ import annotations
 
+import json
 import time
 
 import psutil
@@ -20,10 +21,12 @@ from rest_framework.views import APIView
 from api.auth import check_token, reads_require_token
 from api.exceptions import ApiError, ServiceUnavailable, to_response_parts
 from api.serializers import ErrorSerializer
-from api.metrics import LATENCY_WINDOW_S, FleetData, build_metrics
+from api.metrics import LATENCY_WINDOW_S, THROUGHPUT_WINDOWS, FleetData, build_metrics
 from api.prometheus import CONTENT_TYPE, render
 from workers.routing import all_queue_names
-from workers.settings import COMPLETIONS_WINDOW, get_redis
+from workers.settings import COMPLETIONS_KEY, COMPLETIONS_WINDOW, env_int, get_redis
+
+DEFAULT_MAX_SAMPLES = 10_000
 
 psutil.cpu_percent(interval=None)   # primes the counter: the next call measures since now
 
@@ -46,14 +49,44 @@ def queue_depths(conn: redis.Redis) -> dict[str, int]:
         return dict(zip(names, (int(n) for n in pipe.execute())))
 
 
+def max_samples() -> int:
+    """PIXELFLEET_METRICS_MAX_SAMPLES: completion records decoded per metrics request."""
+    return max(100, env_int("PIXELFLEET_METRICS_MAX_SAMPLES", DEFAULT_MAX_SAMPLES))
+
+
+def read_completions(conn: redis.Redis, window_s: float, limit: int,
+                     now: float) -> tuple[list[dict], dict[int, int] | None]:
+    """Completion records of the window, and exact per-window counts when capped.
+
+    Normally workers.stats.recent_completions (the one reader). A fleet ending ~350
+    tasks/s leaves 100k records in 5 minutes, which took ~1 s to read and decode per
+    request; so when ZCOUNT (cheap) says the window holds more than `limit`, only the
+    most recent `limit` records are read and the exact counts go along for throughput.
+    """
+    from workers.stats import recent_completions
+
+    spans = sorted({*THROUGHPUT_WINDOWS.values(), int(window_s)})
+    with conn.pipeline(transaction=False) as pipe:
+        for span in spans:
+            pipe.zcount(COMPLETIONS_KEY, now - min(span, COMPLETIONS_WINDOW), "+inf")
+        counts = dict(zip(spans, (int(n) for n in pipe.execute())))
+    if counts[int(window_s)] <= limit:
+        return recent_completions(conn, window_s), None
+    since = now - min(window_s, COMPLETIONS_WINDOW)
+    raw = conn.zrevrangebyscore(COMPLETIONS_KEY, "+inf", since, start=0, num=limit)
+    return [json.loads(member) for member in reversed(raw)], counts
+
+
 def collect_fleet_data(conn: redis.Redis, window_s: int = LATENCY_WINDOW_S) -> FleetData:
     """One reading of everything the metrics need; Redis errors propagate to the caller."""
     from workers.registry import read_workers
-    from workers.stats import counters, recent_completions
+    from workers.stats import counters
 
-    return FleetData(now=time.time(), workers=read_workers(conn), queue_depths=queue_depths(conn),
-                     counters=counters(conn), completions=recent_completions(conn, window_s),
-                     host=host_usage())
+    now = time.time()
+    completions, window_counts = read_completions(conn, window_s, max_samples(), now)
+    return FleetData(now=now, workers=read_workers(conn), queue_depths=queue_depths(conn),
+                     counters=counters(conn), completions=completions, host=host_usage(),
+                     window_counts=window_counts)
 
 
 class MetricsView(APIView):
