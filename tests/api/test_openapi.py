@@ -43,3 +43,10 @@ def test_browsable_api_static_files_are_served(api):
     assert response.status_code == 200 and b"{" in b"".join(response.streaming_content)
     escape = api.get("/static/rest_framework/../../settings.py")
     assert escape.status_code in (400, 404) and escape["Content-Type"] == "application/json"
+
+
+def test_api_root_points_at_real_endpoints(api):
+    links = api.get("/api/").json()
+    assert api.get("/").json() == links
+    for key in ("docs", "health", "filters", "tasks", "workers", "stats"):
+        assert api.get(links[key]).status_code == 200, key

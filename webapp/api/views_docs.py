@@ -12,6 +12,8 @@ from typing import Any
 from django.shortcuts import render
 from drf_spectacular.generators import SchemaGenerator
 from drf_spectacular.utils import extend_schema
+from rest_framework.request import Request
+from rest_framework.response import Response
 from rest_framework.views import APIView
 
 METHODS = ("get", "post", "put", "patch", "delete")
@@ -67,3 +69,16 @@ class DocsView(APIView):
 
     def perform_content_negotiation(self, request, force=False):
         return super().perform_content_negotiation(request, force=True)
+
+
+class ApiRootView(APIView):
+    """GET /api/ (and /): where things are, for a person or a script that just arrived."""
+
+    @extend_schema(exclude=True)
+    def get(self, request: Request) -> Response:
+        return Response({
+            "name": "Pixelfleet API", "docs": "/api/docs/", "schema": "/api/schema/",
+            "health": "/api/health/", "filters": "/api/filters/", "submit": "/api/tasks/",
+            "tasks": "/api/tasks/", "workers": "/api/workers/status/", "stats": "/api/stats/",
+            "metrics": "/api/metrics/", "sample_image": "/api/image/4k/",
+        })

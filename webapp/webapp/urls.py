@@ -12,7 +12,7 @@ from django.urls import include, path, re_path
 from django.views.static import serve
 from drf_spectacular.views import SpectacularAPIView
 
-from api.views_docs import DocsView
+from api.views_docs import ApiRootView, DocsView
 
 DRF_STATIC = Path(rest_framework.__file__).resolve().parent / "static"
 
@@ -20,6 +20,8 @@ urlpatterns = [
     path("", include("api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", DocsView.as_view(), name="docs"),
+    path("api/", ApiRootView.as_view(), name="api-root"),
+    path("", ApiRootView.as_view(), name="root"),
     re_path(r"^static/(?P<path>rest_framework/.+)$", serve, {"document_root": DRF_STATIC}),
 ]
 
