@@ -168,3 +168,16 @@ def test_metrics_endpoint_with_redis_down_still_answers(api, redis_server, monke
     response = api.get("/metrics")
     assert response.status_code == 200
     assert values(parse_exposition(response.content.decode()), "pixelfleet_redis_up") == {(): 0}
+
+
+def test_scrape_needs_the_token_only_when_reads_require_one(api, monkeypatch):
+    monkeypatch.setenv("PIXELFLEET_API_TOKENS", "s3cret")
+    assert api.get("/metrics").status_code == 200                 # reads open by default
+    monkeypatch.setenv("PIXELFLEET_READ_REQUIRES_TOKEN", "1")
+    refused = api.get("/metrics")
+    assert refused.status_code == 401 and refused.json()["error"]["code"] == "not_authenticated"
+    assert refused["WWW-Authenticate"].startswith("Bearer")
+    assert api.get("/metrics", HTTP_AUTHORIZATION="Bearer wrong").status_code == 403
+    assert api.get("/metrics", HTTP_AUTHORIZATION="Bearer s3cret").status_code == 200
+    not_allowed = api.post("/metrics", HTTP_AUTHORIZATION="Bearer s3cret")
+    assert not_allowed.status_code == 405 and not_allowed.json()["error"]["code"] == "method_not_allowed"

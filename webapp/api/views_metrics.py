@@ -11,7 +11,6 @@ import time
 import psutil
 import redis
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.views.decorators.http import require_GET
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework.request import Request
@@ -19,7 +18,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from api.auth import check_token, reads_require_token
-from api.exceptions import ApiError, ServiceUnavailable, to_response_parts
+from api.exceptions import ApiError, ServiceUnavailable, json_error, to_response_parts
 from api.serializers import ErrorSerializer
 from api.metrics import LATENCY_WINDOW_S, THROUGHPUT_WINDOWS, FleetData, build_metrics
 from api.prometheus import CONTENT_TYPE, render
@@ -105,13 +104,16 @@ class MetricsView(APIView):
         return Response(build_metrics(data))
 
 
-@require_GET
 def prometheus_view(request: HttpRequest) -> HttpResponse:
     """Prometheus text format 0.0.4; with Redis down, pixelfleet_redis_up 0 and host gauges.
 
     A plain Django view, not DRF: a scraper's Accept header (openmetrics first) must not
     go through DRF's content negotiation, and a scrape should never be throttled.
     """
+    if request.method not in ("GET", "HEAD"):
+        response = json_error(405, "method_not_allowed", f'Method "{request.method}" not allowed.')
+        response["Allow"] = "GET, HEAD"
+        return response
     if reads_require_token():
         try:
             check_token(request)
