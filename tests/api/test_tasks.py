@@ -169,3 +169,19 @@ def test_original_status_path_and_distributed_body_as_written(api):
     assert api.get(f"/api/task/{body['task_id']}/status").status_code == 200   # no slash too
     with_image = api.post("/api/process-batch/distributed", {**original, "image": b64(png_bytes())}, format="json")
     assert with_image.status_code == 202 and with_image.json()["image"]["width"] == 48
+
+
+def test_sample_input_is_stored_once_and_restored_if_it_expired(api, redis_conn, burst_worker):
+    from workers import settings
+    first = submit_json(api, {"sample": "small", "filters": ["grayscale"]}).json()
+    keys = list(redis_conn.scan_iter(settings.INPUT_KEY.format(digest="*")))
+    assert len(keys) == 1 and redis_conn.ttl(keys[0]) > 0
+    submit_json(api, {"sample": "small", "filters": ["blur"]})
+    assert list(redis_conn.scan_iter(settings.INPUT_KEY.format(digest="*"))) == keys     # same bytes, same key
+    redis_conn.delete(keys[0])                      # as if its TTL ran out
+    third = submit_json(api, {"sample": "small", "filters": ["grayscale"]}).json()
+    assert redis_conn.exists(keys[0])
+    assert burst_worker() == 3
+    assert api.get(third["result_url"]).status_code == 200
+    # The re-stored bytes are the same content-addressed input, so the first task runs too.
+    assert api.get(first["status_url"]).json()["status"] == "finished"

@@ -77,7 +77,7 @@ def submit(request: Request, *, default_sample: str | None = None, source: str =
     waiting = task_state.waiting_reason(caps, read_workers(conn))
     accepted = []
     for image in images:
-        digest = storage.store_input(conn, image.data)
+        digest = inputs.store_image(conn, image)
         task_id = routing.enqueue_task(conn, digest, steps, {**options, "source": source})
         entry: dict[str, Any] = {
             "task_id": task_id, "status": "queued", "queue": routing.queue_name(caps),
