@@ -165,3 +165,13 @@ def stop_the_spawn_pool_after_this_module():
     yield
     from api.batch import shutdown_pool
     shutdown_pool()
+
+
+def test_outputs_too_large_are_refused_after_one_run(api):
+    """32 images each resized to 4000x3000 would make 384 megapixels: 413, nothing more run."""
+    body = {"filters": ["resize"], "filter_params": {"resize": {"width": 4000, "height": 3000}},
+            "image_count": 32}
+    response = post(api, "compare", body)
+    assert response.status_code == 413, response.content
+    error = error_of(response)
+    assert error["code"] == "batch_too_large" and "384.0 megapixels" in error["message"]

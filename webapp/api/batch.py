@@ -24,7 +24,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
@@ -130,24 +130,29 @@ def shutdown_pool() -> None:
 atexit.register(shutdown_pool)
 
 
-def _collect(mode: str, workers: int, run: Callable[[], list], startup_ms: float = 0.0) -> ModeResult:
+def _collect(mode: str, workers: int, run: Callable[[], Iterable], startup_ms: float = 0.0) -> ModeResult:
+    """Time `run()` to its last result; each output image is dropped as soon as it arrives
+    (the batch's outputs are never all held at once)."""
+    per_image: list[float] = []
+    shapes: list[list[int]] = []
     start = time.perf_counter()
-    outcomes = run()
+    for ms, shape, _ in run():
+        per_image.append(ms)
+        shapes.append(list(shape))
     total = (time.perf_counter() - start) * 1000
     return ModeResult(mode=mode, workers=workers, total_ms=total, startup_ms=startup_ms,
-                      per_image_ms=[ms for ms, _, _ in outcomes],
-                      output_shapes=[list(shape) for _, shape, _ in outcomes])
+                      per_image_ms=per_image, output_shapes=shapes)
 
 
 def run_sequential(images: list[np.ndarray], steps: list) -> ModeResult:
-    return _collect("sequential", 1, lambda: [process_one(img, steps) for img in images])
+    return _collect("sequential", 1, lambda: (process_one(img, steps) for img in images))
 
 
 def run_threading(images: list[np.ndarray], steps: list) -> ModeResult:
     workers = max(1, min(len(images), POOL_SIZE))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="batch") as pool:
         result = _collect("threading", workers,
-                          lambda: list(pool.map(process_one, images, [steps] * len(images))))
+                          lambda: pool.map(process_one, images, [steps] * len(images)))
     result.note = ("threads share one interpreter: they overlap only where kernels release "
                    "the GIL, and numba's parallel kernels already use every core")
     return result
@@ -157,7 +162,7 @@ def run_multiprocessing(images: list[np.ndarray], steps: list) -> ModeResult:
     try:
         pool, startup_ms = process_pool()
         result = _collect("multiprocessing", POOL_SIZE,
-                          lambda: list(pool.map(process_one, images, [steps] * len(images))),
+                          lambda: pool.map(process_one, images, [steps] * len(images)),
                           startup_ms=startup_ms)
     except BrokenProcessPool as exc:
         # A child died (killed, out of memory): drop the pool so the next call starts a
@@ -178,16 +183,16 @@ RUNNERS: dict[str, Callable[[list[np.ndarray], list], ModeResult]] = {
 }
 
 
-def warm_here(image: np.ndarray, steps: list) -> float:
-    """Run the pipeline once on the first image in this process, untimed; returns its ms.
+def warm_here(image: np.ndarray, steps: list) -> tuple[float, tuple[int, ...]]:
+    """Run the pipeline once on the first image in this process, untimed: (ms, output shape).
 
     The first run pays numba's compile/cache load and first-touch costs at this size
     (resampling tables, fresh output buffers); without it the mode measured first -
     sequential - would carry them and every other mode would look faster than it is.
+    The output shape lets the caller refuse a batch whose outputs would be too large.
     """
-    start = time.perf_counter()
-    process_one(image, steps)
-    return (time.perf_counter() - start) * 1000
+    ms, shape, _ = process_one(image, steps)
+    return ms, shape
 
 
 def compare(modes: tuple[str, ...], images: list[np.ndarray], steps: list) -> dict[str, dict]:

@@ -28,6 +28,7 @@ from workers.settings import env_float, get_redis
 DEFAULT_IMAGE_COUNT = 4
 MAX_IMAGE_COUNT = 32
 MAX_BATCH_MEGAPIXELS = 40          # 4 x 4k; keeps one request to seconds, not minutes
+MAX_BATCH_OUTPUT_MEGAPIXELS = 100  # outputs too: a resize may grow every image
 DEFAULT_ITERATIONS = 10
 MAX_ITERATIONS = 20
 DEFAULT_DISTRIBUTED_WAIT_S = 30.0
@@ -86,6 +87,24 @@ def batch_images(request: Request, body: dict, count_field: str, default_count: 
     return arrays, [img.data for img in chosen], description
 
 
+def warm_and_check(first, steps: list, count: int) -> float:
+    """The untimed warm-up run; then refuse (413) a batch whose outputs would be too big.
+
+    Input size is checked before anything runs; the output size is known only once the
+    pipeline ran (a resize can grow each image up to the engine's limit), so the first
+    image's output stands for all of them (they are copies, or sized alike).
+    """
+    ms, shape = batch.warm_here(first, steps)
+    output_mp = shape[0] * shape[1] * count / 1e6
+    if output_mp > MAX_BATCH_OUTPUT_MEGAPIXELS:
+        raise PayloadTooLarge(
+            f"the batch would produce {output_mp:.1f} megapixels ({count} x {shape[1]}x{shape[0]}); "
+            f"at most {MAX_BATCH_OUTPUT_MEGAPIXELS} per request - lower the count or the output size",
+            {"output_megapixels": round(output_mp, 1), "limit": MAX_BATCH_OUTPUT_MEGAPIXELS},
+            code="batch_too_large")
+    return round(ms, 2)
+
+
 class BatchRequestSerializer(PipelineSerializer):
     """Documents the body for the OpenAPI schema; api.inputs does the parsing."""
 
@@ -135,14 +154,14 @@ class BatchView(APIView):
                                    f"got {run_mode!r:.40}", {"field": "execution_mode"})
             arrays, _, described = batch_images(request, body, "image_count", 1, MAX_IMAGE_COUNT)
             response["images"] = described
-            response["warmup_ms"] = round(batch.warm_here(arrays[0], steps), 2)
+            response["warmup_ms"] = warm_and_check(arrays[0], steps, iterations)
             response["stress"] = batch.stress(run_mode, arrays[0], steps, iterations)
             return Response(response)
 
         arrays, encoded, described = batch_images(request, body, "image_count",
                                                   DEFAULT_IMAGE_COUNT, MAX_IMAGE_COUNT)
         response["images"] = described
-        response["warmup_ms"] = round(batch.warm_here(arrays[0], steps), 2)
+        response["warmup_ms"] = warm_and_check(arrays[0], steps, len(arrays))
         modes = COMPARE_MODES.get(self.mode, (self.mode,))
         results = batch.compare(modes, arrays, steps)
         if self.mode == "compare-all":
