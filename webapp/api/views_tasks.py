@@ -11,7 +11,7 @@ import re
 from typing import Any
 
 from django.http import HttpResponse
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, PolymorphicProxySerializer, extend_schema
 from rest_framework import status as http
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -134,8 +134,9 @@ class TaskListView(APIView):
         description="Multipart (`image` / `images` files) or JSON (`image_base64`, string or list), or a `sample` "
                     "name. Steps as `filters` + `filter_params` or ordered `steps`. One task per image.",
         request={"application/json": TaskSubmitSerializer, "multipart/form-data": TaskSubmitSerializer},
-        responses={202: TaskAcceptedSerializer, **ERRORS},
-        extensions={"x-several-images": {"202": "TaskBatchAccepted: {tasks: [...], count}"}})
+        responses={202: PolymorphicProxySerializer(
+            component_name="TaskSubmitAccepted", serializers=[TaskAcceptedSerializer, TaskBatchAcceptedSerializer],
+            resource_type_field_name=None), **ERRORS})
     def post(self, request: Request) -> Response:
         return submit(request, source="api")
 
