@@ -6,6 +6,7 @@ functions in api.metrics / api.prometheus, so the two endpoints never disagree.
 from __future__ import annotations
 
 import json
+import threading
 import time
 
 import psutil
@@ -27,13 +28,25 @@ from workers.settings import COMPLETIONS_KEY, COMPLETIONS_WINDOW, env_int, get_r
 
 DEFAULT_MAX_SAMPLES = 10_000
 
-psutil.cpu_percent(interval=None)   # primes the counter: the next call measures since now
+CPU_SAMPLE_MIN_S = 1.0            # psutil measures since its previous call: keep it >= 1 s
+_cpu_sample = [time.monotonic(), psutil.cpu_percent(interval=None)]   # primes the counter
+_cpu_lock = threading.Lock()
+
+
+def host_cpu_percent() -> float:
+    """Host CPU % over at least the last second; requests closer than that share a reading
+    (psutil's since-last-call figure over a few ms would swing between 0 and 100)."""
+    with _cpu_lock:
+        now = time.monotonic()
+        if now - _cpu_sample[0] >= CPU_SAMPLE_MIN_S:
+            _cpu_sample[:] = [now, psutil.cpu_percent(interval=None)]
+        return _cpu_sample[1]
 
 
 def host_usage() -> dict:
     """CPU and memory of the machine serving the API (the original system's fields)."""
     memory = psutil.virtual_memory()
-    return {"cpu_usage": psutil.cpu_percent(interval=None), "memory_usage": memory.percent,
+    return {"cpu_usage": host_cpu_percent(), "memory_usage": memory.percent,
             "memory_available_gb": round(memory.available / 1024 ** 3, 2)}
 
 
