@@ -169,10 +169,56 @@ def submit(conn: redis.Redis, steps: list[dict], image: bytes | None = None, **o
     return enqueue_task(conn, digest, steps, {"source": "test", **options})
 
 
-# A slow real task: 24 wide blurs on a 1500x1500 image, ~0.25 s each here (~6 s in all),
-# so a test can signal or kill the worker mid-task; an io task, so any worker can run it.
-SLOW_STEPS = [{"filter": "blur", "params": {"radius": 50.0}}] * 24
+# A slow real task: wide blurs on a large noisy image, so a test can signal or kill the
+# worker mid-task. An io task, so any worker can run it. How many steps and how large is
+# calibrated once per session on this machine (kernel speed varies tenfold between a
+# loaded 2-core box and a quiet many-core one), in a subprocess configured like a worker.
+SLOW_STEP = {"filter": "blur", "params": {"radius": 50.0}}
+SLOW_QUEUE = "pixelfleet:io"
 STARTED = JobStatus.STARTED.value
+_CALIBRATION = """
+import os, sys, time
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+import numpy as np
+from filters.pipeline import run_pipeline
+from filters.registry import validate_steps
+steps = validate_steps([{"filter": "blur", "params": {"radius": 50.0}}])
+image = np.random.default_rng(0).integers(0, 256, (1500, 1500, 3), dtype=np.uint8)
+run_pipeline(image[:64, :64].copy(), steps, backend="cpu")
+times = []
+for _ in range(3):
+    started = time.perf_counter()
+    run_pipeline(image, steps, backend="cpu")
+    times.append(time.perf_counter() - started)
+print(sorted(times)[1])
+"""
+_step_seconds: float | None = None
+
+
+def slow_step_seconds() -> float:
+    """Seconds one SLOW_STEP takes on 1500x1500 in a worker-like process (cached)."""
+    global _step_seconds
+    if _step_seconds is None:
+        out = subprocess.run([sys.executable, "-c", _CALIBRATION], cwd=ROOT, capture_output=True, text=True,
+                             env=dict(os.environ, NUMBA_NUM_THREADS=os.environ.get("NUMBA_NUM_THREADS", "")
+                                      or str(os.cpu_count() or 1)), timeout=120, check=True)
+        _step_seconds = max(float(out.stdout.strip().splitlines()[-1]), 0.005)
+    return _step_seconds
+
+
+def slow_task_plan(seconds: float) -> tuple[int, int]:
+    """(steps, image side) for a task of about `seconds` (at most 32 steps, side ≤ 4000)."""
+    per_step = slow_step_seconds()
+    steps = min(32, max(4, round(seconds / per_step)))
+    scale = max(1.0, seconds / (steps * per_step))
+    side = min(4000, int(1500 * scale ** 0.5))
+    return steps, side
+
+
+def submit_slow(conn: redis.Redis, seconds: float = 4.0) -> str:
+    """Enqueue a real task that runs about `seconds` on this machine; returns its id."""
+    steps, side = slow_task_plan(seconds)
+    return submit(conn, [SLOW_STEP] * steps, png_bytes(side, side))
 
 
 def process_tree_alive(pids: Iterable[int]) -> list[int]:

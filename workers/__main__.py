@@ -10,9 +10,17 @@ warm the kernels, then enter RQ's loop.
 """
 from __future__ import annotations
 
+import os
+
+# Before anything loads libgomp (numba's "omp" layer, filters/__init__.py): idle OpenMP
+# threads sleep instead of spinning. A worker shares its host with other workers, Redis
+# and the API; spinning threads then steal the cores the busy ones need. Measured here
+# (2 cores, loaded): brightness on 64x64 took 665 us with the default policy, 23 us
+# passive; on 1500x1500, 7.2 ms vs 1.7 ms. An operator's own value wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import argparse
 import logging
-import os
 import signal
 import socket
 import sys

@@ -7,7 +7,9 @@ progress and statistics written), each with 1 and 2 worker processes. The ratio
 fleet/bare says how much of RQ's own throughput the fleet keeps (target ≥ 0.6).
 
 Throughput is measured from the jobs' own timestamps (first start to last end), with
-the workers already started and idle, so process start and kernel warm-up are excluded.
+the workers already started and idle, so process start and kernel warm-up are excluded;
+each run times several batches and keeps the best (this machine is shared) and median.
+Fleet workers get NUMBA_NUM_THREADS = cores / workers, as `python -m workers.fleet` gives them.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import io
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -28,6 +31,7 @@ from rq.job import Job
 from rq.utils import utcparse
 
 from workers.embedded_redis import RedisServer
+from workers.fleet import numba_threads_env
 
 ROOT = Path(__file__).resolve().parent.parent
 NOOP_QUEUE = "bench:noop"
@@ -62,6 +66,7 @@ def _start_workers(kind: str, count: int, url: str, log_dir: Path) -> list[subpr
             cmd = [sys.executable, "-c", _BARE_WORKER, url, NOOP_QUEUE, name]
         else:
             cmd = [sys.executable, "-m", "workers", "--name", name, "--capabilities", "io"]
+            env = dict(env, **numba_threads_env(count))
         log = open(log_dir / f"{name}.log", "ab")
         procs.append(subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                                       start_new_session=True))
@@ -88,7 +93,7 @@ def _wait_ready(conn: redis.Redis, kind: str, count: int, timeout: float = 180) 
 def _enqueue(conn: redis.Redis, kind: str, tasks: int) -> list[str]:
     if kind == "rq":
         queue = Queue(NOOP_QUEUE, connection=conn)
-        jobs = queue.enqueue_many([Queue.prepare_data(noop, result_ttl=3600) for _ in range(tasks)])
+        jobs = queue.enqueue_many([Queue.prepare_data("workers.benchmark.noop", result_ttl=3600) for _ in range(tasks)])
         return [job.id for job in jobs]
     from workers.routing import enqueue_task
     from workers.storage import store_input
@@ -115,14 +120,23 @@ def _window(conn: redis.Redis, ids: list[str], timeout: float = 600) -> tuple[fl
     return max(ends) - min(starts), sum(r[0] == b"failed" for r in rows)
 
 
-def measure(kind: str, workers: int, tasks: int, url: str, log_dir: Path) -> dict:
+def measure(kind: str, workers: int, tasks: int, url: str, log_dir: Path, repeats: int) -> dict:
+    """Start the workers once, then time `repeats` batches of `tasks` (best and median kept).
+
+    Several short batches, not one long one: this machine is shared, and the best batch
+    is the one least disturbed by other processes (the median is reported too).
+    """
     conn = redis.Redis.from_url(url)
     conn.flushdb()
     procs = _start_workers(kind, workers, url, log_dir)
+    rates, failed = [], 0
     try:
         _wait_ready(conn, kind, workers)
-        ids = _enqueue(conn, kind, tasks)
-        seconds, failed = _window(conn, ids)
+        for _ in range(repeats):
+            ids = _enqueue(conn, kind, tasks)
+            seconds, batch_failed = _window(conn, ids)
+            failed += batch_failed
+            rates.append(tasks / seconds if seconds > 0 else 0.0)
     finally:
         for proc in procs:
             proc.send_signal(signal.SIGTERM)
@@ -132,47 +146,52 @@ def measure(kind: str, workers: int, tasks: int, url: str, log_dir: Path) -> dic
             except subprocess.TimeoutExpired:
                 proc.kill()
     return {"kind": "bare_rq_noop" if kind == "rq" else "fleet_tiny_task", "workers": workers,
-            "tasks": tasks, "failed": failed, "seconds": round(seconds, 3),
-            "tasks_per_s": round(tasks / seconds, 1) if seconds > 0 else None}
+            "tasks": tasks, "repeats": repeats, "failed": failed,
+            "tasks_per_s": round(max(rates), 1), "median_tasks_per_s": round(statistics.median(rates), 1),
+            "all_tasks_per_s": [round(r, 1) for r in rates]}
 
 
-def run(tasks: int, worker_counts: tuple[int, ...] = (1, 2)) -> dict:
+def run(tasks: int, repeats: int = 3, worker_counts: tuple[int, ...] = (1, 2)) -> dict:
+    worker_counts = tuple(int(c) for c in os.environ.get("BENCH_WORKERS", "").split(",") if c) or worker_counts
     log_dir = Path(tempfile.mkdtemp(prefix="pixelfleet-bench-"))
     with RedisServer(data_dir=log_dir / "redis") as server:
         results = []
         for count in worker_counts:
-            results.append(measure("rq", count, tasks, server.url, log_dir))
-            results.append(measure("fleet", count, tasks, server.url, log_dir))
+            results.append(measure("rq", count, tasks, server.url, log_dir, repeats))
+            results.append(measure("fleet", count, tasks, server.url, log_dir, repeats))
     ratios = {}
     for count in worker_counts:
         bare, ours = (next(r for r in results if r["workers"] == count and r["kind"] == k)
                       for k in ("bare_rq_noop", "fleet_tiny_task"))
         if bare["tasks_per_s"] and ours["tasks_per_s"]:
             ratios[str(count)] = round(ours["tasks_per_s"] / bare["tasks_per_s"], 3)
-    return {"tasks": tasks, "cpu_count": os.cpu_count(), "results": results, "ratio_fleet_over_bare": ratios,
+    return {"tasks": tasks, "repeats": repeats, "cpu_count": os.cpu_count(), "results": results, "ratio_fleet_over_bare": ratios,
             "target": 0.6, "goal": 0.8, "logs": str(log_dir)}
 
 
 def render(report: dict) -> str:
-    lines = [f"Pixelfleet worker benchmark: {report['tasks']} tasks per run, {report['cpu_count']} CPUs", "",
-             f"{'run':<18}{'workers':>8}{'tasks/s':>10}{'seconds':>10}{'failed':>8}"]
+    lines = [f"Pixelfleet worker benchmark: {report['tasks']} tasks per batch, best of {report['repeats']} "
+             f"batches, {report['cpu_count']} CPUs", "",
+             f"{'run':<18}{'workers':>8}{'best/s':>9}{'median/s':>10}{'failed':>8}"]
     for r in report["results"]:
-        lines.append(f"{r['kind']:<18}{r['workers']:>8}{r['tasks_per_s']:>10}{r['seconds']:>10}{r['failed']:>8}")
+        lines.append(f"{r['kind']:<18}{r['workers']:>8}{r['tasks_per_s']:>9}{r['median_tasks_per_s']:>10}"
+                     f"{r['failed']:>8}")
     lines.append("")
     for count, ratio in report["ratio_fleet_over_bare"].items():
         verdict = "goal met" if ratio >= report["goal"] else "target met" if ratio >= report["target"] else "BELOW target"
-        lines.append(f"ratio fleet/bare with {count} worker(s): {ratio:.2f} ({verdict}; target 0.6, goal 0.8)")
+        lines.append(f"ratio fleet/bare (best) with {count} worker(s): {ratio:.2f} ({verdict}; target 0.6, goal 0.8)")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m workers.benchmark", description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=1000, help="tasks per run (default 1000)")
+    parser.add_argument("--repeats", type=int, default=3, help="batches per run; the best counts (default 3)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args(argv)
     if args.tasks < 1:
         parser.error("--tasks must be at least 1")
-    report = run(args.tasks)
+    report = run(args.tasks, max(1, args.repeats))
     print(json.dumps(report, indent=2) if args.json else render(report))
     return 0
 

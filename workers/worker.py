@@ -42,6 +42,7 @@ log = get_logger("workers.worker")
 EXIT_OK = 0            # stopped on request (or burst done)
 EXIT_RESTART = 75      # stopped itself for a reason the fleet should restart it for (memory)
 REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError)
+SUSPENSION_CHECK_S = 1.0
 
 
 class ForcedStop(BaseException):
@@ -89,6 +90,7 @@ class PixelfleetWorker(SimpleWorker):
         self.exit_code = EXIT_OK
         self._process = psutil.Process()
         self._task_started = 0.0
+        self._suspension_checked = 0.0
 
     # --- state ------------------------------------------------------------------------
     def _beat(self) -> None:
@@ -116,6 +118,14 @@ class PixelfleetWorker(SimpleWorker):
             super().heartbeat(timeout, pipeline)
         else:
             self.last_heartbeat = now()
+
+    def check_for_suspension(self, burst: bool) -> None:
+        """`rq suspend` is honoured within SUSPENSION_CHECK_S, not re-read before every
+        task (one round trip per task saved)."""
+        if time.monotonic() - self._suspension_checked < SUSPENSION_CHECK_S:
+            return
+        super().check_for_suspension(burst)
+        self._suspension_checked = time.monotonic()
 
     def bootstrap(self, *args, **kwargs) -> None:
         super().bootstrap(*args, **kwargs)

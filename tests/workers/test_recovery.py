@@ -6,8 +6,8 @@ import time
 
 from rq.job import Job
 
-from tests.fleet_helpers import (SLOW_STEPS, WorkerSet, enqueue_poison, enqueue_sleep, job_status, png_bytes,
-                                 submit, wait_for_status, wait_for_worker, wait_until, worker_record)
+from tests.fleet_helpers import (WorkerSet, enqueue_poison, enqueue_sleep, job_status, submit, submit_slow,
+                                 wait_for_status, wait_for_worker, wait_until, worker_record)
 from workers import settings
 from workers.embedded_redis import RedisServer
 
@@ -26,7 +26,7 @@ def test_sigkilled_worker_task_completes_on_another_worker(redis_server, redis_c
             fleet.start(name, "io,cpu")
         for name in ("rk-a", "rk-b"):
             wait_for_worker(redis_conn, name, "idle", timeout=90)
-        task_id = submit(redis_conn, SLOW_STEPS, png_bytes(1500, 1500))
+        task_id = submit_slow(redis_conn, 4.0)
         victim = wait_until(lambda: _runner_of(redis_conn, task_id, ("rk-a", "rk-b")), 20,
                             interval=0.05, what="a worker to take the task")
         survivor = "rk-b" if victim == "rk-a" else "rk-a"

@@ -6,8 +6,8 @@ import time
 
 from rq.job import Job
 
-from tests.fleet_helpers import (SLOW_STEPS, WorkerSet, job_status, png_bytes, submit, wait_for_status,
-                                 wait_for_worker, wait_until, worker_record)
+from tests.fleet_helpers import (SLOW_QUEUE, WorkerSet, job_status, submit, submit_slow, wait_for_status, wait_for_worker,
+                                 wait_until, worker_record)
 from workers import settings
 from workers.worker import EXIT_RESTART, run_burst
 
@@ -38,7 +38,7 @@ def test_sigterm_mid_task_finishes_it_then_exits_0(redis_server, redis_conn, tmp
     with WorkerSet(redis_server.url, tmp_path) as fleet:
         worker = fleet.start("wp-2", "io")
         wait_for_worker(redis_conn, "wp-2", "idle", timeout=90)
-        task_id = submit(redis_conn, SLOW_STEPS, png_bytes(1500, 1500))
+        task_id = submit_slow(redis_conn, 4.0)
         wait_until(lambda: _busy_with(redis_conn, "wp-2", task_id), 20, interval=0.05, what="busy")
         worker.signal(signal.SIGTERM)
         wait_until(lambda: (worker_record(redis_conn, "wp-2") or {}).get("state") == "stopping", 5,
@@ -52,14 +52,14 @@ def test_second_signal_hands_the_task_back_without_counting_a_loss(redis_server,
     with WorkerSet(redis_server.url, tmp_path) as fleet:
         worker = fleet.start("wp-3", "io")
         wait_for_worker(redis_conn, "wp-3", "idle", timeout=90)
-        task_id = submit(redis_conn, SLOW_STEPS, png_bytes(1500, 1500))
+        task_id = submit_slow(redis_conn, 5.0)
         wait_until(lambda: _busy_with(redis_conn, "wp-3", task_id), 20, interval=0.05, what="busy")
         worker.signal(signal.SIGTERM)
         time.sleep(1.2)   # two signals within 1 s count as one (terminal + parent)
         worker.signal(signal.SIGTERM)
         assert worker.wait(timeout=30) == 0
         assert job_status(redis_conn, task_id) == "queued"
-        assert redis_conn.lindex("rq:queue:pixelfleet:io", 0).decode() == task_id   # at the front
+        assert redis_conn.lindex(f"rq:queue:{SLOW_QUEUE}", 0).decode() == task_id   # at the front
         assert Job.fetch(task_id, connection=redis_conn).meta.get("losses", 0) == 0
         assert redis_conn.hget(settings.LOSSES_KEY, task_id) is None
         assert "event=task_handed_back" in worker.log_text()
