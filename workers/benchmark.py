@@ -6,9 +6,11 @@ brightness: stored input, validated payload, numba kernel, PNG encode, output st
 progress and statistics written), each with 1 and 2 worker processes. The ratio
 fleet/bare says how much of RQ's own throughput the fleet keeps (target ≥ 0.6).
 
-Throughput is measured from the jobs' own timestamps (first start to last end), with
-the workers already started and idle, so process start and kernel warm-up are excluded;
-each run times several batches and keeps the best (this machine is shared) and median.
+Throughput is measured from the jobs' own timestamps: tasks are enqueued while RQ is
+suspended, the workers start and warm up, then `rq resume`; the window runs from the
+moment the last worker took its first task to the last end. Enqueueing, process start
+and kernel warm-up are outside it. Each run times several batches and keeps the best
+(this machine is shared) and the median.
 Fleet workers get NUMBA_NUM_THREADS = cores / workers, as `python -m workers.fleet` gives them.
 """
 from __future__ import annotations
@@ -74,17 +76,12 @@ def _start_workers(kind: str, count: int, url: str, log_dir: Path) -> list[subpr
 
 
 def _wait_ready(conn: redis.Redis, kind: str, count: int, timeout: float = 180) -> None:
+    """Until `count` workers are registered with RQ and past their warm-up (suspended)."""
     from rq import Worker
-
-    from workers.registry import read_workers
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if kind == "rq":
-            ready = [w for w in Worker.all(connection=conn) if w.get_state() == "idle"]
-        else:
-            ready = [r for r in read_workers(conn) if r["state"] == "idle"]
-        if len(ready) >= count:
+        if sum(w.get_state() == "suspended" for w in Worker.all(connection=conn)) >= count:
             return
         time.sleep(0.1)
     raise RuntimeError(f"{count} {kind} worker(s) not ready within {timeout}s")
@@ -93,7 +90,8 @@ def _wait_ready(conn: redis.Redis, kind: str, count: int, timeout: float = 180) 
 def _enqueue(conn: redis.Redis, kind: str, tasks: int) -> list[str]:
     if kind == "rq":
         queue = Queue(NOOP_QUEUE, connection=conn)
-        jobs = queue.enqueue_many([Queue.prepare_data("workers.benchmark.noop", result_ttl=3600) for _ in range(tasks)])
+        jobs = queue.enqueue_many([Queue.prepare_data("workers.benchmark.noop", result_ttl=3600)
+                                   for _ in range(tasks)])
         return [job.id for job in jobs]
     from workers.routing import enqueue_task
     from workers.storage import store_input
@@ -102,49 +100,68 @@ def _enqueue(conn: redis.Redis, kind: str, tasks: int) -> list[str]:
     return [enqueue_task(conn, digest, TINY_STEPS, {"source": "benchmark"}) for _ in range(tasks)]
 
 
-def _window(conn: redis.Redis, ids: list[str], timeout: float = 600) -> tuple[float, int]:
-    """Seconds from the first start to the last end, once every job ended; and failures."""
+def _steady_rate(conn: redis.Redis, ids: list[str], timeout: float = 600) -> tuple[float, int]:
+    """Tasks per second once every worker was busy; and how many failed.
+
+    Workers notice `rq resume` up to a second apart, so the window starts when the last
+    worker took its first task (T0) and counts the tasks started from then on.
+    """
     deadline = time.monotonic() + timeout
     while True:
         with conn.pipeline(transaction=False) as pipe:
             for job_id in ids:
-                pipe.hmget(Job.key_for(job_id), "status", "started_at", "ended_at")
+                pipe.hmget(Job.key_for(job_id), "status", "started_at", "ended_at", "worker_name")
             rows = pipe.execute()
         if all(r[0] in (b"finished", b"failed") for r in rows):
             break
         if time.monotonic() > deadline:
             raise RuntimeError("benchmark jobs did not finish in time")
         time.sleep(0.2)
-    starts = [utcparse(r[1].decode()).timestamp() for r in rows if r[1]]
-    ends = [utcparse(r[2].decode()).timestamp() for r in rows if r[2]]
-    return max(ends) - min(starts), sum(r[0] == b"failed" for r in rows)
+    done = [(utcparse(r[1].decode()).timestamp(), utcparse(r[2].decode()).timestamp(), r[3]) for r in rows
+            if r[1] and r[2]]
+    first_by_worker: dict[bytes, float] = {}
+    for started, _, worker in done:
+        first_by_worker[worker] = min(started, first_by_worker.get(worker, started))
+    t0 = max(first_by_worker.values())
+    counted = [ended for started, ended, _ in done if started >= t0]
+    seconds = max(counted) - t0
+    return (len(counted) / seconds if seconds > 0 else 0.0), sum(r[0] == b"failed" for r in rows)
+
+
+def _stop(procs: list[subprocess.Popen]) -> None:
+    for proc in procs:
+        proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 def measure(kind: str, workers: int, tasks: int, url: str, log_dir: Path, repeats: int) -> dict:
-    """Start the workers once, then time `repeats` batches of `tasks` (best and median kept).
+    """`repeats` batches of `tasks`; best and median rate kept.
 
-    Several short batches, not one long one: this machine is shared, and the best batch
-    is the one least disturbed by other processes (the median is reported too).
+    Each batch: RQ suspended, tasks enqueued, fresh workers started and warmed, then
+    `rq resume` — so neither enqueueing nor start-up is inside the measured window.
+    Several batches because this machine is shared: the best is the least disturbed.
     """
+    from rq.suspension import resume, suspend
+
     conn = redis.Redis.from_url(url)
-    conn.flushdb()
-    procs = _start_workers(kind, workers, url, log_dir)
     rates, failed = [], 0
-    try:
-        _wait_ready(conn, kind, workers)
-        for _ in range(repeats):
-            ids = _enqueue(conn, kind, tasks)
-            seconds, batch_failed = _window(conn, ids)
-            failed += batch_failed
-            rates.append(tasks / seconds if seconds > 0 else 0.0)
-    finally:
-        for proc in procs:
-            proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+    for _ in range(repeats):
+        conn.flushdb()
+        suspend(conn)
+        ids = _enqueue(conn, kind, tasks)
+        procs = _start_workers(kind, workers, url, log_dir)
+        try:
+            _wait_ready(conn, kind, workers)
+            resume(conn)
+            rate, batch_failed = _steady_rate(conn, ids)
+        finally:
+            _stop(procs)
+        failed += batch_failed
+        rates.append(rate)
     return {"kind": "bare_rq_noop" if kind == "rq" else "fleet_tiny_task", "workers": workers,
             "tasks": tasks, "repeats": repeats, "failed": failed,
             "tasks_per_s": round(max(rates), 1), "median_tasks_per_s": round(statistics.median(rates), 1),

@@ -138,8 +138,11 @@ class PixelfleetWorker(SimpleWorker):
         self.health.current_task = job.id
         self._beat()
         self._task_started = time.monotonic()
-        log_event(log, "taken", worker=self.name, task=job.id, queue=queue.name,
-                  losses=job.meta.get("losses", 0))
+        if job.meta.get("losses"):   # a task back from a lost worker is worth a line
+            log_event(log, "taken", logging.WARNING, worker=self.name, task=job.id, queue=queue.name,
+                      losses=job.meta["losses"])
+        else:   # the heartbeat shows the current task; "done" is the line per task
+            log_event(log, "taken", logging.DEBUG, worker=self.name, task=job.id, queue=queue.name)
         try:
             with log_context(task=job.id):
                 super().execute_job(job, queue)

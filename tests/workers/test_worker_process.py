@@ -31,7 +31,7 @@ def test_worker_takes_a_task_and_reports_it(redis_server, redis_conn, tmp_path):
         record = wait_until(lambda: (r := worker_record(redis_conn, "wp-1")) and r["done"] == 1 and r, 5,
                             what="done counter")
         assert record["failed"] == 0 and record["current_task"] is None
-        assert f"task={task_id} event=taken" in worker.log_text()
+        assert f"task={task_id} event=done queue=pixelfleet:io status=finished" in worker.log_text()
 
 
 def test_sigterm_mid_task_finishes_it_then_exits_0(redis_server, redis_conn, tmp_path):
