@@ -169,7 +169,6 @@ def measure(kind: str, workers: int, tasks: int, url: str, log_dir: Path, repeat
 
 
 def run(tasks: int, repeats: int = 3, worker_counts: tuple[int, ...] = (1, 2)) -> dict:
-    worker_counts = tuple(int(c) for c in os.environ.get("BENCH_WORKERS", "").split(",") if c) or worker_counts
     log_dir = Path(tempfile.mkdtemp(prefix="pixelfleet-bench-"))
     with RedisServer(data_dir=log_dir / "redis") as server:
         results = []
@@ -204,11 +203,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m workers.benchmark", description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=1000, help="tasks per run (default 1000)")
     parser.add_argument("--repeats", type=int, default=3, help="batches per run; the best counts (default 3)")
+    parser.add_argument("--workers", default="1,2", help="worker process counts to compare (default 1,2)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args(argv)
     if args.tasks < 1:
         parser.error("--tasks must be at least 1")
-    report = run(args.tasks, max(1, args.repeats))
+    try:
+        counts = tuple(sorted({int(c) for c in args.workers.split(",") if c.strip()}))
+    except ValueError:
+        parser.error(f"--workers takes counts like 1,2, got {args.workers!r}")
+    if not counts or min(counts) < 1:
+        parser.error("--workers needs counts of at least 1")
+    report = run(args.tasks, max(1, args.repeats), counts)
     print(json.dumps(report, indent=2) if args.json else render(report))
     return 0
 

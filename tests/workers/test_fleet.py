@@ -99,3 +99,18 @@ def test_fleet_with_api_serves_and_stops_clean(redis_server, redis_conn, tmp_pat
             for pid in _descendants(proc.pid):
                 os.kill(pid, signal.SIGKILL)
             proc.kill()
+
+
+def test_benchmark_command_runs_and_reports_a_ratio():
+    """A tiny run of `python -m workers.benchmark --json` (speed itself is not asserted)."""
+    import json
+
+    out = subprocess.run([sys.executable, "-m", "workers.benchmark", "--tasks", "20", "--repeats", "1",
+                          "--workers", "1", "--json"], cwd=ROOT, capture_output=True, text=True, timeout=180,
+                         env={k: v for k, v in os.environ.items() if k != "REDIS_URL"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    report = json.loads(out.stdout)
+    kinds = {(r["kind"], r["workers"]): r for r in report["results"]}
+    assert set(kinds) == {("bare_rq_noop", 1), ("fleet_tiny_task", 1)}
+    assert all(r["failed"] == 0 and r["tasks_per_s"] > 0 for r in kinds.values())
+    assert report["ratio_fleet_over_bare"]["1"] > 0
