@@ -75,6 +75,9 @@ class HeartbeatThread(threading.Thread):
         # loop, which would spend 9 of its ~20 Redis round trips per task on it.
         self.keep_alive: tuple[str, ...] = ()
         self.keep_alive_ttl = 480
+        # Called (in this thread) when the first keep-alive key is gone: Redis lost it
+        # (restarted without persistence, flushed), so the worker registers again.
+        self.on_keys_lost: Callable[[redis.Redis], None] | None = None
 
     def beat_now(self) -> None:
         """Write the record without waiting for the next period (state changes)."""
@@ -95,11 +98,14 @@ class HeartbeatThread(threading.Thread):
     def beat(self) -> bool:
         """One write; True when Redis took it. Logs an outage once, and its end once."""
         try:
+            keep_alive = self.keep_alive
             with self.conn.pipeline(transaction=False) as pipe:
                 write_heartbeat(pipe, self.health.record(self._process), ttl=self.ttl)
-                for key in self.keep_alive:
+                for key in keep_alive:
                     pipe.expire(key, self.keep_alive_ttl)
-                pipe.execute()
+                results = pipe.execute()
+            if keep_alive and not results[1] and self.on_keys_lost is not None:
+                self.on_keys_lost(self.conn)
         except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
             if self._outage_since is None:
                 self._outage_since = time.monotonic()

@@ -132,6 +132,19 @@ class PixelfleetWorker(SimpleWorker):
         if self.heartbeat_thread is not None:
             self.heartbeat_thread.keep_alive_ttl = self.worker_ttl + 60
             self.heartbeat_thread.keep_alive = (self.key, self.executions_key)
+            self.heartbeat_thread.on_keys_lost = self._register_again
+
+    def _register_again(self, conn: redis.Redis) -> None:
+        """Redis lost our RQ registration (restart without persistence, FLUSHDB): write it
+        again so `rq info` and RQ's own bookkeeping see this worker. Heartbeat thread."""
+        if self.heartbeat_thread is None or not self.heartbeat_thread.keep_alive:
+            return   # tearing down: the key is gone on purpose
+        with conn.pipeline() as pipe:
+            pipe.hset(self.key, mapping={**self.serialize(), "state": self.get_state()})
+            worker_registration.register(self, pipe)
+            pipe.expire(self.key, self.worker_ttl + 60)
+            pipe.execute()
+        log_event(log, "registered_again", logging.WARNING, worker=self.name, reason="RQ's worker key was gone")
 
     # --- one task ---------------------------------------------------------------------
     def execute_job(self, job: Job, queue: Queue) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import signal
 import time
 
+from rq import Worker
 from rq.job import Job
 
 from tests.fleet_helpers import (WorkerSet, enqueue_poison, enqueue_sleep, job_status, submit, submit_slow,
@@ -89,7 +90,9 @@ def test_poison_task_fails_as_worker_failure_after_max_losses(redis_server, redi
 def test_worker_survives_redis_restart(redis_conn, tmp_path):
     import redis
 
-    server = RedisServer(data_dir=tmp_path / "redis", appendonly=True).start()
+    # No persistence: the restarted server has forgotten everything, the worker's
+    # heartbeat record and RQ registration included; both must come back on their own.
+    server = RedisServer(data_dir=tmp_path / "redis", appendonly=False).start()
     conn = redis.Redis.from_url(server.url)
     try:
         with WorkerSet(server.url, tmp_path) as fleet:
@@ -102,6 +105,8 @@ def test_worker_survives_redis_restart(redis_conn, tmp_path):
             task_id = submit(conn, [{"filter": "brightness", "params": {"factor": 1.1}}])
             assert wait_for_status(conn, task_id, timeout=30) == "finished", worker.log_text()
             assert worker.proc.poll() is None and worker_record(conn, "rr-1")["pid"] == worker.pid
+            wait_until(lambda: "rr-1" in {w.name for w in Worker.all(connection=conn)}, 10,
+                       what="RQ's registration back (`rq info`)")
             log = worker.log_text()
             assert log.count("event=redis_unreachable") == 1, log     # logged once per outage
             assert "event=redis_reachable" in log
