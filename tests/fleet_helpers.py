@@ -149,14 +149,20 @@ def wait_for_status(conn: redis.Redis, job_id: str, statuses: Iterable[str] = ("
                       what=f"task {job_id} to reach {sorted(wanted)}")
 
 
-def png_bytes(width: int, height: int, seed: int = 0) -> bytes:
-    """A deterministic noisy RGB PNG (noise makes filters do real work)."""
+def png_bytes(width: int, height: int, seed: int = 0, smooth: bool = False) -> bytes:
+    """A deterministic RGB PNG: noise, or with `smooth` a gradient (compresses ~100x, so a
+    large image for a slow task is cheap to upload; convolution costs the same)."""
     import numpy as np
     from PIL import Image
 
-    rng = np.random.default_rng(seed)
+    if smooth:
+        y, x = np.indices((height, width))
+        pixels = np.stack([x * 255 // max(width - 1, 1), y * 255 // max(height - 1, 1),
+                           (x + y) * 255 // max(width + height - 2, 1)], axis=-1).astype(np.uint8)
+    else:
+        pixels = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
     buf = io.BytesIO()
-    Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8)).save(buf, "PNG", compress_level=1)
+    Image.fromarray(pixels).save(buf, "PNG", compress_level=1)
     return buf.getvalue()
 
 
@@ -169,7 +175,7 @@ def submit(conn: redis.Redis, steps: list[dict], image: bytes | None = None, **o
     return enqueue_task(conn, digest, steps, {"source": "test", **options})
 
 
-# A slow real task: wide blurs on a large noisy image, so a test can signal or kill the
+# A slow real task: wide blurs on a large image, so a test can signal or kill the
 # worker mid-task. An io task, so any worker can run it. How many steps and how large is
 # calibrated once per session on this machine (kernel speed varies tenfold between a
 # loaded 2-core box and a quiet many-core one), in a subprocess configured like a worker.
@@ -218,7 +224,7 @@ def slow_task_plan(seconds: float) -> tuple[int, int]:
 def submit_slow(conn: redis.Redis, seconds: float = 4.0) -> str:
     """Enqueue a real task that runs about `seconds` on this machine; returns its id."""
     steps, side = slow_task_plan(seconds)
-    return submit(conn, [SLOW_STEP] * steps, png_bytes(side, side))
+    return submit(conn, [SLOW_STEP] * steps, png_bytes(side, side, smooth=True))
 
 
 def process_tree_alive(pids: Iterable[int]) -> list[int]:

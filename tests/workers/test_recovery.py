@@ -71,9 +71,10 @@ def test_poison_task_fails_as_worker_failure_after_max_losses(redis_server, redi
     with WorkerSet(redis_server.url, tmp_path) as fleet:
         # Three io workers the poison will kill, one cpu worker it never reaches (it reaps).
         names = [f"poison-{i}" for i in range(settings.MAX_WORKER_LOSSES)]
+        fast = {"PIXELFLEET_HEARTBEAT_INTERVAL": "0.5"}   # three deaths to notice: keep it short
         for name in names:
-            fleet.start(name, "io", "--no-warmup")
-        fleet.start("bystander", "cpu", "--no-warmup")
+            fleet.start(name, "io", "--no-warmup", **fast)
+        fleet.start("bystander", "cpu", "--no-warmup", **fast)
         for name in [*names, "bystander"]:
             wait_for_worker(redis_conn, name, "idle", timeout=90)
         task_id = enqueue_poison(redis_conn, "pixelfleet:io")

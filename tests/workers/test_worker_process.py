@@ -52,7 +52,7 @@ def test_second_signal_hands_the_task_back_without_counting_a_loss(redis_server,
     with WorkerSet(redis_server.url, tmp_path) as fleet:
         worker = fleet.start("wp-3", "io")
         wait_for_worker(redis_conn, "wp-3", "idle", timeout=90)
-        task_id = submit_slow(redis_conn, 5.0)
+        task_id = submit_slow(redis_conn, 12.0)   # long: it is handed back, never waited for
         wait_until(lambda: _busy_with(redis_conn, "wp-3", task_id), 20, interval=0.05, what="busy")
         worker.signal(signal.SIGTERM)
         time.sleep(1.2)   # two signals within 1 s count as one (terminal + parent)
