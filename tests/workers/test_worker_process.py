@@ -85,3 +85,19 @@ def test_run_burst_processes_what_it_can_serve(redis_conn):
     assert job_status(redis_conn, cpu_task) == "queued"       # an io worker never takes it
     assert run_burst(redis_conn, capabilities="io,cpu") == 1
     assert job_status(redis_conn, cpu_task) == "finished"
+
+
+def test_time_limit_fails_the_task_as_timeout_and_the_worker_lives_on(redis_server, redis_conn, tmp_path):
+    from tests.fleet_helpers import SLOW_STEP, png_bytes, slow_task_plan
+
+    steps, side = slow_task_plan(6.0)
+    with WorkerSet(redis_server.url, tmp_path) as fleet:
+        worker = fleet.start("wp-5", "io")
+        wait_for_worker(redis_conn, "wp-5", "idle", timeout=90)
+        task_id = submit(redis_conn, [SLOW_STEP] * steps, png_bytes(side, side, smooth=True), timeout=1)
+        assert wait_for_status(redis_conn, task_id, ("failed",), timeout=30) == "failed", worker.log_text()
+        meta = Job.fetch(task_id, connection=redis_conn).meta
+        assert meta["failure_type"] == "timeout", meta
+        record = wait_until(lambda: (r := worker_record(redis_conn, "wp-5")) and r["state"] == "idle" and r, 10,
+                            what="worker idle again")
+        assert record["pid"] == worker.pid and record["failed"] == 1
