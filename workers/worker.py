@@ -28,10 +28,13 @@ import psutil
 import redis
 from rq import worker_registration
 from rq.job import Job, JobStatus
+from rq.job_lifecycle import call_exception_handlers
+from rq.timeouts import JobTimeoutException
 from rq.queue import Queue
 from rq.utils import now
 from rq.worker import SimpleWorker
 
+from filters.errors import EngineError
 from workers import settings
 from workers.failures import exception_handler
 from workers.heartbeat import HeartbeatThread, WorkerHealth
@@ -46,6 +49,7 @@ EXIT_OK = 0            # stopped on request (or burst done)
 EXIT_RESTART = 75      # stopped itself for a reason the fleet should restart it for (memory)
 REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError)
 SUSPENSION_CHECK_S = 1.0
+EXPECTED_FAILURES = (EngineError, JobTimeoutException, TimeoutError)
 
 
 class ForcedStop(BaseException):
@@ -179,6 +183,14 @@ class PixelfleetWorker(SimpleWorker):
             self.exit_code = EXIT_RESTART
             self._stop_requested = True
             self._mark_stopping(f"memory ceiling: rss {rss_mb:.0f} MB > {self.max_rss_mb} MB")
+
+    def handle_exception(self, job: Job, *exc_info) -> None:
+        """An expected failure (the engine refused the task, or its time ran out) is told by
+        the failure_recorded line; RQ's multi-kilobyte traceback line is kept for bugs."""
+        if isinstance(exc_info[1], EXPECTED_FAILURES):
+            call_exception_handlers(self._exc_handlers, job, *exc_info)
+        else:
+            super().handle_exception(job, *exc_info)
 
     def _finalize_failure(self, job, queue, execution, exc_info) -> None:
         if exc_info[0] is not None and issubclass(exc_info[0], ForcedStop):
