@@ -16,6 +16,7 @@ import numpy as np
 from numba import config as numba_config
 from numba import cuda
 
+from filters.cpu_common import reflect101 as cpu_reflect101
 from filters.errors import FilterFailed
 
 # Threads per block on a real device: x runs along image columns (coalesced loads).
@@ -88,17 +89,8 @@ def synchronize() -> None:
     cuda.synchronize()
 
 
-@cuda.jit(device=True, inline=True)
-def reflect101(i, n):
-    """OpenCV's BORDER_REFLECT_101 index (gfedcb|abcdefgh|gfedcba), looped for large radii."""
-    if n == 1:
-        return 0
-    while i < 0 or i >= n:
-        if i < 0:
-            i = -i
-        if i >= n:
-            i = 2 * n - 2 - i
-    return i
+# The same index rule as the CPU's tables, compiled as a device function.
+reflect101 = cuda.jit(device=True, inline=True)(cpu_reflect101)
 
 
 @cuda.jit(device=True, inline=True)

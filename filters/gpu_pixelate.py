@@ -25,6 +25,9 @@ from filters import palettes
 from filters.errors import FilterFailed
 from filters.gpu_blocks import block_mean
 from filters.gpu_launch import check_device_image, device_like, launch_2d, luma
+from filters.palettes_map import nearest_colour
+
+_nearest = cuda.jit(device=True, inline=True)(nearest_colour)
 
 
 @cuda.jit
@@ -34,23 +37,13 @@ def _map_palette_kernel(small, palette, thresholds, strength, out):
     sx, sy = cuda.gridsize(2)
     h, w, c = small.shape
     n = thresholds.shape[0]
-    k = palette.shape[0]
     for y in range(y0, h, sy):
         for x in range(x0, w, sx):
             bias = strength * thresholds[y % n, x % n]
             r = np.float32(small[y, x, 0]) + bias
             g = np.float32(small[y, x, 1]) + bias
             b = np.float32(small[y, x, 2]) + bias
-            best = 0
-            best_d = np.float32(3.0e38)
-            for i in range(k):
-                dr = r - np.float32(palette[i, 0])
-                dg = g - np.float32(palette[i, 1])
-                db = b - np.float32(palette[i, 2])
-                d = dr * dr + dg * dg + db * db
-                if d < best_d:
-                    best_d = d
-                    best = i
+            best = _nearest(palette, r, g, b)
             out[y, x, 0] = palette[best, 0]
             out[y, x, 1] = palette[best, 1]
             out[y, x, 2] = palette[best, 2]

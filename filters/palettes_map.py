@@ -26,6 +26,26 @@ OUTLINE_DARKEN = 0.35          # without a palette, outline pixels are scaled by
 BAYER_SIZE = 8
 
 
+def nearest_colour(pal, r, g, b):
+    """Index of the palette colour nearest to (r, g, b): float32 squared RGB distance,
+    lowest index winning ties. Plain Python compiled twice, for the CPU here and as a
+    CUDA device function in filters.gpu_pixelate, so both backends pick the same colour."""
+    best = 0
+    best_d = np.float32(3.0e38)
+    for k in range(pal.shape[0]):
+        dr = r - np.float32(pal[k, 0])
+        dg = g - np.float32(pal[k, 1])
+        db = b - np.float32(pal[k, 2])
+        d = dr * dr + dg * dg + db * db
+        if d < best_d:
+            best_d = d
+            best = k
+    return best
+
+
+_nearest = njit(inline="always", cache=True)(nearest_colour)
+
+
 @njit(**NJIT_SERIAL)
 def _map_rows(small, palette, thresholds, strength, out, y0, y1):
     """Nearest palette colour per pixel of rows y0..y1, after adding
@@ -39,16 +59,7 @@ def _map_rows(small, palette, thresholds, strength, out, y0, y1):
             r = np.float32(small[y, x, 0]) + bias
             g = np.float32(small[y, x, 1]) + bias
             b = np.float32(small[y, x, 2]) + bias
-            best = 0
-            best_d = np.float32(np.inf)
-            for k in range(pal.shape[0]):
-                dr = r - pal[k, 0]
-                dg = g - pal[k, 1]
-                db = b - pal[k, 2]
-                d = dr * dr + dg * dg + db * db
-                if d < best_d:
-                    best_d = d
-                    best = k
+            best = _nearest(pal, r, g, b)
             out[y, x, 0] = palette[best, 0]
             out[y, x, 1] = palette[best, 1]
             out[y, x, 2] = palette[best, 2]
@@ -127,16 +138,7 @@ def _floyd_steinberg(small, palette, out):
             r = min(max(buf[y, x + 1, 0], np.float32(0.0)), np.float32(255.0))
             g = min(max(buf[y, x + 1, 1], np.float32(0.0)), np.float32(255.0))
             b = min(max(buf[y, x + 1, 2], np.float32(0.0)), np.float32(255.0))
-            best = 0
-            best_d = np.float32(np.inf)
-            for k in range(pal.shape[0]):
-                dr = r - pal[k, 0]
-                dg = g - pal[k, 1]
-                db = b - pal[k, 2]
-                d = dr * dr + dg * dg + db * db
-                if d < best_d:
-                    best_d = d
-                    best = k
+            best = _nearest(pal, r, g, b)
             err = (r - pal[best, 0], g - pal[best, 1], b - pal[best, 2])
             for c in range(3):
                 e = err[c]
