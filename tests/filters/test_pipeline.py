@@ -133,3 +133,27 @@ def test_import_filters_chooses_the_omp_threading_layer():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env=env, check=True)
     assert out.stdout.split() == ["workqueue", "workqueue"]
+
+
+def test_small_images_run_on_one_numba_thread_and_the_count_is_restored(monkeypatch):
+    """A parallel region costs more than a tiny image's work: small steps run serially."""
+    import numba
+
+    from filters import pipeline
+
+    seen = []
+    real = pipeline.FILTERS["brightness"].cpu
+
+    def spy(image, **params):
+        seen.append(numba.get_num_threads())
+        return real(image, **params)
+
+    spec = pipeline.FILTERS["brightness"]
+    monkeypatch.setattr(type(spec), "cpu", property(lambda self: spy), raising=False)
+    before = numba.get_num_threads()
+    small = np.zeros((16, 16, 3), np.uint8)
+    big = np.zeros((300, 300, 3), np.uint8)
+    pipeline.run_pipeline(small, [{"filter": "brightness"}], backend="cpu")
+    pipeline.run_pipeline(big, [{"filter": "brightness"}], backend="cpu")
+    assert seen == [1, before]
+    assert numba.get_num_threads() == before
