@@ -39,7 +39,8 @@ def parse_worker_specs(spec: str) -> list[tuple[str, str]]:
     """"worker-1:io,worker-2:cpu+io" → [("worker-1", "io"), ("worker-2", "cpu+io")].
 
     An item without a colon continues the previous worker's capabilities, so
-    "worker-1:io,cpu" also reads as worker-1 with io and cpu.
+    "worker-1:io,cpu" also reads as worker-1 with io and cpu. A count after `*` starts
+    several: "cpu:cpu*3" → cpu-1, cpu-2, cpu-3.
     """
     workers: list[tuple[str, str]] = []
     for item in (part.strip() for part in spec.split(",")):
@@ -54,6 +55,16 @@ def parse_worker_specs(spec: str) -> list[tuple[str, str]]:
             workers[-1] = (workers[-1][0], f"{workers[-1][1]}+{item}")
         else:
             raise ValueError(f"worker spec {item!r}: expected name:capabilities")
+    expanded: list[tuple[str, str]] = []
+    for name, caps in workers:
+        caps, star, count = caps.partition("*")
+        if not star:
+            expanded.append((name, caps))
+            continue
+        if not count.strip().isdigit() or not 1 <= int(count) <= 64:
+            raise ValueError(f"worker spec {name}:{caps}*{count}: the count must be 1 to 64")
+        expanded += [(f"{name}-{i}", caps) for i in range(1, int(count) + 1)]
+    workers = expanded
     names = [n for n, _ in workers]
     if len(set(names)) != len(names):
         raise ValueError(f"worker names must be unique, got {names}")
@@ -256,7 +267,8 @@ def _port_busy(port: int) -> bool:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m workers.fleet", description=__doc__.splitlines()[0])
     parser.add_argument("--workers", default=settings.env_str("PIXELFLEET_WORKERS", DEFAULT_WORKERS),
-                        help=f'"name:caps,…" (caps joined by +); default {DEFAULT_WORKERS}')
+                        help=f'"name:caps,…" (caps joined by +, "name:caps*N" for N of them); '
+                             f'default {DEFAULT_WORKERS}')
     parser.add_argument("--no-api", action="store_true", help="do not start the API")
     parser.add_argument("--api-bind", default=settings.env_str("PIXELFLEET_API_BIND", "127.0.0.1:8000"))
     parser.add_argument("--redis-port", type=int, default=settings.env_int("PIXELFLEET_REDIS_PORT", 6379),

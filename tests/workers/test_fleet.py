@@ -34,7 +34,8 @@ def test_worker_specs_parse_and_typos_are_refused():
     assert parse_worker_specs("worker-1:io,worker-2:cpu,worker-3:all") == [
         ("worker-1", "io"), ("worker-2", "cpu"), ("worker-3", "all")]
     assert parse_worker_specs("a:io,cpu,b:gpu+io") == [("a", "io+cpu"), ("b", "gpu+io")]
-    for bad in ("a:io,a:cpu", "a:ios", "io", "a:"):
+    assert parse_worker_specs("io:io,cpu:cpu*2") == [("io", "io"), ("cpu-1", "cpu"), ("cpu-2", "cpu")]
+    for bad in ("a:io,a:cpu", "a:ios", "io", "a:", "a:cpu*0", "a:cpu*x"):
         try:
             parse_worker_specs(bad)
         except ValueError:
