@@ -142,44 +142,6 @@ def give_back(conn: redis.Redis, lost: LostJob, count_loss: bool = True, by: str
     return "requeued"
 
 
-def rescue_stranded(conn: redis.Redis, grace: float = CLAIM_GRACE_S, by: str | None = None) -> list[str]:
-    """Tasks a single-queue worker popped (RQ moves them to `<queue>:intermediate`) but
-    never started, because it died in between: back to the front of their queue.
-
-    RQ's own maintenance would fail them ("stuck in intermediate queue") minutes later.
-    A task counts as stranded once it has sat there, still "queued", for `grace` seconds
-    (first sighting kept in RQ's own first_seen key). Not a loss: it never ran.
-    """
-    queues = [Queue(name, connection=conn) for name in all_queue_names()]
-    with conn.pipeline(transaction=False) as pipe:
-        for queue in queues:
-            pipe.lrange(queue.intermediate_queue_key, 0, -1)
-        listed = [(queue, as_text(job_id)) for queue, ids in zip(queues, pipe.execute()) for job_id in ids]
-    rescued = []
-    now = time.time()
-    for queue, job_id in listed:
-        intermediate = queue.intermediate_queue
-        if as_text(conn.hget(Job.key_for(job_id), "status") or b"") != JobStatus.QUEUED.value:
-            continue   # started (the worker is on it) or gone: not ours to touch
-        if intermediate.set_first_seen(job_id):
-            continue   # first sighting; judged on a later pass
-        first_seen = intermediate.get_first_seen(job_id)
-        if first_seen is None or now - first_seen.timestamp() < grace:
-            continue
-        with conn.pipeline() as pipe:
-            pipe.lrem(intermediate.key, 1, job_id)
-            pipe.lpush(queue.key, job_id)
-            pipe.delete(intermediate.get_first_seen_key(job_id))
-            removed = pipe.execute()[0]
-        if not removed:   # the worker took it after all; undo our push
-            conn.lrem(queue.key, 1, job_id)
-            continue
-        rescued.append(job_id)
-        log_event(log, "task_requeued", logging.WARNING, worker=by, task=job_id, queue=queue.name, counted=False,
-                  reason="its worker died between taking it and starting it")
-    return rescued
-
-
 def reap_once(conn: redis.Redis, interval: float = settings.HEARTBEAT_INTERVAL,
               by: str | None = None) -> list[tuple[LostJob, str]]:
     """One fleet-wide pass, if no other worker ran one in the last `interval` seconds."""
@@ -190,5 +152,4 @@ def reap_once(conn: redis.Redis, interval: float = settings.HEARTBEAT_INTERVAL,
         outcome = give_back(conn, lost, by=by)
         if outcome:
             done.append((lost, outcome))
-    rescue_stranded(conn, by=by)
     return done

@@ -161,27 +161,3 @@ def test_reaper_requeues_at_front_counts_losses_then_fails(redis_conn):
     assert redis_conn.lrange(queue.key, 0, -1) == [other.encode()]
     assert redis_conn.zcard(queue.started_job_registry.key) == 0
 
-
-def test_task_popped_by_a_worker_that_died_before_starting_it_is_rescued(redis_conn):
-    """A single-queue worker LMOVEs its task to RQ's intermediate list, then starts it;
-    killed in between, the task would wait for RQ's maintenance (and be failed there)."""
-    from rq import Queue
-
-    from workers.reaper import rescue_stranded
-
-    queue = Queue("pixelfleet:io", connection=redis_conn)
-    stranded, waiting = enqueue_sleep(redis_conn, 0), enqueue_sleep(redis_conn, 0)
-    assert redis_conn.lmove(queue.key, queue.intermediate_queue_key, "LEFT", "RIGHT").decode() == stranded
-    assert rescue_stranded(redis_conn, grace=0.2) == []      # first sighting only
-    assert rescue_stranded(redis_conn, grace=0.2) == []      # not long enough yet
-    time.sleep(0.3)
-    assert rescue_stranded(redis_conn, grace=0.2) == [stranded]
-    assert redis_conn.lrange(queue.key, 0, -1) == [stranded.encode(), waiting.encode()]   # at the front
-    assert redis_conn.llen(queue.intermediate_queue_key) == 0
-    # A task its worker did start is not touched, however long it sits there.
-    redis_conn.lmove(queue.key, queue.intermediate_queue_key, "LEFT", "RIGHT")
-    Job.fetch(stranded, connection=redis_conn).set_status("started")
-    rescue_stranded(redis_conn, grace=0)
-    time.sleep(0.05)
-    assert rescue_stranded(redis_conn, grace=0) == []
-    assert redis_conn.llen(queue.intermediate_queue_key) == 1
