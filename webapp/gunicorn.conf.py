@@ -48,6 +48,9 @@ accesslog = None
 errorlog = "-"
 loglevel = env_str("PIXELFLEET_API_LOGLEVEL", "info")
 proc_name = "pixelfleet-api"
+# gunicorn 25+ opens a control socket at one fixed per-user path; several APIs on a host
+# (tests, fleets) would fight over it, and nothing here uses gunicornc.
+control_socket_disable = True
 
 
 class OneLineLogger(Logger):

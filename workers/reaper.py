@@ -39,8 +39,7 @@ from workers.routing import all_queue_names
 
 log = get_logger("workers.reaper")
 
-# Lead: please move this into workers/settings.py; until then it is derived from PREFIX.
-REAPER_LOCK_KEY = getattr(settings, "REAPER_LOCK_KEY", f"{settings.PREFIX}:reaper:lock")
+REAPER_LOCK_KEY = settings.REAPER_LOCK_KEY
 # A started job is not "unclaimed" before its worker has had time to say it runs it.
 CLAIM_GRACE_S = 2 * settings.HEARTBEAT_INTERVAL
 

@@ -73,6 +73,9 @@ COMPLETIONS_KEY = f"{PREFIX}:completions"                # zset of finished/fail
 COUNTERS_KEY = f"{PREFIX}:counters"                      # hash: submitted/completed/failed…
 LOSSES_KEY = f"{PREFIX}:losses"                          # hash task_id -> worker losses
 SAMPLE_KEY = f"{PREFIX}:sample:{{name}}"                 # generated sample images
+REAPER_LOCK_KEY = f"{PREFIX}:reaper:lock"                # one reaper pass fleet-wide at a time
+API_REQUESTS_KEY = f"{PREFIX}:api:requests"              # requests served by every API process
+THROTTLE_KEY = f"{PREFIX}:api:throttle:{{scope}}:{{ident}}:{{window}}"  # fixed windows, TTL
 
 # --- Defaults (tunable by environment) -------------------------------------------------
 INPUT_TTL = env_int("PIXELFLEET_INPUT_TTL", 24 * 3600)        # s an input image is kept

@@ -18,7 +18,7 @@ from api.exceptions import json_error
 from workers import settings
 from workers.logs import get_logger, log_event
 
-REQUESTS_KEY = f"{settings.PREFIX}:api:requests"        # fleet-wide requests served
+REQUESTS_KEY = settings.API_REQUESTS_KEY                  # fleet-wide requests served
 log = get_logger("webapp.access")
 
 

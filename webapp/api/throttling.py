@@ -18,7 +18,7 @@ from api.auth import bearer_token
 from api.exceptions import ImproperRate
 from workers import settings
 
-THROTTLE_KEY = f"{settings.PREFIX}:api:throttle:{{scope}}:{{ident}}:{{window}}"
+THROTTLE_KEY = settings.THROTTLE_KEY
 _PERIODS = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60,
             "h": 3600, "hour": 3600, "d": 86400, "day": 86400}
 
