@@ -141,4 +141,5 @@ def _cpu_device() -> str:
     """'cpu (N threads)': numba's thread count, which is what the kernels use."""
     from numba import get_num_threads
 
-    return f"cpu ({get_num_threads()} threads)"
+    threads = get_num_threads()
+    return f"cpu ({threads} thread{'' if threads == 1 else 's'})"

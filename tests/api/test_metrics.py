@@ -273,3 +273,18 @@ def test_metrics_read_is_capped_on_a_busy_fleet(api, redis_conn, monkeypatch):
     full = api.get("/api/metrics/").json()
     assert full["latency"]["samples"] == 250 and "sampled_from" not in full["latency"]
     assert full["throughput"]["1m"]["failed"] == 50 and "sampled" not in full["throughput"]["1m"]
+
+
+def test_scale_down_never_drops_a_capability_class_the_fleet_serves():
+    """Idle io-only and cpu-only workers: going to one worker would strand a class."""
+    from api.metrics import coverage_floor, recommend_scaling
+
+    specialists = [{"name": "w1", "capabilities": ["io"]}, {"name": "w2", "capabilities": ["cpu"]},
+                   {"name": "w3", "capabilities": ["io"]}]
+    assert coverage_floor(specialists) == 2
+    advice = recommend_scaling(3, 0, 0, 50, coverage_floor(specialists))
+    assert advice["action"] == "SCALE_DOWN" and advice["recommended"] == 2
+    assert recommend_scaling(2, 0, 0, 50, coverage_floor(specialists[:2]))["action"] == "MAINTAIN"
+    with_all = specialists + [{"name": "w4", "capabilities": ["all"]}]
+    assert coverage_floor(with_all) == 1       # one 'all' worker covers io and cpu
+    assert coverage_floor([]) == 0

@@ -170,13 +170,28 @@ def _confidence(samples: int, base: float) -> float:
     return round(min(0.95, base + min(samples, 100) / 100 * 0.3), 2)
 
 
-def recommend_scaling(active: int, busy: int, queue_length: int, samples: int) -> dict:
+def coverage_floor(workers: list[dict]) -> int:
+    """How few of the live workers still cover every capability class the fleet serves
+    (greedy set cover): scaling down below this would leave a class with no worker."""
+    remaining = frozenset().union(*(worker_capabilities(w) for w in workers)) if workers else frozenset()
+    pool = [worker_capabilities(w) for w in workers]
+    keep = 0
+    while remaining:
+        best = max(pool, key=lambda caps: len(caps & remaining))
+        remaining -= best
+        keep += 1
+    return keep
+
+
+def recommend_scaling(active: int, busy: int, queue_length: int, samples: int,
+                      floor: int = MIN_WORKERS) -> dict:
     """The fleet-wide advice: SCALE_UP / SCALE_DOWN / MAINTAIN with reason and urgency.
 
     Rules (in order): work waiting and no worker at all -> SCALE_UP, critical; every
     worker busy and more than TARGET_BACKLOG_PER_WORKER waiting each -> SCALE_UP
     (urgency by backlog); empty queue and utilization under SCALE_DOWN_UTILIZATION with
-    more than MIN_WORKERS -> SCALE_DOWN; otherwise MAINTAIN.
+    more than `floor` workers (at least MIN_WORKERS; the coverage floor keeps every served
+    capability class) -> SCALE_DOWN; otherwise MAINTAIN.
     """
     idle = max(0, active - busy)
     utilization = busy / active if active else 0.0
@@ -201,8 +216,9 @@ def recommend_scaling(active: int, busy: int, queue_length: int, samples: int) -
                       reason=(f"all {active} worker(s) busy with {queue_length} task(s) queued "
                               f"({per_worker:.1f} per worker, target {TARGET_BACKLOG_PER_WORKER})"))
         return advice
-    if queue_length == 0 and utilization < SCALE_DOWN_UTILIZATION and active > MIN_WORKERS:
-        keep = max(MIN_WORKERS, busy + 1)
+    floor = max(MIN_WORKERS, floor)
+    if queue_length == 0 and utilization < SCALE_DOWN_UTILIZATION and active > floor:
+        keep = max(floor, busy + 1)
         advice.update(recommended=keep, action=SCALE_DOWN, urgency="low",
                       confidence=_confidence(samples, 0.5),
                       reason=(f"queue empty and utilization {utilization:.0%} "
@@ -301,7 +317,8 @@ def build_metrics(data: FleetData) -> dict:
         "queue_length": queue_length,
         "success_rate": round(completed / finished_total * 100, 1) if finished_total else 100.0,
         "scaling_recommendation": combine_advice(
-            recommend_scaling(active, busy, queue_length, window["samples"]), per_class),
+            recommend_scaling(active, busy, queue_length, window["samples"],
+                              coverage_floor(workers)), per_class),
         "queues": dict(sorted(data.queue_depths.items())),
         "workers_by_capability": workers_by_capability(workers),
         "fleet": {
