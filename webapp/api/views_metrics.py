@@ -29,7 +29,7 @@ from workers.settings import COMPLETIONS_KEY, COMPLETIONS_WINDOW, env_int, get_r
 DEFAULT_MAX_SAMPLES = 10_000
 
 CPU_SAMPLE_MIN_S = 1.0            # psutil measures since its previous call: keep it >= 1 s
-_cpu_sample = [time.monotonic(), psutil.cpu_percent(interval=None)]   # primes the counter
+_cpu_sample: list = [time.monotonic(), None]   # no reading yet: psutil's first call says 0.0
 _cpu_lock = threading.Lock()
 
 
@@ -38,7 +38,9 @@ def host_cpu_percent() -> float:
     (psutil's since-last-call figure over a few ms would swing between 0 and 100)."""
     with _cpu_lock:
         now = time.monotonic()
-        if now - _cpu_sample[0] >= CPU_SAMPLE_MIN_S:
+        if _cpu_sample[1] is None:     # first request of this process: measure briefly
+            _cpu_sample[:] = [now, psutil.cpu_percent(interval=0.2)]
+        elif now - _cpu_sample[0] >= CPU_SAMPLE_MIN_S:
             _cpu_sample[:] = [now, psutil.cpu_percent(interval=None)]
         return _cpu_sample[1]
 
