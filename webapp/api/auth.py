@@ -55,13 +55,3 @@ class ReadPermission(BasePermission):
             return True
         check_token(request)
         return True
-
-
-class WritePermission(BasePermission):
-    """For endpoints that change state even when called with GET (none today) or POST."""
-
-    def has_permission(self, request, view) -> bool:
-        if request.method in SAFE_METHODS:
-            return ReadPermission().has_permission(request, view)
-        check_token(request)
-        return True
