@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import json
 import os
 from collections.abc import Mapping
@@ -261,7 +260,7 @@ def sample_input(conn: redis.Redis, name: str) -> tuple[bytes, Any, str]:
     cached = _SAMPLE_INPUTS.get(name)
     if cached is None:
         data = sample_bytes(conn, name)
-        cached = (data, image_io.probe_image(data), hashlib.sha256(data).hexdigest())
+        cached = (data, image_io.probe_image(data), storage.digest_of(data))
         _SAMPLE_INPUTS[name] = cached
     return cached
 
