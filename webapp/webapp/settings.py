@@ -15,6 +15,7 @@ from pathlib import Path
 from django.core.exceptions import ImproperlyConfigured
 
 from filters.io import MAX_BYTES
+from workers.settings import env_int
 
 BASE_DIR = Path(__file__).resolve().parent.parent          # webapp/
 REPO_ROOT = BASE_DIR.parent
@@ -101,11 +102,11 @@ STATIC_URL = "/static/"
 # A JSON body may carry one maximum-size image in base64 (4/3 of its bytes) plus slack;
 # several images in one request share that budget. BodySizeLimitMiddleware answers 413
 # from Content-Length before anything is read.
-MAX_REQUEST_BYTES = int(os.environ.get("PIXELFLEET_MAX_REQUEST_BYTES", "0") or 0) or (MAX_BYTES * 4 // 3 + 1024 * 1024)
+MAX_REQUEST_BYTES = env_int("PIXELFLEET_MAX_REQUEST_BYTES", 0) or (MAX_BYTES * 4 // 3 + 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BYTES
 FILE_UPLOAD_MAX_MEMORY_SIZE = 8 * 1024 * 1024     # bigger uploads spool to a temp file
 DATA_UPLOAD_MAX_NUMBER_FILES = 32
-MAX_IMAGES_PER_REQUEST = int(os.environ.get("PIXELFLEET_MAX_IMAGES_PER_REQUEST", "16") or 16)
+MAX_IMAGES_PER_REQUEST = env_int("PIXELFLEET_MAX_IMAGES_PER_REQUEST", 16)
 
 REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": [
