@@ -10,9 +10,9 @@ from rest_framework import serializers
 
 from filters import io as image_io
 from filters import registry, samples
+from workers.status import STATUSES as TASK_STATUSES
 
 FILTER_CHOICES = list(registry.FILTERS)
-TASK_STATUSES = ("queued", "started", "finished", "failed", "canceled")
 
 
 class StepSerializer(serializers.Serializer):
