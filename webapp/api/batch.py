@@ -203,7 +203,7 @@ def compare(modes: tuple[str, ...], images: list[np.ndarray], steps: list) -> di
 
 
 def latency_stats(samples_ms: list[float]) -> dict[str, float | None]:
-    """min / mean / p50 / p95 / p99 / max of a list of latencies (nearest rank)."""
+    """min / mean / p50 / p95 / p99 / max of a list of latencies (linear interpolation)."""
     from api.metrics import percentile
 
     if not samples_ms:
