@@ -12,14 +12,14 @@ import math
 
 from api.metrics import (FleetData, failed_by_type, queue_capabilities, caps_label,
                          worker_capabilities)
+from workers.failures import FAILURE_TYPES
+from workers.registry import STATES as WORKER_STATES
 from workers.settings import CAPABILITIES
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # Bucket upper bounds in seconds: from a tiny in-memory filter to the task time limit.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
                    60.0, 120.0)
-WORKER_STATES = ("idle", "busy", "warming", "stopping")
-FAILURE_TYPES = ("job_failure", "timeout", "worker_failure")
 
 
 def escape_label(value: str) -> str:
