@@ -13,16 +13,12 @@ import numpy as np
 from filters.cpu_common import LUMA_B, LUMA_G, LUMA_R  # noqa: F401  (re-exported)
 from filters.errors import FilterFailed
 from filters.palettes_fit import (  # noqa: F401  (re-exported)
-    FIT_SAMPLE,
-    KMEANS_ITERATIONS,
     METHODS,
     fit_palette,
     kmeans,
     median_cut,
-    sample_pixels,
 )
 from filters.palettes_map import (  # noqa: F401  (re-exported)
-    BAYER_SIZE,
     DITHERS,
     OUTLINE_DARKEN,
     OUTLINE_THRESHOLD,
