@@ -5,7 +5,6 @@ The sample is generated deterministically (filters.samples) and stored once in R
 """
 from __future__ import annotations
 
-import hashlib
 import time
 
 from django.http import HttpResponse
@@ -20,6 +19,7 @@ from api.serializers import ErrorSerializer, ImageInfoSerializer
 from filters import io as image_io
 from filters import samples
 from workers import settings
+from workers.storage import digest_of
 
 MAX_DELAY_S = 10.0
 IMAGE_RESPONSE = {(200, "image/png"): OpenApiResponse(description="The PNG sample."),
@@ -30,7 +30,7 @@ def image_response(name: str) -> HttpResponse:
     data = sample_bytes(settings.get_redis(), name)
     response = HttpResponse(data, content_type="image/png")
     response["Content-Disposition"] = f'inline; filename="sample-{name}.png"'
-    response["ETag"] = '"' + hashlib.sha256(data).hexdigest()[:32] + '"'
+    response["ETag"] = '"' + digest_of(data)[:32] + '"'
     response["Cache-Control"] = "public, max-age=3600"
     return response
 
@@ -48,7 +48,7 @@ class ImageInfoView(APIView):
         data = sample_bytes(settings.get_redis(), name)
         info = image_io.probe_image(data)
         return Response({"name": name, "format": info.format, "width": info.width, "height": info.height,
-                         "mode": info.mode, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(),
+                         "mode": info.mode, "bytes": len(data), "sha256": digest_of(data),
                          "url": f"/api/image/{name}/", "samples": list(samples.SAMPLE_NAMES)})
 
 
