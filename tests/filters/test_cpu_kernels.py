@@ -15,29 +15,15 @@ from filters import cpu, cpu_point
 from filters.errors import FilterFailed
 from filters.geometry import resize_target
 from tests import naive
+from tests.filters.images import make_image, maxdiff
 
 SHAPES = [(1, 1, 3), (1, 9, 3), (9, 1, 4), (7, 13, 3), (16, 24, 4), (31, 17, 3)]
-
-
-def make_image(shape: tuple[int, int, int], seed: int = 0) -> np.ndarray:
-    """Noise plus a gradient: hits every level and has real edges."""
-    rng = np.random.default_rng(seed)
-    h, w, c = shape
-    noise = rng.integers(0, 256, shape)
-    ramp = np.linspace(0, 255, w)[None, :, None]
-    return ((noise + ramp) / 2).astype(np.uint8)
 
 
 def smooth_image(shape: tuple[int, int, int]) -> np.ndarray:
     """A blurred, contrast-stretched image: resamplers that ring agree on it."""
     img = cv2.GaussianBlur(make_image(shape), (0, 0), 2.0)
     return np.clip((img.astype(np.float64) - img.mean()) * 3 + 128, 0, 255).astype(np.uint8)
-
-
-def maxdiff(a: np.ndarray, b: np.ndarray) -> int:
-    assert a.shape == b.shape, (a.shape, b.shape)
-    assert a.dtype == b.dtype == np.uint8
-    return int(np.abs(a.astype(np.int64) - b.astype(np.int64)).max())
 
 
 @pytest.mark.parametrize("shape", SHAPES)

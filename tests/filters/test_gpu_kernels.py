@@ -22,28 +22,14 @@ import pytest
 
 from filters import cpu, gpu
 from filters.errors import FilterFailed
+from tests.filters.images import make_image, maxdiff
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def make_image(shape: tuple[int, int, int], seed: int = 0) -> np.ndarray:
-    """Noise plus a horizontal ramp: every level, real edges, distinct alpha."""
-    rng = np.random.default_rng(seed)
-    h, w, _ = shape
-    noise = rng.integers(0, 256, shape)
-    ramp = np.linspace(0, 255, w)[None, :, None]
-    return ((noise + ramp) / 2).astype(np.uint8)
 
 
 def on_gpu(fn, image: np.ndarray, **params) -> np.ndarray:
     """Upload, run one GPU filter, download - the pipeline's pattern for one step."""
     return gpu.download(fn(gpu.upload(image), **params))
-
-
-def maxdiff(a: np.ndarray, b: np.ndarray) -> int:
-    assert a.shape == b.shape, (a.shape, b.shape)
-    assert a.dtype == b.dtype == np.uint8
-    return int(np.abs(a.astype(np.int64) - b.astype(np.int64)).max())
 
 
 RGB = (19, 23, 3)
