@@ -88,21 +88,10 @@ def _number(value, default: float = 0.0) -> float:
 
 
 def failed_by_type(counters: dict) -> dict[str, int]:
-    """Failures per failure type from the counters hash, whatever the key spelling.
-
-    Accepts "failed:job_failure", "failed_job_failure", "failed.job_failure" or a nested
-    {"failed_by_type": {...}} so the reader does not break when workers.stats names it.
-    """
-    out: dict[str, int] = {}
-    nested = counters.get("failed_by_type")
-    if isinstance(nested, dict):
-        out.update({str(k): int(_number(v)) for k, v in nested.items()})
-    for key, value in counters.items():
-        for sep in (":", "_", "."):
-            prefix = f"failed{sep}"
-            if isinstance(key, str) and key.startswith(prefix) and key != "failed_by_type":
-                out[key[len(prefix):]] = int(_number(value))
-    return out
+    """Failures per failure type: the `failed_<type>` fields of workers.stats.counters()."""
+    prefix = "failed_"
+    return {key[len(prefix):]: int(_number(value)) for key, value in counters.items()
+            if isinstance(key, str) and key.startswith(prefix)}
 
 
 # --- Sections of the response --------------------------------------------------------------
