@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Iterable
 
 from workers.routing import capabilities_of_queue
-from workers.settings import CAPABILITIES, QUEUE_PREFIX
+from workers.settings import CAPABILITIES
 from workers.stats import percentile as stats_percentile
 
 SCALE_UP = "SCALE_UP"
@@ -50,16 +50,6 @@ class FleetData:
 
 
 # --- Small helpers ------------------------------------------------------------------------
-def queue_capabilities(queue: str) -> frozenset[str]:
-    """The capability set a queue name stands for: "pixelfleet:cpu+io" -> {cpu, io}.
-
-    routing's inverse of queue_name; a bare "cpu+io" label is accepted too.
-    """
-    if queue.startswith(QUEUE_PREFIX):
-        return capabilities_of_queue(queue)
-    return frozenset(part for part in queue.split("+") if part)
-
-
 def caps_label(caps: Iterable[str]) -> str:
     """A stable, human label for a capability set: {"io", "cpu"} -> "cpu+io"."""
     return "+".join(sorted(caps)) or "none"
@@ -235,7 +225,7 @@ def recommend_per_capability(workers: list[dict], queue_depths: dict[str, int]) 
     sets: dict[frozenset, int] = {frozenset([c]): 0 for c in CAPABILITIES}
     for queue, depth in queue_depths.items():
         if int(depth) > 0:          # an empty combined queue needs no advice of its own
-            caps = queue_capabilities(queue)
+            caps = capabilities_of_queue(queue)
             sets[caps] = sets.get(caps, 0) + int(depth)
     advice = []
     for caps, waiting in sorted(sets.items(), key=lambda kv: (len(kv[0]), caps_label(kv[0]))):

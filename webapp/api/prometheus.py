@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import math
 
-from api.metrics import (FleetData, failed_by_type, queue_capabilities, caps_label,
-                         worker_capabilities)
+from api.metrics import FleetData, caps_label, failed_by_type, worker_capabilities
 from workers.failures import FAILURE_TYPES
 from workers.registry import STATES as WORKER_STATES
+from workers.routing import capabilities_of_queue
 from workers.settings import CAPABILITIES
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -80,7 +80,7 @@ def render(data: FleetData, redis_up: bool = True) -> str:
     out.family("pixelfleet_queue_depth", "gauge", "Tasks waiting in each capability queue.")
     for queue, depth in sorted(data.queue_depths.items()):
         out.sample("pixelfleet_queue_depth", depth,
-                   {"queue": queue, "capabilities": caps_label(queue_capabilities(queue))})
+                   {"queue": queue, "capabilities": caps_label(capabilities_of_queue(queue))})
 
     out.family("pixelfleet_workers", "gauge",
                "Live workers (heartbeat present) by state and capability class; a worker "
