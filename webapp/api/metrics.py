@@ -1,10 +1,11 @@
 """Fleet metrics and scaling advice as pure functions over data already read from Redis.
 
-Nothing here touches Redis, Django or the clock on its own: `collect_snapshot` in
-views_metrics.py (or simple_monitoring) gathers a `FleetData`, and `build_metrics`
-turns it into the JSON of GET /api/metrics/. Keeping the advice pure is what lets the
-tests feed it crafted fleets (every action, every urgency) and lets the dashboard reuse
-it without an HTTP round trip. Advice only: nothing here starts or stops a worker.
+Nothing here touches Redis, Django or the clock on its own: `collect_fleet_data` in
+views_metrics.py gathers a `FleetData`, and `build_metrics` turns it into the JSON of
+GET /api/metrics/ (api.prometheus renders the same reading for /metrics; the dashboard
+reads the JSON over HTTP). Keeping the advice pure is what lets the tests feed it
+crafted fleets (every action, every urgency). Advice only: nothing here starts or stops
+a worker.
 """
 from __future__ import annotations
 
