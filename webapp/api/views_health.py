@@ -8,9 +8,7 @@ check the second.
 from __future__ import annotations
 
 import time
-import tomllib
 from collections import Counter
-from functools import lru_cache
 from typing import Any
 
 import redis
@@ -25,19 +23,10 @@ from workers.logs import utc_timestamp
 from workers.registry import read_workers
 
 
-@lru_cache(maxsize=1)
 def version() -> str:
-    """The project version from pyproject.toml (the one place it is written)."""
-    try:
-        with open(settings_root() / "pyproject.toml", "rb") as handle:
-            return str(tomllib.load(handle)["project"]["version"])
-    except (OSError, KeyError, tomllib.TOMLDecodeError):
-        return "unknown"
-
-
-def settings_root():
+    """The project version (settings.PIXELFLEET_VERSION, read from pyproject.toml)."""
     from django.conf import settings as django_settings
-    return django_settings.REPO_ROOT
+    return django_settings.PIXELFLEET_VERSION
 
 
 def iso_now() -> str:

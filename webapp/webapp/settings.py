@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import secrets
 import sys
+import tomllib
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
@@ -19,6 +20,18 @@ from workers.settings import env_int
 
 BASE_DIR = Path(__file__).resolve().parent.parent          # webapp/
 REPO_ROOT = BASE_DIR.parent
+
+
+def _project_version() -> str:
+    """The version written once, in pyproject.toml (the images copy it too)."""
+    try:
+        with open(REPO_ROOT / "pyproject.toml", "rb") as handle:
+            return str(tomllib.load(handle)["project"]["version"])
+    except (OSError, KeyError, tomllib.TOMLDecodeError):
+        return "unknown"
+
+
+PIXELFLEET_VERSION = _project_version()
 
 
 def _env_flag(name: str) -> bool:
@@ -130,7 +143,7 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "Pixelfleet API",
     "DESCRIPTION": "Submit image-filter pipelines to a Redis-backed worker fleet, follow "
                    "their status and download results.",
-    "VERSION": "0.1.0",
+    "VERSION": PIXELFLEET_VERSION,
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
     "SECURITY": [{"bearerAuth": []}],
