@@ -84,15 +84,16 @@ def record_failure(job: Job, failure_type: str, reason: str, explanation: str,
         pipeline.hset(job.key, "meta", job.serializer.dumps(job.meta))
 
 
-def _epoch(moment: datetime | None) -> float | None:
+def epoch(moment: datetime | None) -> float | None:
+    """An RQ timestamp as epoch seconds (None stays None)."""
     return moment.timestamp() if moment else None
 
 
 def run_times_ms(job: Job, ended: float | None = None) -> tuple[float | None, float | None]:
     """(queue wait, processing) in ms from the job's own timestamps; None where unknown."""
-    enqueued = _epoch(job.enqueued_at) or job.meta.get("submitted_at")
-    started = _epoch(job.started_at) or job.meta.get("started_at")
-    ended = ended or _epoch(job.ended_at) or time.time()
+    enqueued = epoch(job.enqueued_at) or job.meta.get("submitted_at")
+    started = epoch(job.started_at) or job.meta.get("started_at")
+    ended = ended or epoch(job.ended_at) or time.time()
     wait = (started - enqueued) * 1000 if started and enqueued else None
     processing = (ended - started) * 1000 if started else None
     return wait, processing

@@ -16,10 +16,10 @@ import redis
 from rq import Queue
 
 from filters.errors import EngineError
+from filters.registry import DEVICES
 from workers import settings, storage
 
 TASK_FUNCTION = "workers.tasks.process_image"   # a string: the API never imports numba
-DEVICES = ("auto", "cpu", "gpu")
 MAX_TIMEOUT = 3600                                  # s; a longer task is a mistake, not a need
 # How hard a capability is to find in the fleet: the rarer, the earlier it is served.
 _SCARCITY = {"gpu": 4, "cpu": 2, "io": 1}

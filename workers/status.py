@@ -60,10 +60,6 @@ def _iso(moment: datetime | float | None) -> str | None:
     return utc_timestamp(moment.timestamp() if isinstance(moment, datetime) else float(moment))
 
 
-def _epoch(moment: datetime | None) -> float | None:
-    return moment.timestamp() if moment else None
-
-
 def _status_of(job: Job) -> str:
     raw = job.get_status(refresh=False)
     return _RQ_TO_OURS.get(raw, str(raw.value if hasattr(raw, "value") else raw))
@@ -95,9 +91,9 @@ def summary(job: Job, now: float | None = None) -> dict[str, Any]:
     now = now or time.time()
     meta = job.meta or {}
     status = _status_of(job)
-    enqueued = _epoch(job.enqueued_at) or meta.get("submitted_at")
-    started = _epoch(job.started_at) if status != "queued" else None
-    ended = _epoch(job.ended_at) if status in ("finished", "failed") else None
+    enqueued = failures.epoch(job.enqueued_at) or meta.get("submitted_at")
+    started = failures.epoch(job.started_at) if status != "queued" else None
+    ended = failures.epoch(job.ended_at) if status in ("finished", "failed") else None
     wait_end = started or (now if status == "queued" else None)
     info: dict[str, Any] = {
         "task_id": job.id,
@@ -224,7 +220,7 @@ def retry_task(conn: redis.Redis, task_id: str) -> dict[str, Any]:
     history = list(meta.get("history") or [])
     history.append({"status": status, "failure_type": meta.get("failure_type"),
                     "failure_reason": meta.get("failure_reason"), "losses": meta.get("losses", 0),
-                    "ended_at": _iso(_epoch(job.ended_at) or time.time())})
+                    "ended_at": _iso(failures.epoch(job.ended_at) or time.time())})
     for key in ("failure_type", "failure_reason", "explanation", "progress", "worker", "started_at"):
         meta.pop(key, None)
     meta["losses"] = 0
