@@ -155,6 +155,7 @@ class Fleet:
             port = free_port()
             log_event(log, "redis_port_busy", wanted=self.redis_port, using=port)
         self.redis = RedisServer(port=port, data_dir=self.data_dir, appendonly=True).start()
+        write_url_file(self.data_dir, self.redis.url)
         return self.redis.url
 
     def build_children(self, url: str) -> None:
@@ -195,7 +196,10 @@ class Fleet:
         else:
             lines.append("  API      not started (--no-api)")
         lines.append("  Workers  " + ", ".join(f"{n} ({c})" for n, c in self.worker_specs))
-        lines += [f"  Queues   rq info --url {url}",
+        rq = Path(sys.executable).with_name("rq")
+        rq_cmd = os.path.relpath(rq, Path.cwd()) if rq.is_relative_to(Path.cwd()) else str(rq)
+        lines += [f"  Queues   make rq-info   ({rq_cmd} info --url {url})",
+                  "  Tools    make check | make metrics | make monitor | make stress N=50   (README: Operator tools)",
                   "  Stop     Ctrl-C (twice: running tasks are handed back to their queues)", ""]
         return "\n".join(lines)
 
@@ -271,6 +275,7 @@ class Fleet:
                 child.proc.wait()
         if self.redis is not None:
             self.redis.stop()
+            write_url_file(self.data_dir, None)
         log_event(log, "stopped", children=len(self.children))
 
     def run(self) -> int:
@@ -296,6 +301,19 @@ class Fleet:
                 self._signal_all(signal.SIGTERM)
             self.shutdown()
         return 0
+
+
+def write_url_file(data_dir: Path, url: str | None) -> None:
+    """<data dir>/url (var/redis/url): the embedded Redis's URL for `make rq-info` (a free
+    port if 6379 was busy); removed when the fleet stops. Embedded server only (no secret)."""
+    path = data_dir / "url"
+    try:
+        if url is None:
+            path.unlink(missing_ok=True)
+        else:
+            path.write_text(url + "\n")
+    except OSError:
+        pass
 
 
 def _port_busy(port: int) -> bool:
