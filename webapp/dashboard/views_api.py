@@ -31,6 +31,7 @@ class DashboardAccess:
 
     permission_classes = [access.SessionPermission]
     authentication_classes: list = []
+    schema = None            # the API's OpenAPI describes /api/ only; these are its mirrors
 
     def finalize_response(self, request, response, *args, **kwargs):
         response = super().finalize_response(request, response, *args, **kwargs)
