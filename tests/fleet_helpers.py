@@ -267,3 +267,23 @@ def enqueue_sleep(conn: redis.Redis, seconds: float, queue: str = "pixelfleet:io
     job = Queue(queue, connection=conn).enqueue_call("tests.fleet_helpers.sleep_task", args=(seconds,),
                                                      meta={"capabilities": ["io"], "submitted_at": time.time()})
     return job.id
+
+
+# A real task (process_image) whose first execution lingers after its work and before its
+# commit, as a worker that stalled or was cut off would: fencing tests supersede it there.
+LINGER_KEY = "pixelfleet-test:linger"
+
+
+def process_then_linger(payload: dict) -> dict:
+    """workers.tasks.process_image, then the first execution to get here sleeps
+    LINGER_KEY's seconds (the key is consumed, so the next execution does not)."""
+    from rq import get_current_job
+
+    from workers.tasks import process_image
+
+    result = process_image(payload)
+    job = get_current_job()
+    seconds = job.connection.getdel(LINGER_KEY)
+    if seconds:
+        time.sleep(float(seconds))
+    return result

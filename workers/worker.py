@@ -13,7 +13,11 @@ Hooks overridden, each for one reason:
 - heartbeat / check_for_suspension: our heartbeat thread keeps RQ's keys alive, so
   RQ's loop stops spending 9 of its 20 Redis round trips per task on them;
 - request_stop / request_force_stop: "stopping" state; the second signal requeues;
-- _finalize_failure: let the forced-stop exception through instead of failing the task;
+- prepare_execution / handle_job_success / handle_job_failure: fencing (workers/fencing.py):
+  the execution takes the task's fence when it starts, and finishes it only while it
+  still owns it, in one WATCH/MULTI; a superseded execution's result is discarded;
+- _finalize_failure: let the forced-stop exception through instead of failing the task,
+  and end a superseded execution without recording anything;
 - register_birth / teardown: survive a predecessor's stale RQ key and a Redis outage.
 """
 from __future__ import annotations
@@ -28,14 +32,16 @@ import psutil
 import redis
 from rq import worker_registration
 from rq.job import Job, JobStatus
+from rq.executions import Execution
 from rq.job_lifecycle import call_exception_handlers
 from rq.timeouts import JobTimeoutException
 from rq.queue import Queue
 from rq.utils import now
 from rq.worker import SimpleWorker
+from rq.worker.base import WorkerStatus
 
 from filters.errors import EngineError
-from workers import settings
+from workers import fencing, settings
 from workers.failures import exception_handler
 from workers.heartbeat import HeartbeatThread, WorkerHealth
 from workers.logs import get_logger, log_context, log_event
@@ -89,6 +95,7 @@ class PixelfleetWorker(SimpleWorker):
         self._process = psutil.Process()
         self._task_started = 0.0
         self._suspension_checked = 0.0
+        self._outcome: str | None = None   # how the current task ended: committed / fenced
 
     # --- state ------------------------------------------------------------------------
     def _beat(self) -> None:
@@ -149,6 +156,7 @@ class PixelfleetWorker(SimpleWorker):
         self.health.current_task = job.id
         self._beat()
         self._task_started = time.monotonic()
+        self._outcome = None
         if job.meta.get("losses"):   # a task back from a lost worker is worth a line
             log_event(log, "taken", logging.WARNING, worker=self.name, task=job.id, queue=queue.name,
                       losses=job.meta["losses"])
@@ -162,6 +170,9 @@ class PixelfleetWorker(SimpleWorker):
             raise SystemExit(EXIT_OK) from None
         finally:
             self.health.current_task = None
+        if self._outcome == fencing.FENCED:   # superseded: not ours to count or log as done
+            self._check_memory()
+            return
         status = job.get_status(refresh=False)
         ok = status == JobStatus.FINISHED
         if ok:
@@ -195,7 +206,85 @@ class PixelfleetWorker(SimpleWorker):
     def _finalize_failure(self, job, queue, execution, exc_info) -> None:
         if exc_info[0] is not None and issubclass(exc_info[0], ForcedStop):
             raise exc_info[1]   # not the task's failure: execute_job hands it back
+        if exc_info[0] is not None and issubclass(exc_info[0], fencing.Superseded):
+            self._fenced(job, queue, execution, "failed", f"stopped early: {exc_info[1]}")
+            return
         super()._finalize_failure(job, queue, execution, exc_info)
+
+    # --- fencing ----------------------------------------------------------------------
+    def prepare_execution(self, job: Job) -> Execution:
+        """RQ's prepare_execution, plus: this execution takes the task's fence, in the same MULTI."""
+        with self.connection.pipeline() as pipe:
+            execution = Execution.create(job, self.get_heartbeat_ttl(job), pipeline=pipe, worker_name=self.name)
+            fencing.take(pipe, job.id, execution.id)
+            self.executions[execution.id] = execution
+            self.set_state(WorkerStatus.BUSY, pipeline=pipe)
+            pipe.execute()
+        fencing.bind(job, execution.id)
+        return execution
+
+    def handle_job_success(self, job: Job, queue: Queue, started_job_registry, execution: Execution) -> None:
+        """RQ's success writes (status, result, counts, execution cleanup) and the task's
+        deferred writes (output, statistics), committed only while we own the task.
+        Our tasks have no dependents and no repeats; RQ's handling of those is not needed."""
+        result_ttl = job.get_result_ttl(self.default_result_ttl)
+
+        def writes(pipe) -> None:
+            self.increment_successful_job_count(pipeline=pipe)
+            self.increment_total_working_time(job.ended_at - job.started_at, pipe)
+            if result_ttl != 0:
+                job._handle_success(result_ttl, pipeline=pipe, worker_name=self.name, execution_id=execution.id,
+                                    execution_started_at=execution.created_at, execution_ended_at=job.ended_at)
+            job.cleanup(result_ttl, pipeline=pipe, remove_from_queue=False)
+            self.cleanup_execution(job, pipeline=pipe, execution=execution)
+
+        self._commit(job, queue, execution, "finished", writes)
+
+    def handle_job_failure(self, job: Job, queue: Queue, started_job_registry=None, exc_string: str = "",
+                           execution: Execution | None = None) -> None:
+        """RQ's failure writes and the failure statistics, committed only while we own the task.
+        Without an execution (RQ's own clean-ups) or with RQ retries/stops, RQ's path."""
+        if execution is None or fencing.execution_of(job) != execution.id or job.should_retry \
+                or self._stopped_job_id == job.id:
+            super().handle_job_failure(job, queue, started_job_registry, exc_string, execution)
+            return
+
+        def writes(pipe) -> None:
+            job.set_status(JobStatus.FAILED, pipeline=pipe)
+            self.cleanup_execution(job, pipeline=pipe, execution=execution)
+            if not self.disable_default_exception_handler:
+                job._handle_failure(exc_string, pipeline=pipe, worker_name=self.name, execution_id=execution.id,
+                                    execution_started_at=execution.created_at, execution_ended_at=job.ended_at)
+            self.increment_failed_job_count(pipe)
+            if job.started_at and job.ended_at:
+                self.increment_total_working_time(job.ended_at - job.started_at, pipe)
+
+        self._commit(job, queue, execution, "failed", writes)
+
+    def handle_execution_ended(self, job: Job, queue: Queue, heartbeat_ttl: int) -> None:
+        """RQ stamps the end and a last heartbeat; with Redis away the stamp waits for the
+        commit (which retries) instead of turning a finished task into a failure."""
+        job.ended_at = now()
+        try:
+            job.heartbeat(now(), heartbeat_ttl)
+        except REDIS_ERRORS:
+            pass
+
+    def _commit(self, job: Job, queue: Queue, execution: Execution, status: str, writes) -> None:
+        outcome = fencing.commit(self.connection, job, execution.id, status, writes, worker=self.name)
+        if outcome == fencing.FENCED:
+            self._fenced(job, queue, execution, status, "another execution owns the task")
+        else:
+            self._outcome = outcome
+
+    def _fenced(self, job: Job, queue: Queue, execution: Execution, status: str, why: str) -> None:
+        """A superseded execution ends: nothing of it is written, nothing counted."""
+        self._outcome = fencing.FENCED
+        fencing.discard_deferred(job)
+        self.executions.pop(execution.id, None)
+        log_event(log, "fenced", logging.WARNING, worker=self.name, task=job.id, queue=queue.name,
+                  execution=execution.id, discarded=status, fence=fencing.current_fence(self.connection, job.id),
+                  reason=why, ms=round((time.monotonic() - self._task_started) * 1000, 1))
 
     def _hand_back(self, job: Job, queue: Queue) -> None:
         """Forced stop mid-task: the task goes back to the front of its queue, no loss counted."""
