@@ -33,7 +33,7 @@ from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
 from rq.utils import as_text, parse_composite_key
 
-from workers import fencing, settings
+from workers import claims, fencing, settings
 from workers.logs import get_logger, log_event
 from workers.registry import read_workers
 from workers.routing import all_queue_names
@@ -158,4 +158,21 @@ def reap_once(conn: redis.Redis, interval: float = settings.HEARTBEAT_INTERVAL,
         outcome = give_back(conn, lost, by=by)
         if outcome:
             done.append((lost, outcome))
+    rescue_claims(conn, by=by)
     return done
+
+
+def rescue_claims(conn: redis.Redis, by: str | None = None) -> list[str]:
+    """Tasks popped by workers that have no heartbeat any more (killed between popping a
+    task and starting it): back to the front of their queues (workers/claims.py)."""
+    waiting = claims.claimants(conn)
+    if not waiting:
+        return []
+    alive = {str(rec["name"]) for rec in read_workers(conn)}
+    moved = []
+    for worker in sorted(waiting - alive):
+        for task in claims.rescue(conn, worker):
+            moved.append(task)
+            log_event(log, "task_requeued", logging.WARNING, worker=by, task=task, lost_worker=worker, losses=0,
+                      counted=False, reason=f"worker {worker} popped the task and stopped heartbeating before starting it")
+    return moved

@@ -71,6 +71,7 @@ HEARTBEAT_PATTERN = f"{PREFIX}:worker:*"
 TASK_INDEX_KEY = f"{PREFIX}:tasks"                       # zset task_id -> submitted-at
 COMPLETIONS_KEY = f"{PREFIX}:completions"                # zset of finished/failed records
 COUNTERS_KEY = f"{PREFIX}:counters"                      # hash: submitted/completed/failed…
+HISTOGRAM_KEY = f"{PREFIX}:histogram:{{name}}"           # hash: per-bucket counts, sum, count
 LOSSES_KEY = f"{PREFIX}:losses"                          # hash task_id -> worker losses
 SAMPLE_KEY = f"{PREFIX}:sample:{{name}}"                 # generated sample images
 FENCE_KEY = f"{PREFIX}:fence:{{task_id}}"                 # which execution may finish a task

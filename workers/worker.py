@@ -18,7 +18,10 @@ Hooks overridden, each for one reason:
   still owns it, in one WATCH/MULTI; a superseded execution's result is discarded;
 - _finalize_failure: let the forced-stop exception through instead of failing the task,
   and end a superseded execution without recording anything;
-- register_birth / teardown: survive a predecessor's stale RQ key and a Redis outage.
+- register_birth / teardown: survive a predecessor's stale RQ key and a Redis outage,
+  and give back what a predecessor left claimed;
+- queue_class: the pop claims the task into the worker's own list (workers/claims.py),
+  so a worker killed between pop and start loses nothing.
 """
 from __future__ import annotations
 
@@ -41,7 +44,7 @@ from rq.worker import SimpleWorker
 from rq.worker.base import WorkerStatus
 
 from filters.errors import EngineError
-from workers import fencing, settings
+from workers import claims, fencing, settings
 from workers.failures import exception_handler
 from workers.heartbeat import HeartbeatThread, WorkerHealth
 from workers.logs import get_logger, log_context, log_event
@@ -86,7 +89,8 @@ class PixelfleetWorker(SimpleWorker):
                  max_rss_mb: int = settings.WORKER_MAX_RSS_MB, **kwargs) -> None:
         super().__init__(list(queues), name=health.runtime.name, connection=connection,
                          exception_handlers=[exception_handler],   # W-core: failure_type, reason
-                         default_result_ttl=settings.RESULT_TTL, **kwargs)
+                         default_result_ttl=settings.RESULT_TTL,
+                         queue_class=claims.claiming_queue_class(health.runtime.name), **kwargs)
         self.health = health
         self.heartbeat_thread = heartbeat
         self.max_rss_mb = max_rss_mb
@@ -217,6 +221,7 @@ class PixelfleetWorker(SimpleWorker):
         with self.connection.pipeline() as pipe:
             execution = Execution.create(job, self.get_heartbeat_ttl(job), pipeline=pipe, worker_name=self.name)
             fencing.take(pipe, job.id, execution.id)
+            claims.forget(pipe, self.name, job.id)
             self.executions[execution.id] = execution
             self.set_state(WorkerStatus.BUSY, pipeline=pipe)
             pipe.execute()
@@ -294,8 +299,8 @@ class PixelfleetWorker(SimpleWorker):
                 outcome = give_back(self.connection,
                                     LostJob(job.id, execution.id, queue.name, self.name, "worker forced to stop"),
                                     count_loss=False, by=self.name)
-            else:   # dequeued but not yet registered as started: push it back as it was
-                queue.enqueue_job(job, at_front=True)
+            else:   # claimed but not yet started: back to the front of its queue
+                claims.rescue(self.connection, self.name)
                 outcome = "requeued"
         except REDIS_ERRORS as exc:
             outcome = f"not requeued, Redis unreachable ({exc}); the reaper will return it"
@@ -328,14 +333,19 @@ class PixelfleetWorker(SimpleWorker):
                 pipe.execute()
             log_event(log, "stale_registration_cleared", worker=self.name, key=key)
         super().register_birth()
+        moved = claims.register(self.connection, self.name)
+        if moved:
+            log_event(log, "claims_rescued", logging.WARNING, worker=self.name, tasks=",".join(moved),
+                      reason="a predecessor under this name popped them and never started them")
 
     def teardown(self) -> None:
         if self.heartbeat_thread is not None:
             self.heartbeat_thread.keep_alive = ()   # let the dead worker's keys expire
         try:
             self.register_death()
+            claims.rescue(self.connection, self.name)   # nothing normally; and leave the claimants
         except REDIS_ERRORS:
-            pass   # its key expires on its own
+            pass   # its key expires on its own; the reaper rescues its claims
         try:
             self.unsubscribe()
         except Exception:   # noqa: BLE001 — a broken pubsub socket must not block the exit

@@ -68,3 +68,57 @@ def test_redis_killed_three_times_mid_task(tmp_path, monkeypatch):
             print(f"workers back in the registry {', '.join(f'{s:.1f}' for s in back_in)} s after each restart")
     finally:
         server.stop()
+
+
+def test_worker_killed_right_after_popping_loses_nothing(redis_server, redis_conn, tmp_path):
+    """The pop-to-start window: a worker with several queues pops a task (its own claim
+    script, run here while the process is frozen, so the moment is exact) and dies
+    before starting it. The reaper of another worker puts it back; it runs once."""
+    import signal
+
+    from rq import Queue
+
+    from tests.fleet_helpers import enqueue_sleep
+    from workers import claims
+    from workers.routing import queues_for
+
+    with WorkerSet(redis_server.url, tmp_path) as fleet:
+        fleet.start("pop-a", "io,cpu", "--no-warmup")
+        wait_for_worker(redis_conn, "pop-a", "idle", timeout=90)
+        assert "pop-a" in claims.claimants(redis_conn)
+        fleet.workers["pop-a"].signal(signal.SIGSTOP)
+        task_id = enqueue_sleep(redis_conn, 0.2)
+        keys = [Queue(name, connection=redis_conn).key for name in queues_for({"io", "cpu"})]
+        assert claims.claim(redis_conn, "pop-a", keys, None) == ("rq:queue:pixelfleet:io", task_id)
+        fleet.workers["pop-a"].signal(signal.SIGKILL)
+        killed = time.monotonic()
+        assert redis_conn.lrange(claims.claim_key("pop-a"), 0, -1) == [task_id.encode()]
+        fleet.start("pop-b", "io", "--no-warmup")
+        assert wait_for_status(redis_conn, task_id, timeout=60) == "finished", fleet.logs()
+        print(f"popped-then-killed task finished {time.monotonic() - killed:.1f} s after the kill")
+        wait_until(lambda: f"task={task_id} event=done" in fleet.workers["pop-b"].log_text(), 10, what="done line")
+        assert f"task={task_id} event=task_requeued" in fleet.workers["pop-b"].log_text()
+        assert redis_conn.llen(claims.claim_key("pop-a")) == 0
+        assert "pop-a" not in claims.claimants(redis_conn)
+        assert Job.fetch(task_id, connection=redis_conn).meta.get("losses", 0) == 0
+
+
+def test_worker_restarted_under_its_name_gives_back_its_claims(redis_server, redis_conn, tmp_path):
+    """The same window when the fleet restarts the worker at once (same name): the new
+    process gives back what its predecessor claimed before it takes anything."""
+    from rq import Queue
+
+    from tests.fleet_helpers import enqueue_sleep
+    from workers import claims
+
+    first, second = enqueue_sleep(redis_conn, 0.1), enqueue_sleep(redis_conn, 0.1)
+    key = Queue("pixelfleet:io", connection=redis_conn).key
+    assert claims.claim(redis_conn, "pop-c", [key], None) == (key, first)    # a dead predecessor's pop
+    with WorkerSet(redis_server.url, tmp_path) as fleet:
+        fleet.start("pop-c", "io", "--no-warmup")
+        for task_id in (first, second):
+            assert wait_for_status(redis_conn, task_id, timeout=90) == "finished", fleet.logs()
+        assert "event=claims_rescued" in fleet.workers["pop-c"].log_text()
+        # Back at the FRONT: the rescued task ran before the one queued behind it.
+        ended = [Job.fetch(t, connection=redis_conn).ended_at for t in (first, second)]
+        assert ended[0] < ended[1]
