@@ -35,6 +35,13 @@ POLL_S = 0.05
 BLOCK_S = 5
 
 _CLAIM = """
+local mine = redis.call('LINDEX', KEYS[1], 0)
+while mine do
+  local origin = redis.call('HGET', ARGV[1] .. mine, 'origin')
+  if origin then return {ARGV[2] .. origin, mine} end
+  redis.call('LREM', KEYS[1], 1, mine)
+  mine = redis.call('LINDEX', KEYS[1], 0)
+end
 for i = 2, #KEYS do
   local id = redis.call('LPOP', KEYS[i])
   if id then
@@ -94,26 +101,30 @@ def forget(pipe: redis.client.Pipeline, worker: str, job_id: str) -> None:
 def claim(conn: redis.Redis, worker: str, queue_keys: Sequence[str], timeout: float | None) -> tuple[str, str] | None:
     """Pop the first task of the first non-empty queue into `worker`'s claim list.
 
+    A task already in the list comes first: it was popped but never started (the
+    start failed, Redis went away in between), and it is still this worker's to run.
+
     `timeout` None: do not wait. Otherwise wait up to `timeout` s; DequeueTimeout after.
     """
     key = claim_key(worker)
     deadline = None if timeout is None else time.monotonic() + timeout
     script = conn.register_script(_CLAIM)
     while True:
-        if len(queue_keys) == 1 and deadline is not None:
-            left = deadline - time.monotonic()
+        found = script(keys=[key, *queue_keys], args=[Job.redis_job_namespace_prefix,
+                                                     Queue.redis_queue_namespace_prefix])
+        if found:
+            return as_text(found[0]), as_text(found[1])
+        if deadline is None:
+            return None
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise DequeueTimeout(timeout, list(queue_keys))
+        if len(queue_keys) == 1:
             job_id = conn.blmove(queue_keys[0], key, max(0.01, min(BLOCK_S, left)), "LEFT", "RIGHT")
             if job_id is not None:
                 return queue_keys[0], as_text(job_id)
         else:
-            found = script(keys=[key, *queue_keys])
-            if found:
-                return as_text(found[0]), as_text(found[1])
-            if deadline is None:
-                return None
-            time.sleep(POLL_S)
-        if time.monotonic() >= deadline:
-            raise DequeueTimeout(timeout, list(queue_keys))
+            time.sleep(min(POLL_S, left))
 
 
 def claiming_queue_class(worker: str, base: type[Queue] = Queue) -> type[Queue]:
@@ -136,6 +147,8 @@ def claiming_queue_class(worker: str, base: type[Queue] = Queue) -> type[Queue]:
                                                       serializer=serializer, death_penalty_class=death_penalty_class)
                 except NoSuchJobError:
                     fetched = None
+                except (redis.ConnectionError, redis.TimeoutError):
+                    raise   # still claimed: the next dequeue serves it first
                 except Exception:
                     connection.lrem(claim_key(cls.claimant), 1, job_id)   # as RQ: a broken job is dropped
                     raise

@@ -213,7 +213,34 @@ class PixelfleetWorker(SimpleWorker):
         if exc_info[0] is not None and issubclass(exc_info[0], fencing.Superseded):
             self._fenced(job, queue, execution, "failed", f"stopped early: {exc_info[1]}")
             return
+        if exc_info[0] is not None and issubclass(exc_info[0], REDIS_ERRORS):
+            self._give_back_after_outage(job, queue, execution, exc_info[1])
+            return
         super()._finalize_failure(job, queue, execution, exc_info)
+
+    def _give_back_after_outage(self, job: Job, queue: Queue, execution: Execution, exc: BaseException) -> None:
+        """Redis went away under the task (it cannot read its input or save its state):
+        not the task's failure. Once Redis is back, the task goes to the front of its
+        queue, no loss counted (as a forced stop does)."""
+        self._outcome = fencing.FENCED   # nothing of this execution is recorded or counted
+        fencing.discard_deferred(job)
+        self.executions.pop(execution.id, None)
+        delay, since = 0.2, time.monotonic()
+        while True:
+            try:
+                outcome = give_back(self.connection, LostJob(job.id, execution.id, queue.name, self.name,
+                                                             f"Redis went away mid-task ({exc})"),
+                                    count_loss=False, by=self.name)
+                break
+            except REDIS_ERRORS:
+                if time.monotonic() - since > fencing.COMMIT_PATIENCE_S:
+                    outcome = "not requeued, Redis unreachable; the reaper will return it"
+                    break
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+        log_event(log, "task_handed_back", logging.WARNING, worker=self.name, task=job.id, queue=queue.name,
+                  outcome=outcome, reason=f"Redis went away mid-task: {exc}",
+                  waited_s=round(time.monotonic() - since, 1))
 
     # --- fencing ----------------------------------------------------------------------
     def prepare_execution(self, job: Job) -> Execution:
