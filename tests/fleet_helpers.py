@@ -45,11 +45,13 @@ class WorkerProcess:
     """One `python -m workers` subprocess with its log captured to a file."""
 
     def __init__(self, name: str, capabilities: str, redis_url: str, log_dir: Path,
-                 args: Iterable[str] = (), env: dict[str, str] | None = None) -> None:
+                 args: Iterable[str] = (), env: dict[str, str] | None = None,
+                 wrap: Iterable[str] = ()) -> None:
         self.name = name
         self.log_path = log_dir / f"{name}.{int(time.time() * 1000)}.log"
         self._log = open(self.log_path, "wb")
-        cmd = [sys.executable, "-m", "workers", "--name", name, "--capabilities", capabilities, *args]
+        # `wrap`: a command that runs the worker elsewhere and execs it (`ip netns exec NS`).
+        cmd = [*wrap, sys.executable, "-m", "workers", "--name", name, "--capabilities", capabilities, *args]
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env=worker_env(redis_url, **(env or {})),
                                      stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
 
@@ -84,8 +86,9 @@ class WorkerSet:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.workers: dict[str, WorkerProcess] = {}
 
-    def start(self, name: str, capabilities: str = "io,cpu", *args: str, **env: str) -> WorkerProcess:
-        worker = WorkerProcess(name, capabilities, self.redis_url, self.log_dir, args, env)
+    def start(self, name: str, capabilities: str = "io,cpu", *args: str, wrap: Iterable[str] = (),
+              **env: str) -> WorkerProcess:
+        worker = WorkerProcess(name, capabilities, self.redis_url, self.log_dir, args, env, wrap)
         self.workers[name] = worker
         return worker
 
