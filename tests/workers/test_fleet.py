@@ -128,7 +128,7 @@ def test_fleet_restarts_its_redis_and_every_accepted_task_completes(tmp_path):
     base = f"http://{bind}/api"
     try:
         url = f"redis://127.0.0.1:{port}/0"
-        wait_until(lambda: "Pixelfleet is up." in out.read_text(), 30, what="the banner")
+        wait_until(lambda: "Pixelfleet is up" in out.read_text(), 120, what="the banner")
         conn = redis.Redis.from_url(url, socket_connect_timeout=1)
         wait_for_worker(conn, "fr-1", "idle", timeout=120)
         assert conn.config_get("appendfsync")["appendfsync"] == "always"
