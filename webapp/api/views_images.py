@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 
 from django.http import HttpResponse
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -27,8 +28,8 @@ MAX_DELAY_S = 10.0
 DOWNLOAD_FORMATS = {"jpeg": "jpeg", "jpg": "jpeg", "png": "png"}
 DEFAULT_DOWNLOAD_FORMAT = "jpeg"
 JPEG_QUALITY = 90
-IMAGE_RESPONSE = {(200, "image/jpeg"): OpenApiResponse(description="The sample as JPEG (default)."),
-                  (200, "image/png"): OpenApiResponse(description="The sample as PNG (?format=png)."),
+IMAGE_RESPONSE = {(200, "image/jpeg"): OpenApiResponse(OpenApiTypes.BINARY, description="JPEG (default) or PNG (?format=png)"),
+                  (200, "image/png"): OpenApiResponse(OpenApiTypes.BINARY, description="JPEG (default) or PNG (?format=png)"),
                   400: OpenApiResponse(ErrorSerializer), 503: OpenApiResponse(ErrorSerializer)}
 FORMAT_PARAMETER = OpenApiParameter("format", str, required=False, enum=sorted(DOWNLOAD_FORMATS),
                                     description="jpeg (default, as the original system served it) or png")
