@@ -17,7 +17,7 @@ from rq.queue import Queue
 from rq.registry import CanceledJobRegistry, FailedJobRegistry
 
 from filters.errors import EngineError
-from workers import failures, settings
+from workers import failures, notify, settings
 from workers.logs import get_logger, log_event, utc_timestamp
 
 log = get_logger(__name__)
@@ -201,6 +201,7 @@ def cancel_task(conn: redis.Redis, task_id: str) -> dict[str, Any]:
         now_status = _status_of(_fetch(conn, task_id))
         raise TaskConflict(f"task {task_id} is {now_status}; a worker took it before it could be canceled")
     job.cancel()
+    notify.push_done(conn, job.id, "canceled")
     log_event(log, "canceled", task=job.id, queue=job.origin)
     return summary(job)
 
@@ -227,6 +228,7 @@ def retry_task(conn: redis.Redis, task_id: str) -> dict[str, Any]:
     meta["history"] = history[-_HISTORY_KEEP:]
     job.save_meta()
     conn.hdel(settings.LOSSES_KEY, job.id)
+    notify.forget_done(conn, job.id)
     registry_class = CanceledJobRegistry if job.get_status(refresh=False) == JobStatus.CANCELED else FailedJobRegistry
     registry = registry_class(job.origin, connection=conn)
     try:

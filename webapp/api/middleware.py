@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 
 import redis
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings as django_settings
 from django.http import HttpRequest, HttpResponse
 
@@ -23,19 +24,46 @@ log = get_logger("webapp.access")
 
 
 class RequestLogMiddleware:
-    """Counts every request in Redis and logs `method path status ms` as one line."""
+    """Counts every request in Redis and logs `method path status ms` as one line.
+
+    Sync and async capable: under ASGI (the API's server model, docs/api.md) the chain
+    stays async, so a view waiting on Redis (`?wait=`) holds no thread on its way out.
+    """
+
+    sync_capable = True
+    async_capable = True
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
 
-    def __call__(self, request: HttpRequest) -> HttpResponse:
+    def __call__(self, request: HttpRequest):
+        if self.is_async:
+            return self.__acall__(request)
         started = time.perf_counter()
         response = self.get_response(request)
-        elapsed_ms = (time.perf_counter() - started) * 1000
         try:
             settings.get_redis().incr(REQUESTS_KEY)
         except redis.RedisError:
             pass
+        self._log(request, response, started)
+        return response
+
+    async def __acall__(self, request: HttpRequest) -> HttpResponse:
+        started = time.perf_counter()
+        response = await self.get_response(request)
+        try:
+            await settings.get_async_redis().incr(REQUESTS_KEY)
+        except (redis.RedisError, OSError):
+            pass
+        self._log(request, response, started)
+        return response
+
+    @staticmethod
+    def _log(request: HttpRequest, response: HttpResponse, started: float) -> None:
+        elapsed_ms = (time.perf_counter() - started) * 1000
         level = logging.ERROR if response.status_code >= 500 else logging.INFO
         fields = {"method": request.method, "path": request.path, "status": response.status_code,
                   "ms": round(elapsed_ms, 1), "client": request.META.get("REMOTE_ADDR"), "bytes": _length(response)}
@@ -43,7 +71,6 @@ class RequestLogMiddleware:
         if code:
             fields["error"] = code
         log_event(log, "request", level, **fields)
-        return response
 
 
 def _error_code(response: HttpResponse) -> str | None:
@@ -65,12 +92,29 @@ class BodySizeLimitMiddleware:
 
     DRF's JSON parser reads the stream directly, bypassing Django's
     DATA_UPLOAD_MAX_MEMORY_SIZE check, so the limit is enforced here for every parser.
+    Sync and async capable, like RequestLogMiddleware.
     """
+
+    sync_capable = True
+    async_capable = True
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
 
-    def __call__(self, request: HttpRequest) -> HttpResponse:
+    def __call__(self, request: HttpRequest):
+        refusal = self._refusal(request)
+        if self.is_async:
+            return self._arespond(request, refusal)
+        return refusal or self.get_response(request)
+
+    async def _arespond(self, request: HttpRequest, refusal: HttpResponse | None) -> HttpResponse:
+        return refusal or await self.get_response(request)
+
+    @staticmethod
+    def _refusal(request: HttpRequest) -> HttpResponse | None:
         raw = request.META.get("CONTENT_LENGTH") or "0"
         try:
             length = int(raw)
@@ -82,4 +126,4 @@ class BodySizeLimitMiddleware:
                               f"The request body has {length} bytes; the limit is {limit} bytes "
                               "(PIXELFLEET_MAX_REQUEST_BYTES; images are limited to PIXELFLEET_MAX_BYTES each).",
                               {"bytes": length, "limit": limit})
-        return self.get_response(request)
+        return None

@@ -72,6 +72,10 @@ def submit(request: Request, *, default_sample: str | None = None, source: str =
     options = inputs.parse_options(body)
     conn = settings.get_redis()
     images = inputs.parse_images(request, body, default_sample=default_sample, conn=conn)
+    if len(images) > 1 and getattr(request, "pixelfleet_wait_one", False):   # set by views_wait
+        raise InvalidInput(f"?wait answers with one image; this request has {len(images)}. Submit them "
+                           "without wait, or one per request", {"field": "wait", "images": len(images)},
+                           code="invalid_wait")
     caps = registry.required_capabilities(steps, options["device"])
     # One look at the registry for the whole request: the same answer for every image.
     waiting = task_state.waiting_reason(caps, read_workers(conn))
