@@ -66,8 +66,8 @@ _async_clients: "weakref.WeakKeyDictionary[Any, dict[str, Any]]" = weakref.WeakK
 
 def get_async_redis(url: str | None = None) -> "redis.asyncio.Redis":
     """A redis.asyncio client for `url` or REDIS_URL, one per event loop (pools are bound
-    to the loop that made them). For the API's waiting paths; no socket timeout, because
-    a BLPOP may block for up to MAX_WAIT seconds."""
+    to the loop that made them). For the API's waiting paths, where a BLPOP may block
+    for up to MAX_WAIT seconds."""
     import asyncio
 
     import redis.asyncio
@@ -77,7 +77,13 @@ def get_async_redis(url: str | None = None) -> "redis.asyncio.Redis":
     clients = _async_clients.setdefault(loop, {})
     client = clients.get(url)
     if client is None:
-        client = clients[url] = redis.asyncio.Redis.from_url(url, socket_connect_timeout=5)
+        # One connection per waiting request (its BLPOP holds it): room for MAX_WAITERS
+        # of them plus the quick calls; past that a caller waits up to 5 s for one.
+        # redis-py's default read timeout (5 s) would cut a longer BLPOP: allow MAX_WAIT + 5.
+        pool = redis.asyncio.BlockingConnectionPool.from_url(
+            url, max_connections=MAX_WAITERS + 64, timeout=5, socket_connect_timeout=5,
+            socket_timeout=MAX_WAIT + 5)
+        client = clients[url] = redis.asyncio.Redis(connection_pool=pool)
     return client
 
 
@@ -114,4 +120,5 @@ COMPLETIONS_WINDOW = 15 * 60                                   # s of history fo
 MAX_WAIT = 60                                                  # s a `?wait=` request may block, at most
 DONE_TTL = MAX_WAIT * 2                                        # s an end-of-task token outlives its push
 DELIVERED_TTL = env_int("PIXELFLEET_DELIVERED_TTL", 300)       # s a result handed out by submit?wait is kept
-MAX_WAITERS = env_int("PIXELFLEET_MAX_WAITERS", 2000)          # waiting requests per API process
+MAX_WAITERS = env_int("PIXELFLEET_MAX_WAITERS", 400)           # waiting requests per API process (a
+                                                               # Redis connection each); more answer at once

@@ -23,11 +23,11 @@ urlpatterns = [
     *both("api/image/4k", views_images.Image4kView.as_view(), "image-4k"),
     *both("api/image/slow", views_images.SlowImageView.as_view(), "image-slow"),
     # Async fronts of the DRF task views: `?wait=S` waits in the event loop (views_wait).
-    *both("api/tasks", views_wait.task_list, "tasks"),
-    *both("api/tasks/<str:task_id>", views_wait.task_detail, "task-detail"),
-    *both("api/tasks/<str:task_id>/result", views_wait.task_result, "task-result"),
+    *both("api/tasks", views_wait.task_list_view, "tasks"),
+    *both("api/tasks/<str:task_id>", views_wait.task_detail_view, "task-detail"),
+    *both("api/tasks/<str:task_id>/result", views_wait.task_result_view, "task-result"),
     *both("api/tasks/<str:task_id>/retry", views_tasks.TaskRetryView.as_view(), "task-retry"),
-    *both("api/task/<str:task_id>/status", views_wait.legacy_task_status, "task-status-legacy"),
+    *both("api/task/<str:task_id>/status", views_wait.legacy_task_status_view, "task-status-legacy"),
     *both("api/process-batch/distributed", views_tasks.DistributedBatchView.as_view(), "process-batch-distributed"),
 ]
 

@@ -15,6 +15,8 @@ called once before or after the wait. Without `wait` these views are the DRF vie
 """
 from __future__ import annotations
 
+import functools
+import logging
 import math
 from typing import Any, Callable
 
@@ -25,6 +27,9 @@ from api import views_tasks
 from api.auth import ReadPermission
 from api.exceptions import InvalidInput, error_body, to_response_parts
 from workers import notify, settings, storage
+from workers.logs import get_logger, log_event
+
+log = get_logger("webapp.wait")
 
 WAIT_PARAM = "wait"
 ONE_TASK_ATTR = "pixelfleet_wait_one"   # set on a submit that waits: one image only (views_tasks.submit)
@@ -184,14 +189,26 @@ async def task_list(request: HttpRequest) -> HttpResponse:
                         status=422, headers={"X-Task-Id": task_id, "Location": data["status_url"]})
 
 
-def _document_as(front: Callable[..., Any], view_class: type) -> None:
-    """Let schema generators (drf-spectacular) see the DRF view behind an async front."""
+def _front(view: Callable[..., Any], view_class: type) -> Callable[..., Any]:
+    """The async view, logging what escapes it (Django's own 500 logger is silenced in
+    settings.LOGGING) and visible to schema generators as the DRF view behind it."""
+    @functools.wraps(view)
+    async def front(request: HttpRequest, **kwargs: Any) -> HttpResponse:
+        try:
+            return await view(request, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - Redis down → 503; anything else is a bug
+            if to_response_parts(exc) is not None:
+                return _error_response(exc)
+            log_event(log, "unhandled_error", logging.ERROR, exc_info=exc, view=view.__name__)
+            return JsonResponse(error_body("internal_error", "The server failed to handle this request; "
+                                           "it has been logged."), status=500)
     front.cls = view_class            # type: ignore[attr-defined]
     front.initkwargs = {}             # type: ignore[attr-defined]
     front.csrf_exempt = True          # type: ignore[attr-defined]  (bearer tokens, no cookies)
+    return front
 
 
-_document_as(task_list, views_tasks.TaskListView)
-_document_as(task_detail, views_tasks.TaskDetailView)
-_document_as(task_result, views_tasks.TaskResultView)
-_document_as(legacy_task_status, views_tasks.LegacyTaskStatusView)
+task_list_view = _front(task_list, views_tasks.TaskListView)
+task_detail_view = _front(task_detail, views_tasks.TaskDetailView)
+task_result_view = _front(task_result, views_tasks.TaskResultView)
+legacy_task_status_view = _front(legacy_task_status, views_tasks.LegacyTaskStatusView)
