@@ -218,11 +218,24 @@ def test_two_hundred_waiters_do_not_block_submits_or_health(fleet):
 
 
 def test_oversized_body_is_refused_before_it_is_read(fleet):
+    """The ASGI guard (webapp/asgi.py) answers 413 from Content-Length alone: the client
+    announced a body over the limit and sent none of it, and still gets its answer."""
+    import json
+    import socket
+
     from django.conf import settings as django_settings
 
     limit = django_settings.MAX_REQUEST_BYTES
-    response = requests.post(f"{fleet.url}/api/tasks/", data=b"x" * 16,
-                             headers={"Content-Length": str(limit + 1), "Content-Type": "application/json"},
-                             timeout=10)
-    assert response.status_code == 413
-    assert response.json()["error"]["code"] == "request_too_large"
+    host, port = fleet.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(f"POST /api/tasks/ HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+                     f"Content-Length: {limit + 1}\r\n\r\n".encode())
+        answer = b""
+        while b"\r\n\r\n" not in answer or not answer.rstrip().endswith(b"}"):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 413"), head
+    assert json.loads(body)["error"]["code"] == "request_too_large"

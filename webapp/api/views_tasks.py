@@ -104,11 +104,15 @@ def _image_summary(image: inputs.ImageInput) -> dict[str, Any]:
             "height": info.height, "mode": getattr(info, "mode", None), "bytes": len(image.data)}
 
 
+def task_not_found(task_id: str) -> NotFound:
+    return NotFound(f"no task {task_id!r}: unknown, or expired (finished tasks are kept "
+                    f"{settings.RESULT_TTL} s, failed ones {settings.FAILURE_TTL} s)", code="task_not_found")
+
+
 def load_status(task_id: str) -> dict[str, Any]:
     state = task_state.task_status(settings.get_redis(), check_task_id(task_id))
     if state is None:
-        raise NotFound(f"no task {task_id!r}: unknown, or expired (finished tasks are kept "
-                       f"{settings.RESULT_TTL} s, failed ones {settings.FAILURE_TTL} s)", code="task_not_found")
+        raise task_not_found(task_id)
     return state
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import time
 from typing import Any, Callable
 
 from asgiref.sync import sync_to_async
@@ -27,11 +28,14 @@ from api import views_tasks
 from api.auth import ReadPermission
 from api.exceptions import InvalidInput, error_body, to_response_parts
 from workers import notify, settings, storage
+from workers import status as task_state
+from workers.registry import read_workers
 from workers.logs import get_logger, log_event
 
 log = get_logger("webapp.wait")
 
 WAIT_PARAM = "wait"
+WORKERS_CACHE_S = 1.0                   # s the fast status path reuses the worker registry
 ONE_TASK_ATTR = "pixelfleet_wait_one"   # set on a submit that waits: one image only (views_tasks.submit)
 _active_waiters = 0                     # this process's waiting requests (one event loop)
 
@@ -91,11 +95,13 @@ async def wait_for_task(task_id: str, seconds: float) -> bool:
         _active_waiters -= 1
 
 
-async def _checked_wait(request: HttpRequest, task_id: str) -> tuple[float | None, HttpResponse | None]:
-    """(seconds, None) for a valid wait by an allowed client, or (None, the refusal)."""
+async def _checked_wait(request: HttpRequest, task_id: str,
+                        always: bool = False) -> tuple[float | None, HttpResponse | None]:
+    """(seconds, None) for a valid wait by an allowed client, or (None, the refusal).
+    `always`: check the id and the permission even without a wait (the fast status path)."""
     try:
         seconds = parse_wait(request)
-        if seconds is not None:
+        if seconds is not None or always:
             views_tasks.check_task_id(task_id)
             ReadPermission().has_permission(request, None)   # no wait slot for a refused client
         return seconds, None
@@ -103,26 +109,62 @@ async def _checked_wait(request: HttpRequest, task_id: str) -> tuple[float | Non
         return None, _error_response(exc)
 
 
+_workers_cache: tuple[float, list[dict[str, Any]]] = (-math.inf, [])
+
+
+async def _live_workers() -> list[dict[str, Any]]:
+    """The worker registry for waiting reasons, read at most once a second per process:
+    a fleet polled hundreds of times a second must not SCAN the registry each time."""
+    global _workers_cache
+    seen_at, workers = _workers_cache
+    if time.monotonic() - seen_at > WORKERS_CACHE_S:
+        workers = await sync_to_async(read_workers)(settings.get_redis())
+        _workers_cache = (time.monotonic(), workers)
+    return workers
+
+
+async def fast_status(task_id: str) -> HttpResponse:
+    """The status JSON in the event loop: one pipelined round trip (the job's fields and
+    its latest result, workers.status), no thread, no DRF. What pollers hit."""
+    aconn = settings.get_async_redis()
+    async with aconn.pipeline(transaction=False) as pipe:
+        task_state.queue_status_reads(pipe, task_id)
+        fields, results = await pipe.execute()
+    workers: list[dict[str, Any]] = []
+    if fields and fields[0] == b"queued":
+        workers = await _live_workers()
+    info = task_state.status_from_reads(task_id, fields, results, lambda: workers)
+    if info is None:
+        return _error_response(views_tasks.task_not_found(task_id))
+    return JsonResponse(info, json_dumps_params={"separators": (",", ":"), "ensure_ascii": False})
+
+
+def _wants_json(request: HttpRequest) -> bool:
+    """A browser asking for HTML gets DRF's browsable page; API clients get the fast path."""
+    return request.method == "GET" and "text/html" not in request.headers.get("Accept", "")
+
+
+async def _status(request: HttpRequest, task_id: str, drf_view: Callable[..., Any]) -> HttpResponse:
+    if request.method not in ("GET", "HEAD"):
+        return await drf_view(request, task_id=task_id)
+    seconds, refusal = await _checked_wait(request, task_id, always=True)
+    if refusal is not None:
+        return refusal
+    if seconds is not None:
+        await wait_for_task(task_id, seconds)
+    if _wants_json(request):
+        return await fast_status(task_id)
+    return await drf_view(request, task_id=task_id)
+
+
 async def task_detail(request: HttpRequest, task_id: str) -> HttpResponse:
     """GET (optionally `?wait=S`) the status; DELETE cancels. See views_tasks.TaskDetailView."""
-    if request.method in ("GET", "HEAD"):
-        seconds, refusal = await _checked_wait(request, task_id)
-        if refusal is not None:
-            return refusal
-        if seconds is not None:
-            await wait_for_task(task_id, seconds)
-    return await _detail(request, task_id=task_id)
+    return await _status(request, task_id, _detail)
 
 
 async def legacy_task_status(request: HttpRequest, task_id: str) -> HttpResponse:
     """GET /api/task/<id>/status/ (the original path), `?wait=S` too."""
-    if request.method in ("GET", "HEAD"):
-        seconds, refusal = await _checked_wait(request, task_id)
-        if refusal is not None:
-            return refusal
-        if seconds is not None:
-            await wait_for_task(task_id, seconds)
-    return await _legacy_status(request, task_id=task_id)
+    return await _status(request, task_id, _legacy_status)
 
 
 async def task_result(request: HttpRequest, task_id: str) -> HttpResponse:
