@@ -239,3 +239,25 @@ def test_oversized_body_is_refused_before_it_is_read(fleet):
     head, _, body = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 413"), head
     assert json.loads(body)["error"]["code"] == "request_too_large"
+
+
+def test_status_polls_are_answered_in_front_of_django_with_the_same_answers(fleet, conn):
+    """GET status as JSON is served by api/asgi_status.py; a browser's HTML still by DRF."""
+    task_id = submit(fleet, wait="60").headers["X-Task-Id"]
+    before = int(conn.get(settings.API_REQUESTS_KEY) or 0)
+    response = requests.get(f"{fleet.url}/api/tasks/{task_id}/", timeout=10)
+    assert response.status_code == 200 and response.headers["Content-Type"] == "application/json"
+    body = response.json()
+    assert body["status"] == "finished" and body["result"]["width"] == 32
+    assert {"task_id", "status", "progress", "worker", "queue", "submitted_at", "ended_at"} <= set(body)
+    assert response.headers["X-Frame-Options"] == "DENY"
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert int(conn.get(settings.API_REQUESTS_KEY)) == before + 1          # counted like any request
+    assert requests.get(f"{fleet.url}/api/task/{task_id}/status/", timeout=10).json() == body
+    missing = requests.get(f"{fleet.url}/api/tasks/no-such-task/", timeout=10)
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "task_not_found"
+    html = requests.get(f"{fleet.url}/api/tasks/{task_id}/", headers={"Accept": "text/html"}, timeout=10)
+    assert html.status_code == 200 and html.headers["Content-Type"].startswith("text/html")
+    assert task_id in html.text
+    access = (fleet.log_dir / "api.log").read_text()
+    assert f"path=/api/tasks/{task_id}/ status=200" in access

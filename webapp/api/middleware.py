@@ -14,6 +14,9 @@ import redis
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings as django_settings
 from django.http import HttpRequest, HttpResponse
+from django.middleware.clickjacking import XFrameOptionsMiddleware as DjangoXFrameOptionsMiddleware
+from django.middleware.common import CommonMiddleware as DjangoCommonMiddleware
+from django.middleware.security import SecurityMiddleware as DjangoSecurityMiddleware
 
 from api.exceptions import json_error
 from workers import settings
@@ -127,3 +130,56 @@ class BodySizeLimitMiddleware:
                               "(PIXELFLEET_MAX_REQUEST_BYTES; images are limited to PIXELFLEET_MAX_BYTES each).",
                               {"bytes": length, "limit": limit})
         return None
+
+
+class InlineHooks:
+    """Runs a Django MiddlewareMixin's process_request/process_response in the event loop.
+
+    Why: under ASGI, Django calls a MiddlewareMixin's hooks through sync_to_async — a
+    thread hop per hook, five per request for the three below, which made a status poll
+    cost milliseconds of CPU. Their hooks only read and set headers (no I/O), so calling
+    them inline is safe. `middleware_class` names the Django class; sync mode is unchanged.
+    """
+
+    sync_capable = True
+    async_capable = True
+    middleware_class: type = type(None)
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+        self.inner = self.middleware_class(get_response)
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
+
+    def __call__(self, request: HttpRequest):
+        if self.is_async:
+            return self.__acall__(request)
+        return self.inner(request)
+
+    async def __acall__(self, request: HttpRequest) -> HttpResponse:
+        response = None
+        if hasattr(self.inner, "process_request"):
+            response = self.inner.process_request(request)
+        response = response or await self.get_response(request)
+        if hasattr(self.inner, "process_response"):
+            response = self.inner.process_response(request, response)
+        return response
+
+
+class SecurityMiddleware(InlineHooks):
+    """django.middleware.security.SecurityMiddleware, hooks inline under ASGI."""
+
+    middleware_class = DjangoSecurityMiddleware
+
+
+class CommonMiddleware(InlineHooks):
+    """django.middleware.common.CommonMiddleware, hooks inline under ASGI."""
+
+    middleware_class = DjangoCommonMiddleware
+
+
+class XFrameOptionsMiddleware(InlineHooks):
+    """django.middleware.clickjacking.XFrameOptionsMiddleware, hooks inline under ASGI."""
+
+    middleware_class = DjangoXFrameOptionsMiddleware

@@ -42,7 +42,11 @@ _active_waiters = 0                     # this process's waiting requests (one e
 
 def parse_wait(request: HttpRequest) -> float | None:
     """Seconds to wait from `?wait=`, None when absent; a bad value is a 400 that says so."""
-    raw = request.GET.get(WAIT_PARAM)
+    return wait_seconds(request.GET.get(WAIT_PARAM))
+
+
+def wait_seconds(raw: str | None) -> float | None:
+    """The `wait` query value as seconds (0..MAX_WAIT), None when absent; InvalidInput else."""
     if raw is None:
         return None
     try:
@@ -112,7 +116,7 @@ async def _checked_wait(request: HttpRequest, task_id: str,
 _workers_cache: tuple[float, list[dict[str, Any]]] = (-math.inf, [])
 
 
-async def _live_workers() -> list[dict[str, Any]]:
+async def live_workers() -> list[dict[str, Any]]:
     """The worker registry for waiting reasons, read at most once a second per process:
     a fleet polled hundreds of times a second must not SCAN the registry each time."""
     global _workers_cache
@@ -132,7 +136,7 @@ async def fast_status(task_id: str) -> HttpResponse:
         fields, results = await pipe.execute()
     workers: list[dict[str, Any]] = []
     if fields and fields[0] == b"queued":
-        workers = await _live_workers()
+        workers = await live_workers()
     info = task_state.status_from_reads(task_id, fields, results, lambda: workers)
     if info is None:
         return _error_response(views_tasks.task_not_found(task_id))

@@ -1,7 +1,8 @@
 """ASGI entry point: what `make run` serves (gunicorn + uvicorn workers, webapp/gunicorn.conf.py).
 
 Why ASGI: `?wait=` requests wait in the event loop without holding a thread (api.views_wait);
-every other view is a sync DRF view that Django runs in a thread per request.
+every other view is a sync DRF view that Django runs in a thread per request. Status
+polls are answered in front of Django (api.asgi_status), where they cost no thread.
 
 Django's ASGI handler reads the whole request body before any middleware runs, so the
 request-size limit (MAX_REQUEST_BYTES) is enforced here too, in front of it: a declared
@@ -70,4 +71,8 @@ django_application = get_asgi_application()
 
 from django.conf import settings as _settings  # noqa: E402  (configured by get_asgi_application)
 
-application = BodyLimit(django_application, _settings.MAX_REQUEST_BYTES)
+from api.asgi_status import FastStatus  # noqa: E402  (needs the apps loaded)
+
+# Outermost first: the size guard, then the status polls answered without Django's
+# thread hops (api/asgi_status.py), then Django.
+application = BodyLimit(FastStatus(django_application), _settings.MAX_REQUEST_BYTES)
