@@ -262,7 +262,11 @@ def validate_step(raw: Any, index: int = 0) -> Step:
             {"step": index},
         )
     spec = get_filter(name)
-    return Step(spec.name, spec.coerce_params(params))
+    try:
+        return Step(spec.name, spec.coerce_params(params))
+    except ValidationError as exc:
+        exc.details.setdefault("step", index)   # which step, when a pipeline repeats a filter
+        raise
 
 
 def validate_steps(raw: Any) -> list[Step]:

@@ -35,6 +35,7 @@ class WorkerHealth:
     done: int = 0
     failed: int = 0
     started_at: float = field(default_factory=time.time)
+    paused_queues: list[str] = field(default_factory=list)   # of its queues, those paused
 
     def record(self, process: psutil.Process) -> dict[str, Any]:
         """The registry record (docs/INTERFACES.md fields) as of now."""
@@ -51,6 +52,7 @@ class WorkerHealth:
             "done": self.done, "failed": self.failed,
             "cpu_percent": round(cpu, 1), "rss_mb": round(rss_mb, 1),
             "started_at": self.started_at, "last_seen": time.time(),
+            "paused_queues": list(self.paused_queues),
         }
 
 

@@ -105,6 +105,8 @@ REAPER_LOCK_KEY = f"{PREFIX}:reaper:lock"                # one reaper pass fleet
 API_REQUESTS_KEY = f"{PREFIX}:api:requests"              # requests served by every API process
 THROTTLE_KEY = f"{PREFIX}:api:throttle:{{scope}}:{{ident}}:{{window}}"  # fixed windows, TTL
 DONE_KEY = f"{PREFIX}:done:{{task_id}}"                  # list: one token pushed when a task ends
+PAUSED_QUEUES_KEY = f"{PREFIX}:paused_queues"            # set of queue names workers skip
+DASHBOARD_SESSION_KEY = f"{PREFIX}:dashboard:session:{{key}}"  # web dashboard sessions, TTL
 
 # --- Defaults (tunable by environment) -------------------------------------------------
 INPUT_TTL = env_int("PIXELFLEET_INPUT_TTL", 24 * 3600)        # s an input image is kept
@@ -122,3 +124,4 @@ DONE_TTL = MAX_WAIT * 2                                        # s an end-of-tas
 DELIVERED_TTL = env_int("PIXELFLEET_DELIVERED_TTL", 300)       # s a result handed out by submit?wait is kept
 MAX_WAITERS = env_int("PIXELFLEET_MAX_WAITERS", 400)           # waiting requests per API process (a
                                                                # Redis connection each); more answer at once
+PAUSE_CHECK_S = 1                                              # s a pause takes to reach workers

@@ -30,7 +30,7 @@ _RQ_TO_OURS = {
     JobStatus.STARTED: "started", JobStatus.FINISHED: "finished", JobStatus.FAILED: "failed",
     JobStatus.CANCELED: "canceled", JobStatus.STOPPED: "canceled",
 }
-_LIVE_STATES = ("idle", "busy", "warming")
+_LIVE_STATES = ("idle", "busy", "warming", "paused")
 _HISTORY_KEEP = 10
 
 
@@ -76,9 +76,18 @@ def _fetch(conn: redis.Redis, task_id: str) -> Job:
                            f"{settings.RESULT_TTL} s)") from None
 
 
-def waiting_reason(caps: list[str] | frozenset[str], workers: list[dict[str, Any]]) -> str | None:
-    """Why a queued task cannot be taken, in words; None when some live worker can take it."""
+def waiting_reason(caps: list[str] | frozenset[str], workers: list[dict[str, Any]],
+                   paused: frozenset[str] | set[str] = frozenset()) -> str | None:
+    """Why a queued task cannot be taken, in words; None when some live worker can take it.
+
+    `paused`: the paused queue names (workers.queues.paused_queues), when the caller read them.
+    """
     need = frozenset(caps)
+    if need and paused:
+        from workers.routing import queue_name
+        name = queue_name(need)
+        if name in paused:
+            return f"queue {name} is paused: its tasks wait until it is resumed"
     live = [w for w in workers if w.get("state") in _LIVE_STATES]
     if not live:
         return "no live worker is running"
@@ -136,9 +145,10 @@ def queue_status_reads(pipe: Any, task_id: str) -> None:
 
 
 def status_from_reads(task_id: str, fields: list[bytes | None], results: list[Any],
-                      workers: Callable[[], list[dict[str, Any]]]) -> dict[str, Any] | None:
+                      fleet: Callable[[], tuple[list[dict[str, Any]], frozenset[str]]]) -> dict[str, Any] | None:
     """The full status dict (docs/INTERFACES.md) from queue_status_reads' answers, or None
-    for an unknown task. `workers` is called only for a queued task (its waiting reason)."""
+    for an unknown task. `fleet` — (live worker records, paused queue names) — is called
+    only for a queued task (its waiting reason)."""
     if not fields or fields[0] is None:
         return None
     conn = settings.get_redis()   # not used for I/O: RQ's objects want one
@@ -162,7 +172,8 @@ def status_from_reads(task_id: str, fields: list[bytes | None], results: list[An
                     failure_reason=info.get("error") or "the task failed",
                     explanation="Failed without a recorded classification; see the worker's log.")
     if info["status"] == "queued":
-        info["waiting_reason"] = waiting_reason(info["capabilities"], workers())
+        workers, paused = fleet()
+        info["waiting_reason"] = waiting_reason(info["capabilities"], workers, paused)
     return info
 
 
@@ -174,12 +185,13 @@ def task_status(conn: redis.Redis, task_id: str) -> dict[str, Any] | None:
     """
     if not isinstance(task_id, str) or not task_id or len(task_id) > 128:
         return None
+    from workers.queues import paused_queues
     from workers.registry import read_workers
 
     with conn.pipeline(transaction=False) as pipe:
         queue_status_reads(pipe, task_id)
         fields, results = pipe.execute()
-    return status_from_reads(task_id, fields, results, lambda: read_workers(conn))
+    return status_from_reads(task_id, fields, results, lambda: (read_workers(conn), paused_queues(conn)))
 
 
 def _last_line(exc_string: str) -> str:
@@ -274,3 +286,14 @@ def retry_task(conn: redis.Redis, task_id: str) -> dict[str, Any]:
     conn.hincrby(settings.COUNTERS_KEY, "retried", 1)
     log_event(log, "retried", task=job.id, queue=job.origin, previous=status)
     return summary(job)
+
+
+def task_input_digest(conn: redis.Redis, task_id: str) -> str | None:
+    """The digest of the task's stored input image (workers.storage), None if not recorded.
+
+    The payload is read back from Redis: untrusted, so only a string digest is returned.
+    """
+    job = _fetch(conn, task_id)
+    payload = job.args[0] if job.args else None
+    digest = payload.get("digest") if isinstance(payload, dict) else None
+    return digest if isinstance(digest, str) else None

@@ -117,8 +117,9 @@ def test_deep_class_backlog_is_high_urgency_and_stopping_workers_do_not_count():
 
 
 def test_workers_by_capability_counts_each_class_and_state():
-    counts = workers_by_capability([worker("a", ["io"]), worker("b", ["all"], state="busy")])
-    assert counts["io"] == {"total": 2, "idle": 1, "busy": 1, "warming": 0, "stopping": 0}
+    counts = workers_by_capability([worker("a", ["io"]), worker("b", ["all"], state="busy"),
+                                    worker("c", ["io"], state="paused")])
+    assert counts["io"] == {"total": 3, "idle": 1, "busy": 1, "warming": 0, "paused": 1, "stopping": 0}
     assert counts["gpu"]["total"] == 1 and counts["cpu"]["busy"] == 1
 
 

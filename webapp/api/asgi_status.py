@@ -114,8 +114,8 @@ class FastStatus:
                 pipe.incr(REQUESTS_KEY)   # the request count rides along: one round trip in all
                 fields, results, _ = await pipe.execute()
             counted.append(True)
-            workers = await live_workers() if fields and fields[0] == b"queued" else []
-            info = task_state.status_from_reads(task_id, fields, results, lambda: workers)
+            fleet = await live_workers() if fields and fields[0] == b"queued" else ([], frozenset())
+            info = task_state.status_from_reads(task_id, fields, results, lambda: fleet)
             if info is None:
                 raise task_not_found(task_id)
             return 200, info, {}

@@ -125,13 +125,13 @@ def latency(completions: list[dict], now: float, window_s: int = LATENCY_WINDOW_
 
 def workers_by_capability(workers: list[dict]) -> dict[str, dict]:
     """Per capability class: how many live workers have it, and in which state."""
-    out = {cap: {"total": 0, "idle": 0, "busy": 0, "warming": 0, "stopping": 0}
+    out = {cap: {"total": 0, "idle": 0, "busy": 0, "warming": 0, "paused": 0, "stopping": 0}
            for cap in CAPABILITIES}
     for worker in workers:
         state = str(worker.get("state") or "idle")
         for cap in worker_capabilities(worker):
             entry = out.setdefault(cap, {"total": 0, "idle": 0, "busy": 0,
-                                         "warming": 0, "stopping": 0})
+                                         "warming": 0, "paused": 0, "stopping": 0})
             entry["total"] += 1
             entry[state] = entry.get(state, 0) + 1
     return out
@@ -315,3 +315,40 @@ def build_metrics(data: FleetData) -> dict:
         "latency": window,
         "recommendations": per_class,
     }
+
+
+# --- History (the dashboard's charts) ------------------------------------------------------
+HISTORY_WINDOW_S = 15 * 60
+HISTORY_BUCKET_S = 30
+
+
+def history(completions: list[dict], now: float, window_s: int = HISTORY_WINDOW_S,
+            bucket_s: int = HISTORY_BUCKET_S) -> dict:
+    """Throughput and latency per time bucket over the window, oldest bucket first.
+
+    Each bucket counts the tasks that ended in it (finished and failed) and gives p50/p95
+    of queue wait and processing with the same percentile as `latency`, so a chart and
+    the 5-minute figures never disagree on how a percentile is computed.
+    """
+    count = max(1, math.ceil(window_s / bucket_s))
+    start = now - count * bucket_s
+    rows: list[dict] = [{"completed": 0, "failed": 0, "wait": [], "processing": []} for _ in range(count)]
+    for record in completions:
+        ended = _number(record.get("ended_at"), default=-1.0)
+        if not start <= ended <= now:
+            continue
+        row = rows[min(count - 1, int((ended - start) // bucket_s))]
+        row["completed" if record.get("status") == "finished" else "failed"] += 1
+        for key, name in (("wait_ms", "wait"), ("processing_ms", "processing")):
+            if record.get(key) is not None:
+                row[name].append(_number(record[key]))
+    buckets = []
+    for i, row in enumerate(rows):
+        total = row["completed"] + row["failed"]
+        buckets.append({
+            "start": round(start + i * bucket_s, 3), "completed": row["completed"], "failed": row["failed"],
+            "per_second": round(total / bucket_s, 3),
+            "queue_wait_ms": {f"p{p}": percentile(row["wait"], p) for p in (50, 95)},
+            "processing_ms": {f"p{p}": percentile(row["processing"], p) for p in (50, 95)},
+        })
+    return {"timestamp": now, "window_s": count * bucket_s, "bucket_s": bucket_s, "buckets": buckets}

@@ -11,9 +11,10 @@ import time
 from collections.abc import Callable
 
 import redis
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.conf import settings as django_settings
 from django.http import HttpRequest, HttpResponse
+from django.contrib.sessions.middleware import SessionMiddleware as DjangoSessionMiddleware
 from django.middleware.clickjacking import XFrameOptionsMiddleware as DjangoXFrameOptionsMiddleware
 from django.middleware.common import CommonMiddleware as DjangoCommonMiddleware
 from django.middleware.security import SecurityMiddleware as DjangoSecurityMiddleware
@@ -163,14 +164,33 @@ class InlineHooks:
             response = self.inner.process_request(request)
         response = response or await self.get_response(request)
         if hasattr(self.inner, "process_response"):
-            response = self.inner.process_response(request, response)
+            if self.response_does_io(request):
+                response = await sync_to_async(self.inner.process_response)(request, response)
+            else:
+                response = self.inner.process_response(request, response)
         return response
+
+    def response_does_io(self, request: HttpRequest) -> bool:
+        """True when process_response may do blocking I/O for this request (then a thread)."""
+        return False
 
 
 class SecurityMiddleware(InlineHooks):
     """django.middleware.security.SecurityMiddleware, hooks inline under ASGI."""
 
     middleware_class = DjangoSecurityMiddleware
+
+
+class SessionMiddleware(InlineHooks):
+    """django.contrib.sessions' SessionMiddleware: process_request only makes a lazy
+    session object, inline; process_response saves to Redis (dashboard.sessions) only when
+    a view touched the session (the dashboard's), and then it runs in a thread."""
+
+    middleware_class = DjangoSessionMiddleware
+
+    def response_does_io(self, request: HttpRequest) -> bool:
+        session = getattr(request, "session", None)
+        return bool(session is not None and session.accessed)
 
 
 class CommonMiddleware(InlineHooks):

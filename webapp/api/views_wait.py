@@ -29,6 +29,7 @@ from api.auth import ReadPermission
 from api.exceptions import InvalidInput, error_body, to_response_parts
 from workers import notify, settings, storage
 from workers import status as task_state
+from workers.queues import paused_queues
 from workers.registry import read_workers
 from workers.logs import get_logger, log_event
 
@@ -113,18 +114,24 @@ async def _checked_wait(request: HttpRequest, task_id: str,
         return None, _error_response(exc)
 
 
-_workers_cache: tuple[float, list[dict[str, Any]]] = (-math.inf, [])
+_fleet_cache: tuple[float, tuple[list[dict[str, Any]], frozenset[str]]] = (-math.inf, ([], frozenset()))
 
 
-async def live_workers() -> list[dict[str, Any]]:
-    """The worker registry for waiting reasons, read at most once a second per process:
-    a fleet polled hundreds of times a second must not SCAN the registry each time."""
-    global _workers_cache
-    seen_at, workers = _workers_cache
+def _read_fleet() -> tuple[list[dict[str, Any]], frozenset[str]]:
+    conn = settings.get_redis()
+    return read_workers(conn), paused_queues(conn)
+
+
+async def live_workers() -> tuple[list[dict[str, Any]], frozenset[str]]:
+    """(live worker records, paused queue names) for waiting reasons, read at most once a
+    second per process: a fleet polled hundreds of times a second must not SCAN the
+    registry each time (a pause reaches the workers within PAUSE_CHECK_S = 1 s too)."""
+    global _fleet_cache
+    seen_at, fleet = _fleet_cache
     if time.monotonic() - seen_at > WORKERS_CACHE_S:
-        workers = await sync_to_async(read_workers)(settings.get_redis())
-        _workers_cache = (time.monotonic(), workers)
-    return workers
+        fleet = await sync_to_async(_read_fleet)()
+        _fleet_cache = (time.monotonic(), fleet)
+    return fleet
 
 
 async def fast_status(task_id: str) -> HttpResponse:
@@ -134,10 +141,8 @@ async def fast_status(task_id: str) -> HttpResponse:
     async with aconn.pipeline(transaction=False) as pipe:
         task_state.queue_status_reads(pipe, task_id)
         fields, results = await pipe.execute()
-    workers: list[dict[str, Any]] = []
-    if fields and fields[0] == b"queued":
-        workers = await live_workers()
-    info = task_state.status_from_reads(task_id, fields, results, lambda: workers)
+    fleet = await live_workers() if fields and fields[0] == b"queued" else ([], frozenset())
+    info = task_state.status_from_reads(task_id, fields, results, lambda: fleet)
     if info is None:
         return _error_response(views_tasks.task_not_found(task_id))
     return JsonResponse(info, json_dumps_params={"separators": (",", ":"), "ensure_ascii": False})
