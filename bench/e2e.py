@@ -13,7 +13,7 @@ call (`POST /api/tasks/?wait=60`); `poll 10 ms` is the same clients without `wai
 polling the status every 10 ms, to show that polling does not collapse the fleet.
 
 Prints images/s, p50/p95/p99 per system and size and the ratios Pixelfleet/thumbor and
-poll/wait. `--smoke`: two tiny images, 2 s runs, one round, 2 clients and one worker, and
+poll/wait. `--smoke`: two small images, 1.5 s runs, one round, 2 clients and one worker, and
 thumbor only if installed (it is part of `make test`).
 """
 from __future__ import annotations
@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", default=str(WORK), help="folder for images, logs and Redis data")
     args = parser.parse_args(argv)
     if args.smoke:
-        args.seconds, args.rounds, args.clients = min(args.seconds, 2.0), 1, min(args.clients, 2)
+        args.seconds, args.rounds, args.clients = min(args.seconds, 1.5), 1, min(args.clients, 2)
         args.fleet_workers = args.fleet_workers or "smoke:io"
     if not servers.thumbor_installed() and not args.no_thumbor:
         print(f"thumbor is not installed ({servers.THUMBOR_BIN}); `make bench-e2e` installs it. "

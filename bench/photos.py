@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 SIZES = {"2k": (2040, 1356), "24mp": (6000, 4000)}
-SMOKE_SIZES = {"small": (320, 212), "medium": (800, 532)}
+SMOKE_SIZES = {"small": (640, 426), "medium": (1024, 680)}
 QUALITY = 90
 
 
