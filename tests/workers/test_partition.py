@@ -72,8 +72,8 @@ def test_worker_host_cut_off_mid_task(tmp_path, monkeypatch):
             api_env = worker_env(url, PIXELFLEET_API_BIND=f"{db}:8000", PIXELFLEET_API_WORKERS="1",
                                  PIXELFLEET_ALLOWED_HOSTS=db, DJANGO_SECRET_KEY="partition-test-" + "x" * 40,
                                  PIXELFLEET_API_TOKENS=TOKEN)
-            procs.api = subprocess.Popen([*net.wrap("db"), str(Path(sys.executable).with_name("gunicorn")), "-c",
-                                    "gunicorn.conf.py"], cwd=ROOT / "webapp", env=api_env,
+            procs.api = subprocess.Popen([*net.wrap("db"), sys.executable, "-m", "gunicorn", "-c",
+                                          "gunicorn.conf.py"], cwd=ROOT / "webapp", env=api_env,
                                    stdout=open(tmp_path / "api.log", "wb"), stderr=subprocess.STDOUT,
                                    start_new_session=True)
             base = f"http://{db}:8000/api"
