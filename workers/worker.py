@@ -60,9 +60,9 @@ EXIT_OK = 0            # stopped on request (or burst done)
 EXIT_RESTART = 75      # stopped itself for a reason the fleet should restart it for (memory)
 REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError)
 SUSPENSION_CHECK_S = 1.0
-# A task start wakes the heartbeat thread (so the record names the task at once) unless the
-# previous start did less than this long ago: back-to-back tiny tasks then cost no extra
-# beats, and a task that runs longer is named by the periodic beat within the interval.
+# A task's start and end wake the heartbeat thread (so the record names the task, then
+# idle, at once) unless the previous wake was less than this long ago: back-to-back tiny
+# tasks then cost no extra beats, and the periodic beat catches up within the interval.
 START_BEAT_MIN_S = 0.5
 EXPECTED_FAILURES = (EngineError, JobTimeoutException, TimeoutError)
 
@@ -120,6 +120,15 @@ class PixelfleetWorker(SimpleWorker):
         if self.health.state != "stopping":
             self.health.state = "busy" if state == "busy" else "idle"
 
+    def _task_beat(self) -> None:
+        """The beat at a task's start and end, at most every START_BEAT_MIN_S: two beats
+        (and the reaper's pass after each) per task doubled the Redis round trips of a
+        tiny task; in a stream of them the periodic beat names the task within the interval."""
+        moment = time.monotonic()
+        if moment - self._start_beat >= START_BEAT_MIN_S:
+            self._beat()
+            self._start_beat = moment
+
     def _mark_stopping(self, reason: str) -> None:
         if self.stop_reason is None:
             self.stop_reason = reason
@@ -135,12 +144,6 @@ class PixelfleetWorker(SimpleWorker):
             super().heartbeat(timeout, pipeline)
         else:
             self.last_heartbeat = now()
-
-    def handle_execution_ended(self, job: Job, queue: Queue, heartbeat_ttl: int) -> None:
-        """RQ writes the job's last_heartbeat here in a round trip of its own; the success
-        or failure transaction that follows saves the job hash (with it) anyway."""
-        job.ended_at = now()
-        job.last_heartbeat = job.ended_at
 
     def check_for_suspension(self, burst: bool) -> None:
         """`rq suspend` is honoured within SUSPENSION_CHECK_S, not re-read before every
@@ -208,13 +211,8 @@ class PixelfleetWorker(SimpleWorker):
         self.health.current_task = job.id
         if self.health.state != "stopping":
             self.health.state = "busy"   # the beat below must not say "idle" with a current task
-        started = time.monotonic()
-        if started - self._start_beat >= START_BEAT_MIN_S:
-            # A beat (and the reaper pass after it) per task doubled the Redis round trips
-            # of a tiny task; a stream of them beats at most every START_BEAT_MIN_S.
-            self._beat()
-            self._start_beat = started
-        self._task_started = started
+        self._task_beat()
+        self._task_started = time.monotonic()
         self._outcome = None
         if job.meta.get("losses"):   # a task back from a lost worker is worth a line
             log_event(log, "taken", logging.WARNING, worker=self.name, task=job.id, queue=queue.name,
@@ -230,8 +228,8 @@ class PixelfleetWorker(SimpleWorker):
         finally:
             self.health.last_task = job.id
             self.health.current_task = None
-            self._beat()   # the record says idle, without the task, now rather than next period
         if self._outcome == fencing.FENCED:   # superseded: not ours to count or log as done
+            self._task_beat()
             self._check_memory()
             return
         status = job.get_status(refresh=False)
@@ -241,6 +239,7 @@ class PixelfleetWorker(SimpleWorker):
             self.health.done += 1
         else:
             self.health.failed += 1
+        self._task_beat()   # the record says idle, without the task, counted, now rather than next period
         log_event(log, "done" if ok else "failed", logging.INFO if ok else logging.WARNING,
                   worker=self.name, task=job.id, queue=queue.name, status=str(getattr(status, "value", status)),
                   ms=round((time.monotonic() - self._task_started) * 1000, 1),
@@ -363,13 +362,12 @@ class PixelfleetWorker(SimpleWorker):
         self._commit(job, queue, execution, "failed", writes)
 
     def handle_execution_ended(self, job: Job, queue: Queue, heartbeat_ttl: int) -> None:
-        """RQ stamps the end and a last heartbeat; with Redis away the stamp waits for the
-        commit (which retries) instead of turning a finished task into a failure."""
+        """RQ stamps the end and a last heartbeat, the heartbeat in a round trip of its own;
+        here both stay on the job object and the commit that follows (success or failure,
+        which retries while Redis is away) saves them with the job hash: one round trip
+        less per task, and an outage cannot turn a finished task into a failure."""
         job.ended_at = now()
-        try:
-            job.heartbeat(now(), heartbeat_ttl)
-        except REDIS_ERRORS:
-            pass
+        job.last_heartbeat = job.ended_at
 
     def _commit(self, job: Job, queue: Queue, execution: Execution, status: str, writes) -> None:
         outcome = fencing.commit(self.connection, job, execution.id, status, writes, worker=self.name)
