@@ -90,10 +90,7 @@ def process_image(payload: dict[str, Any]) -> dict[str, Any]:
                          "progress": {"step": 1, "total": total, "filter": steps[0].name}})
         with conn.pipeline(transaction=False) as pipe:
             _save_meta(job, pipe)
-            pipe.get(storage.input_key(task["digest"]))
-            _, data = pipe.execute()
-        if data is None:
-            storage.load_input(conn, task["digest"])   # raises InputMissing with the full story
+            _, data = storage.load_input_with(pipe, conn, task["digest"])   # InputMissing if gone
         return _run(job, task, data, started, worker)
 
 

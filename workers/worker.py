@@ -8,7 +8,7 @@ a memory ceiling (WORKER_MAX_RSS_MB) stops a bloated worker after its task so th
 fleet restarts it, and a forced stop hands the running task back instead of failing it.
 
 Hooks overridden, each for one reason:
-- execute_job: tell the heartbeat which task runs, count it, check RSS afterwards;
+- execute_job: tell the heartbeat which task runs, count it, release its input, check RSS;
 - set_state: mirror RQ's idle/busy into the heartbeat record (and skip a repeated HSET);
 - heartbeat / check_for_suspension: our heartbeat thread keeps RQ's keys alive, so
   RQ's loop stops spending 9 of its 20 Redis round trips per task on them;
@@ -35,7 +35,7 @@ from rq.utils import now
 from rq.worker import SimpleWorker
 
 from filters.errors import EngineError
-from workers import settings
+from workers import settings, storage
 from workers.failures import exception_handler
 from workers.heartbeat import HeartbeatThread, WorkerHealth
 from workers.logs import get_logger, log_context, log_event
@@ -162,6 +162,7 @@ class PixelfleetWorker(SimpleWorker):
             raise SystemExit(EXIT_OK) from None
         finally:
             self.health.current_task = None
+        storage.release_task_input(self.connection, job)   # no-op unless the task has ended
         status = job.get_status(refresh=False)
         ok = status == JobStatus.FINISHED
         if ok:

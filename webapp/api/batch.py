@@ -272,7 +272,6 @@ def run_distributed(conn, images_png: list[bytes], steps: list, timeout_s: float
     """
     from filters.registry import required_capabilities
     from workers.routing import enqueue_task, queue_name
-    from workers.storage import store_input
 
     caps = frozenset(required_capabilities(steps, "cpu"))
     label = "+".join(sorted(caps))
@@ -283,8 +282,7 @@ def run_distributed(conn, images_png: list[bytes], steps: list, timeout_s: float
             f"(start one with `python -m workers --capabilities {label.replace('+', ',')}`)"))
     plain = [{"filter": s.name, "params": dict(s.params)} for s in steps]
     start = time.perf_counter()
-    task_ids = [enqueue_task(conn, store_input(conn, data), plain,
-                             {"format": "png", "device": "cpu", "source": "batch"})
+    task_ids = [enqueue_task(conn, None, plain, {"format": "png", "device": "cpu", "source": "batch"}, data=data)
                 for data in images_png]
     statuses = wait_for_tasks(conn, task_ids, timeout_s)
     total = (time.perf_counter() - start) * 1000

@@ -77,8 +77,7 @@ def submit(request: Request, *, default_sample: str | None = None, source: str =
     waiting = task_state.waiting_reason(caps, read_workers(conn))
     accepted = []
     for image in images:
-        digest = inputs.store_image(conn, image)
-        task_id = routing.enqueue_task(conn, digest, steps, {**options, "source": source})
+        task_id = routing.enqueue_task(conn, image.digest, steps, {**options, "source": source}, data=image.data)
         entry: dict[str, Any] = {
             "task_id": task_id, "status": "queued", "queue": routing.queue_name(caps),
             "capabilities": sorted(caps), "image": _image_summary(image), **task_urls(task_id),
@@ -172,7 +171,9 @@ class TaskRetryView(APIView):
 
 
 class TaskResultView(APIView):
-    """GET: the result image with its content type; 404 unknown/expired, 409 not finished."""
+    """GET: the result image with its content type; 404 unknown/expired, 409 not finished.
+    DELETE: drop the stored result now (204); 404 when there is none (unknown task, expired,
+    deleted), 409 while the task is still queued or running."""
 
     @extend_schema(summary="Download the result image",
                    responses={(200, "image/*"): OpenApiResponse(description="The encoded image."), **ERRORS})
@@ -186,14 +187,31 @@ class TaskResultView(APIView):
                            code="not_finished")
         found = storage.load_output(settings.get_redis(), task_id)
         if found is None:
-            raise NotFound(f"task {task_id} finished but its result expired (kept {settings.OUTPUT_TTL} s); "
-                           "retry it or submit again", code="result_expired")
+            raise NotFound(f"task {task_id} finished but its result is gone: deleted on request or expired "
+                           f"(results are kept {settings.OUTPUT_TTL} s); submit the image again",
+                           code="result_expired")
         data, content_type = found
         extension = content_type.rpartition("/")[2].replace("jpeg", "jpg")
         response = HttpResponse(data, content_type=content_type)
         response["Content-Disposition"] = f'inline; filename="{task_id}.{extension}"'
         response["Cache-Control"] = "private, max-age=3600"
         return response
+
+    @extend_schema(summary="Delete the result image", operation_id="tasks_result_delete",
+                   description="Frees the stored result at once instead of at the end of its retention "
+                               "(PIXELFLEET_OUTPUT_TTL). The task's status stays readable.",
+                   responses={204: OpenApiResponse(description="Deleted."), **ERRORS})
+    def delete(self, request: Request, task_id: str) -> HttpResponse:
+        check_task_id(task_id)
+        if not storage.delete_output(settings.get_redis(), task_id):
+            state = load_status(task_id)                     # 404 task_not_found when unknown
+            if state["status"] in ("queued", "started"):
+                raise Conflict(f"task {task_id} is {state['status']}: it has no result yet",
+                               {"status": state["status"]}, code="not_finished")
+            raise NotFound(f"task {task_id} has no stored result: already deleted, expired (results are kept "
+                           f"{settings.OUTPUT_TTL} s), or it did not finish", code="result_not_found")
+        log_event(log, "result_deleted", task=task_id)
+        return HttpResponse(status=http.HTTP_204_NO_CONTENT)
 
     def perform_content_negotiation(self, request, force=False):
         # The body is an image whatever the Accept header says; errors still render as JSON.
