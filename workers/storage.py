@@ -145,8 +145,8 @@ return 1
 """
 # KEYS: refs set, input blob (in Redis) or deletion lock (elsewhere), the task's RQ job hash.
 # ARGV: holder, "1" to check the job's status first, "redis" or a lock token, lock ms.
-# Returns -1 (the task still runs: nothing done), 0 (released, others still need it),
-# 1 (released and freed: in Redis the blob is gone; elsewhere the caller deletes it).
+# Returns -1 (the task still runs: nothing done), 0 (released before, or others still need
+# it), 1 (released and freed: in Redis the blob is gone; elsewhere the caller deletes it).
 _RELEASE = """
 if ARGV[2] == '1' then
   local status = redis.call('HGET', KEYS[3], 'status')
@@ -154,7 +154,7 @@ if ARGV[2] == '1' then
     return -1
   end
 end
-redis.call('SREM', KEYS[1], ARGV[1])
+if redis.call('SREM', KEYS[1], ARGV[1]) == 0 then return 0 end
 if redis.call('SCARD', KEYS[1]) > 0 then return 0 end
 if ARGV[3] == 'redis' then
   redis.call('DEL', KEYS[1], KEYS[2])

