@@ -36,14 +36,17 @@ def free_port() -> int:
 class RedisServer:
     """One redis-server process on loopback; `start()`, `stop()`, `restart()`.
 
-    With `appendonly=True` and a `data_dir`, queued tasks survive a restart.
+    With `appendonly=True` and a `data_dir`, queued tasks survive a restart. With
+    `maxmemory_mb` the server refuses writes past that size (`noeviction`: it never evicts
+    a queue or job key; the API's high-water mark keeps submits below it).
     """
 
     def __init__(self, port: int | None = None, data_dir: str | os.PathLike | None = None,
-                 appendonly: bool = False) -> None:
+                 appendonly: bool = False, maxmemory_mb: int | None = None) -> None:
         self.port = port or free_port()
         self.data_dir = Path(data_dir) if data_dir else Path(tempfile.mkdtemp(prefix="pixelfleet-redis-"))
         self.appendonly = appendonly
+        self.maxmemory_mb = maxmemory_mb
         self.process: subprocess.Popen | None = None
 
     @property
@@ -55,7 +58,8 @@ class RedisServer:
         args = [find_redis_server(), "--port", str(self.port), "--bind", "127.0.0.1",
                 "--dir", str(self.data_dir), "--save", "", "--daemonize", "no",
                 "--appendonly", "yes" if self.appendonly else "no",
-                "--loglevel", "warning", "--logfile", str(self.data_dir / "redis.log")]
+                "--loglevel", "warning", "--logfile", str(self.data_dir / "redis.log"),
+                "--maxmemory", f"{self.maxmemory_mb or 0}mb", "--maxmemory-policy", "noeviction"]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         client = redis.Redis(port=self.port, socket_connect_timeout=0.5)
         deadline = time.monotonic() + timeout

@@ -1,7 +1,8 @@
 """Bring the whole fleet up locally: `python -m workers.fleet` (what `make run` runs).
 
 Starts, in order: the embedded redis-server (AOF on, data in ./var/redis, so queued
-tasks survive a restart) unless REDIS_URL is set; the API under gunicorn (cwd webapp/,
+tasks survive a restart; maxmemory PIXELFLEET_STORAGE_MAX_MB, default a quarter of the
+machine's memory, with noeviction) unless REDIS_URL is set; the API under gunicorn (cwd webapp/,
 bind PIXELFLEET_API_BIND, default 127.0.0.1:8000) unless --no-api; and the workers of
 the original system — worker-1 io, worker-2 cpu, worker-3 all — or the list in
 PIXELFLEET_WORKERS / --workers ("name:caps,…", several capabilities joined by '+').
@@ -154,7 +155,10 @@ class Fleet:
         if _port_busy(port):
             port = free_port()
             log_event(log, "redis_port_busy", wanted=self.redis_port, using=port)
-        self.redis = RedisServer(port=port, data_dir=self.data_dir, appendonly=True).start()
+        from workers.storage_budget import embedded_maxmemory_mb
+
+        self.redis = RedisServer(port=port, data_dir=self.data_dir, appendonly=True,
+                                 maxmemory_mb=embedded_maxmemory_mb()).start()
         return self.redis.url
 
     def build_children(self, url: str) -> None:
@@ -170,7 +174,9 @@ class Fleet:
 
     def banner(self, url: str) -> str:
         lines = ["", "Pixelfleet is up.",
-                 f"  Redis    {url}" + (f"  (embedded, AOF in {self.data_dir})" if self.redis else "  (REDIS_URL)")]
+                 f"  Redis    {url}" + (f"  (embedded, AOF in {self.data_dir}, maxmemory {self.redis.maxmemory_mb} MB)"
+                                           if self.redis else "  (REDIS_URL)"),
+                 f"  Images   {settings.storage_url()}  (PIXELFLEET_STORAGE_URL)"]
         if self.api:
             base = f"http://{self.api_bind.split(',')[0]}"
             lines += [f"  API      {base}/api/", f"  Docs     {base}/api/docs/"]

@@ -19,6 +19,7 @@ from rq import Queue
 from filters.errors import EngineError
 from filters.registry import DEVICES
 from workers import settings, storage
+from workers.storage_budget import output_bound
 
 TASK_FUNCTION = "workers.tasks.process_image"   # a string: the API never imports numba
 MAX_TIMEOUT = 3600                                  # s; a longer task is a mistake, not a need
@@ -130,14 +131,16 @@ def describe_steps(steps: list[dict[str, Any]]) -> str:
 
 
 def enqueue_task(conn: redis.Redis, digest: str | None, steps: Any, options: Mapping[str, Any] | None = None,
-                 data: bytes | None = None) -> str:
+                 data: bytes | None = None, reserve_bytes: int | None = None) -> str:
     """Validate, route and enqueue one task on its input; returns its id.
 
     The input is either already stored (`digest`) or stored here (`data`, with `digest`
     when known: a sample's bytes then travel only when the store lost them). Either way
     the new task takes a reference on it (workers.storage.acquire_input) before one MULTI
     writes the RQ job, the queue push, the task index and the `submitted` counter — a
-    task is never indexed without being queued, or vice versa. If that MULTI fails, the
+    task is never indexed without being queued, or vice versa. The same MULTI reserves
+    the bytes its result may take (workers.storage_budget.output_bound, or
+    `reserve_bytes`) for the API's storage high-water mark. If that MULTI fails, the
     reference is given back.
     """
     from filters.registry import required_capabilities, validate_steps
@@ -147,13 +150,14 @@ def enqueue_task(conn: redis.Redis, digest: str | None, steps: Any, options: Map
     caps = required_capabilities(checked, opts["device"])
     name = queue_name(caps)
     task_id = str(uuid.uuid4())
+    reserve = output_bound(data, checked, opts["format"]) if reserve_bytes is None else int(reserve_bytes)
     digest = _acquire(conn, task_id, digest, data)
     plain_steps = [{"filter": s.name, "params": dict(s.params)} for s in checked]
     payload = {"digest": digest, "steps": plain_steps, "format": opts["format"],
                "quality": opts["quality"], "device": opts["device"]}
     submitted_at = time.time()
     meta = {"capabilities": sorted(caps), "submitted_at": submitted_at,
-            "source": opts["source"], "device": opts["device"]}
+            "source": opts["source"], "device": opts["device"], "reserve_bytes": reserve}
     description = f"{describe_steps(plain_steps)} -> {opts['format']}"[:240]
     queue = Queue(name, connection=conn)
     try:
@@ -168,6 +172,7 @@ def enqueue_task(conn: redis.Redis, digest: str | None, steps: Any, options: Map
             pipe.zremrangebyscore(settings.TASK_INDEX_KEY, 0,
                                   submitted_at - max(settings.FAILURE_TTL, settings.RESULT_TTL))
             pipe.hincrby(settings.COUNTERS_KEY, "submitted", 1)
+            storage.reserve_output(pipe, task_id, reserve)
             pipe.execute()
     except BaseException:
         storage.release_input(conn, digest, task_id)

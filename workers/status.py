@@ -231,6 +231,8 @@ def retry_task(conn: redis.Redis, task_id: str) -> dict[str, Any]:
     except (storage.InputMissing, storage.InvalidDigest):
         raise InputGone(f"task {task_id} cannot be retried: its input image is no longer stored (inputs are "
                         f"freed when their last task ends); submit the image again") from None
+    from workers.storage_budget import UNKNOWN_OUTPUT_BYTES
+    storage.reserve_output(conn, job.id, int(job.meta.get("reserve_bytes") or UNKNOWN_OUTPUT_BYTES))
     meta = job.meta
     history = list(meta.get("history") or [])
     history.append({"status": status, "failure_type": meta.get("failure_type"),

@@ -67,6 +67,13 @@ class InvalidDigest(StorageError):
     http_status = 400
 
 
+class StorageMisconfigured(StorageError):
+    """PIXELFLEET_STORAGE_URL names no store we have: an operator's error, said plainly."""
+
+    code = "misconfigured"
+    http_status = 500
+
+
 class StorageBusy(StorageError):
     """An input stayed locked for deletion longer than STORAGE_LOCK_MS (a stuck deleter)."""
 
@@ -114,7 +121,7 @@ def current_store() -> BlobStore:
     try:
         return open_store(settings.storage_url())
     except ValueError as exc:
-        raise SystemExit(str(exc)) from None
+        raise StorageMisconfigured(str(exc)) from None
 
 
 def _bytes(data: Any) -> bytes:
@@ -143,8 +150,9 @@ redis.call('SADD', KEYS[1], ARGV[1])
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 return 1
 """
-# KEYS: refs set, input blob (in Redis) or deletion lock (elsewhere), the task's RQ job hash.
-# ARGV: holder, "1" to check the job's status first, "redis" or a lock token, lock ms.
+# KEYS: refs set, input blob (in Redis) or deletion lock (elsewhere), the task's RQ job hash,
+# the reservations hash, the storage stats hash. ARGV: holder, "1" to check the job's status
+# first, "redis" or a lock token, lock ms. The task's result reservation ends with it.
 # Returns -1 (the task still runs: nothing done), 0 (released before, or others still need
 # it), 1 (released and freed: in Redis the blob is gone; elsewhere the caller deletes it).
 _RELEASE = """
@@ -153,6 +161,11 @@ if ARGV[2] == '1' then
   if status == 'queued' or status == 'started' or status == 'deferred' or status == 'scheduled' then
     return -1
   end
+end
+local reserved = redis.call('HGET', KEYS[4], ARGV[1])
+if reserved then
+  redis.call('HDEL', KEYS[4], ARGV[1])
+  redis.call('HINCRBY', KEYS[5], 'reserved_bytes', -tonumber(reserved))
 end
 if redis.call('SREM', KEYS[1], ARGV[1]) == 0 then return 0 end
 if redis.call('SCARD', KEYS[1]) > 0 then return 0 end
@@ -237,7 +250,8 @@ def release_input(conn: redis.Redis, digest: str, holder: str, job_key: str | No
     digest = check_digest(digest)
     store = current_store()
     token = "redis" if store.in_redis else uuid.uuid4().hex
-    keys = [refs_key(digest), input_key(digest) if store.in_redis else lock_key(digest), job_key or refs_key(digest)]
+    keys = [refs_key(digest), input_key(digest) if store.in_redis else lock_key(digest), job_key or refs_key(digest),
+            settings.STORAGE_RESERVED_KEY, settings.STORAGE_STATS_KEY]
     outcome = _script(conn, _RELEASE)(keys=keys, args=[holder, "1" if job_key else "0", token,
                                                        settings.STORAGE_LOCK_MS])
     if outcome != 1:
@@ -370,12 +384,55 @@ def delete_output(conn: redis.Redis, task_id: str) -> bool:
     return current_store().delete_output(conn, task_id)
 
 
-def sweep_if_due(conn: redis.Redis, every_s: int = 60) -> int:
-    """Expire old blobs of a store without native expiry, once per `every_s` fleet-wide."""
-    store = current_store()
-    if store.in_redis or not conn.set(settings.STORAGE_SWEEP_KEY, "1", nx=True, ex=every_s):
+# --- Result reservations (what queued and running tasks will still write) ------------------
+# KEYS: reservations, stats. ARGV: task id, bytes. Counted once however often it runs.
+_RESERVE = """
+if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 1 then
+  redis.call('HINCRBY', KEYS[2], 'reserved_bytes', ARGV[2])
+end
+return 1
+"""
+
+
+def reserve_output(pipe: Any, task_id: str, nbytes: int) -> None:
+    """Count `nbytes` for the task's future result (on the caller's pipeline or client);
+    the task's release (any end) gives them back, and `housekeeping` drops what a lost
+    task left behind."""
+    pipe.eval(_RESERVE, 2, settings.STORAGE_RESERVED_KEY, settings.STORAGE_STATS_KEY, task_id, int(nbytes))
+
+
+# Drop the reservations of tasks that are no longer queued or running (ended in a way that
+# released nothing, or expired) and recount the total. KEYS: reservations, stats. ARGV: job
+# key prefix. Returns how many were dropped. One pass per minute fleet-wide: O(pending tasks).
+_RECONCILE = """
+local entries = redis.call('HGETALL', KEYS[1])
+local total, dropped = 0, 0
+for i = 1, #entries, 2 do
+  local status = redis.call('HGET', ARGV[1] .. entries[i], 'status')
+  if status == 'queued' or status == 'started' or status == 'deferred' or status == 'scheduled' then
+    total = total + tonumber(entries[i + 1])
+  else
+    redis.call('HDEL', KEYS[1], entries[i])
+    dropped = dropped + 1
+  end
+end
+redis.call('HSET', KEYS[2], 'reserved_bytes', total)
+return dropped
+"""
+
+
+def housekeeping(conn: redis.Redis, every_s: int = 60) -> int:
+    """Once per `every_s` fleet-wide (workers call it each heartbeat): reconcile result
+    reservations and expire old blobs of a store without native expiry; returns how many
+    blobs and reservations were dropped."""
+    from rq.job import Job
+
+    if not conn.set(settings.STORAGE_SWEEP_KEY, "1", nx=True, ex=every_s):
         return 0
-    removed = store.sweep(conn)
-    if removed:
-        log_event(log, "storage_swept", store=store.name, removed=removed)
-    return removed
+    dropped = int(_script(conn, _RECONCILE)(keys=[settings.STORAGE_RESERVED_KEY, settings.STORAGE_STATS_KEY],
+                                            args=[Job.redis_job_namespace_prefix]))
+    store = current_store()
+    removed = 0 if store.in_redis else store.sweep(conn)
+    if removed or dropped:
+        log_event(log, "storage_swept", store=store.name, removed=removed, reservations_dropped=dropped)
+    return removed + dropped

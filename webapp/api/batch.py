@@ -281,6 +281,8 @@ def run_distributed(conn, images_png: list[bytes], steps: list, timeout_s: float
             f"no live worker has capabilities {label}: nothing was enqueued "
             f"(start one with `python -m workers --capabilities {label.replace('+', ',')}`)"))
     plain = [{"filter": s.name, "params": dict(s.params)} for s in steps]
+    from workers.storage_budget import check_capacity
+    check_capacity(conn, sum(len(d) for d in images_png))   # 503 + Retry-After above the storage mark
     start = time.perf_counter()
     task_ids = [enqueue_task(conn, None, plain, {"format": "png", "device": "cpu", "source": "batch"}, data=data)
                 for data in images_png]

@@ -48,6 +48,7 @@ class FleetData:
     # count), when `completions` is only the most recent part of the window (a busy
     # fleet ends more tasks than are worth decoding per request). None: it is all of it.
     window_counts: dict[int, int] | None = None
+    storage: dict = field(default_factory=dict)  # workers.storage_budget.measure().as_dict()
 
 
 # --- Small helpers ------------------------------------------------------------------------
@@ -314,4 +315,5 @@ def build_metrics(data: FleetData) -> dict:
         "throughput": throughput(data.completions, data.now, data.window_counts),
         "latency": window,
         "recommendations": per_class,
+        "storage": data.storage,
     }

@@ -24,7 +24,7 @@ from api.serializers import (TASK_STATUSES, DistributedBatchSerializer, ErrorSer
                              TaskSubmitSerializer)
 from api.throttling import SubmitThrottle
 from filters import registry
-from workers import routing, settings, status as task_state, storage
+from workers import routing, settings, status as task_state, storage, storage_budget
 from workers.logs import get_logger, log_event
 from workers.registry import read_workers
 
@@ -72,6 +72,8 @@ def submit(request: Request, *, default_sample: str | None = None, source: str =
     options = inputs.parse_options(body)
     conn = settings.get_redis()
     images = inputs.parse_images(request, body, default_sample=default_sample, conn=conn)
+    # Above the storage high-water mark: 503 + Retry-After, nothing stored (samples are already).
+    storage_budget.check_capacity(conn, sum(len(i.data) for i in images if not i.digest))
     caps = registry.required_capabilities(steps, options["device"])
     # One look at the registry for the whole request: the same answer for every image.
     waiting = task_state.waiting_reason(caps, read_workers(conn))
@@ -167,6 +169,7 @@ class TaskRetryView(APIView):
         if state["status"] not in ("failed", "canceled"):
             raise Conflict(f"task {task_id} is {state['status']}; only a failed or canceled task can be retried",
                            {"status": state["status"]}, code="not_retryable")
+        storage_budget.check_capacity(settings.get_redis())   # a retry is new work: same mark as a submit
         return Response(task_state.retry_task(settings.get_redis(), task_id), status=http.HTTP_202_ACCEPTED)
 
 
