@@ -117,6 +117,12 @@ def storage_max_mb() -> int:
     return value
 
 
+def storage_sweep_s() -> int:
+    """PIXELFLEET_STORAGE_SWEEP_S: how often (fleet-wide) expired files are deleted and
+    result reservations reconciled; the file store's usage drops at each sweep."""
+    return max(1, env_int("PIXELFLEET_STORAGE_SWEEP_S", 10))
+
+
 def storage_high_water() -> float:
     """PIXELFLEET_STORAGE_HIGH_WATER: the fraction of the budget above which submits get 503."""
     value = env_float("PIXELFLEET_STORAGE_HIGH_WATER", 0.75)

@@ -403,7 +403,7 @@ def reserve_output(pipe: Any, task_id: str, nbytes: int) -> None:
 
 # Drop the reservations of tasks that are no longer queued or running (ended in a way that
 # released nothing, or expired) and recount the total. KEYS: reservations, stats. ARGV: job
-# key prefix. Returns how many were dropped. One pass per minute fleet-wide: O(pending tasks).
+# key prefix. Returns how many were dropped. One pass per sweep period fleet-wide: O(pending tasks).
 _RECONCILE = """
 local entries = redis.call('HGETALL', KEYS[1])
 local total, dropped = 0, 0
@@ -421,13 +421,13 @@ return dropped
 """
 
 
-def housekeeping(conn: redis.Redis, every_s: int = 60) -> int:
-    """Once per `every_s` fleet-wide (workers call it each heartbeat): reconcile result
-    reservations and expire old blobs of a store without native expiry; returns how many
-    blobs and reservations were dropped."""
+def housekeeping(conn: redis.Redis, every_s: int | None = None) -> int:
+    """Once per `every_s` (PIXELFLEET_STORAGE_SWEEP_S, 10 s) fleet-wide — workers call it
+    each heartbeat: reconcile result reservations and expire old blobs of a store without
+    native expiry; returns how many blobs and reservations were dropped."""
     from rq.job import Job
 
-    if not conn.set(settings.STORAGE_SWEEP_KEY, "1", nx=True, ex=every_s):
+    if not conn.set(settings.STORAGE_SWEEP_KEY, "1", nx=True, ex=every_s or settings.storage_sweep_s()):
         return 0
     dropped = int(_script(conn, _RECONCILE)(keys=[settings.STORAGE_RESERVED_KEY, settings.STORAGE_STATS_KEY],
                                             args=[Job.redis_job_namespace_prefix]))

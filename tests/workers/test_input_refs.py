@@ -194,4 +194,4 @@ def test_housekeeping_drops_reservations_a_lost_task_left(redis_conn):
     assert storage.housekeeping(redis_conn) >= 1
     assert reserved(redis_conn) == before - 12345
     assert redis_conn.hexists(settings.STORAGE_RESERVED_KEY, task_id)            # the queued one stays
-    assert storage.housekeeping(redis_conn) == 0                                 # once a minute fleet-wide
+    assert storage.housekeeping(redis_conn) == 0                                 # once per sweep period fleet-wide

@@ -3,7 +3,7 @@ only the queues, the jobs and the reference counts.
 
 Layout: <root>/inputs/<2 hex>/<digest> and <root>/outputs/<task id>. A file's mtime is
 set to its expiry time, so "expired" is one stat and a sweep (workers call
-workers.storage.sweep_if_due once a minute fleet-wide) needs no index. Writes go to a
+workers.storage.housekeeping every PIXELFLEET_STORAGE_SWEEP_S fleet-wide) needs no index. Writes go to a
 temporary name and are linked or renamed into place, so a reader on any host sees a
 whole file or none. The bytes held are counted in Redis (STORAGE_STATS_KEY file_bytes)
 as files come and go, and recounted exactly by each sweep.
