@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cksum requirements.txt | cut -d' ' -f1)
 
-.PHONY: install run test test-gpu-sim bench bench-workers clean
+.PHONY: install run test test-slow test-gpu-sim bench bench-workers clean
 
 install: $(STAMP)
 
@@ -21,6 +21,10 @@ run: install
 
 test: install
 	$(PY) -m pytest
+
+# The long runs `make test` leaves out (marked slow): the storage soak (a few minutes).
+test-slow: install
+	$(PY) -m pytest -m slow -s
 
 bench: install
 	$(PY) -m filters.benchmark

@@ -88,7 +88,7 @@ THROTTLE_KEY = f"{PREFIX}:api:throttle:{{scope}}:{{ident}}:{{window}}"  # fixed 
 # the release). A result is kept OUTPUT_TTL, or until DELETE /api/tasks/<id>/result/.
 INPUT_TTL = env_int("PIXELFLEET_INPUT_TTL", 24 * 3600)        # s an unreleased input may stay
 OUTPUT_TTL = env_int("PIXELFLEET_OUTPUT_TTL", 3600)           # s a result image is kept
-RESULT_TTL = env_int("PIXELFLEET_RESULT_TTL", 24 * 3600)      # s RQ keeps a finished job
+RESULT_TTL = env_int("PIXELFLEET_RESULT_TTL", 3600)           # s RQ keeps a finished job (as its result)
 FAILURE_TTL = env_int("PIXELFLEET_FAILURE_TTL", 7 * 24 * 3600)
 TASK_TIMEOUT = env_int("PIXELFLEET_TASK_TIMEOUT", 120)        # s per task
 HEARTBEAT_INTERVAL = env_float("PIXELFLEET_HEARTBEAT_INTERVAL", 2.0)
