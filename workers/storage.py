@@ -165,7 +165,7 @@ end
 local reserved = redis.call('HGET', KEYS[4], ARGV[1])
 if reserved then
   redis.call('HDEL', KEYS[4], ARGV[1])
-  redis.call('HINCRBY', KEYS[5], 'reserved_bytes', -tonumber(reserved))
+  redis.call('HINCRBY', KEYS[5], 'reserved_bytes', -(tonumber(reserved) or 0))
 end
 if redis.call('SREM', KEYS[1], ARGV[1]) == 0 then return 0 end
 if redis.call('SCARD', KEYS[1]) > 0 then return 0 end
@@ -410,7 +410,7 @@ local total, dropped = 0, 0
 for i = 1, #entries, 2 do
   local status = redis.call('HGET', ARGV[1] .. entries[i], 'status')
   if status == 'queued' or status == 'started' or status == 'deferred' or status == 'scheduled' then
-    total = total + tonumber(entries[i + 1])
+    total = total + (tonumber(entries[i + 1]) or 0)
   else
     redis.call('HDEL', KEYS[1], entries[i])
     dropped = dropped + 1
