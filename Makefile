@@ -41,7 +41,7 @@ clean:
 # API wants one). N tasks, SECONDS of sending, RATE per second, DEPTH tasks in flight;
 # ARGS adds any other option of the script, e.g. ARGS='--json out.json'.
 .PHONY: check metrics monitor stress rq-info simple-stress burst-stress continuous-stress \
-        sustained-stress distributed-stress
+        sustained-stress distributed-stress storage-stress
 N       ?= 20
 RATE    ?= 5
 DEPTH   ?= 8
@@ -67,6 +67,9 @@ rq-info: install
 
 simple-stress: install
 	$(PY) stress/simple_stress.py $(N) $(ARGS)
+
+storage-stress: install
+	$(PY) stress/storage_stress.py $(N) $(ARGS)
 
 burst-stress: install
 	$(PY) stress/burst_stress.py $(N) $(ARGS)

@@ -1,36 +1,13 @@
-"""Helpers for the storage tests and the soak: distinct photo-like uploads, what the images
-take in Redis or in a file store, and a small-budget Redis with the fleet's settings."""
+"""Helpers for the storage tests and the soak: distinct photo-like uploads (stress.photos),
+what the images take in Redis or in a file store, and Redis's OOM refusals."""
 from __future__ import annotations
 
-import io
-from functools import lru_cache
 from pathlib import Path
 
-import numpy as np
 import redis
-from PIL import Image
 
+from stress.photos import photo_jpeg  # noqa: F401  (the tests' uploads)
 from workers import settings
-
-
-@lru_cache(maxsize=4)
-def _base(width: int, height: int) -> np.ndarray:
-    """A smooth picture with some grain: compresses like a photo (JPEG q90 ≈ 0.3 byte/pixel)."""
-    rng = np.random.default_rng(7)
-    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
-    base = np.stack([128 + 100 * np.sin(x / 37), 128 + 100 * np.cos(y / 29), (x + y) / (width + height) * 255], -1)
-    return np.clip(base + rng.normal(0, 8, (height, width, 3)), 0, 255).astype(np.uint8)
-
-
-def photo_jpeg(seed: int, width: int = 800, height: int = 530) -> bytes:
-    """A distinct JPEG per seed (a corner block and a tint differ), all about the same size."""
-    pixels = _base(width, height).copy()
-    rng = np.random.default_rng(seed)
-    pixels[:24, :24] = rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)
-    pixels[:, :, seed % 3] ^= np.uint8(seed % 4)
-    buf = io.BytesIO()
-    Image.fromarray(pixels).save(buf, "JPEG", quality=90)
-    return buf.getvalue()
 
 
 def redis_image_bytes(conn: redis.Redis) -> dict[str, int]:
