@@ -22,7 +22,7 @@ run: install
 test: install
 	$(PY) -m pytest
 
-# The long runs `make test` leaves out (marked slow): the storage soak (a few minutes).
+# The long runs `make test` leaves out (marked slow), e.g. the storage soak (a few minutes).
 test-slow: install
 	$(PY) -m pytest -m slow -s
 
