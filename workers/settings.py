@@ -120,6 +120,12 @@ def storage_max_mb() -> int:
     return value
 
 
+def retry_window_s() -> int:
+    """PIXELFLEET_RETRY_WINDOW_S: how long the input of a failed or canceled task stays for a
+    retry once no other task needs it (0: freed at once, like a finished task's)."""
+    return max(0, env_int("PIXELFLEET_RETRY_WINDOW_S", 600))
+
+
 def storage_sweep_s() -> int:
     """PIXELFLEET_STORAGE_SWEEP_S: how often (fleet-wide) expired files are deleted and
     result reservations reconciled; the file store's usage drops at each sweep."""

@@ -152,12 +152,15 @@ return 1
 """
 # KEYS: refs set, input blob (in Redis) or deletion lock (elsewhere), the task's RQ job hash,
 # the reservations hash, the storage stats hash. ARGV: holder, "1" to check the job's status
-# first, "redis" or a lock token, lock ms. The task's result reservation ends with it.
-# Returns -1 (the task still runs: nothing done), 0 (released before, or others still need
-# it), 1 (released and freed: in Redis the blob is gone; elsewhere the caller deletes it).
+# first, "redis" or a lock token, lock ms, retry window s. The task's result reservation
+# ends with it. Returns -1 (the task still runs: nothing done), 0 (released before, or
+# others still need it), 1 (released and freed: in Redis the blob is gone; elsewhere the
+# caller deletes it), 2 (released; the last task failed or was canceled, so the input
+# stays for the retry window: in Redis its TTL is cut to it; elsewhere the caller does it).
 _RELEASE = """
+local status = false
 if ARGV[2] == '1' then
-  local status = redis.call('HGET', KEYS[3], 'status')
+  status = redis.call('HGET', KEYS[3], 'status')
   if status == 'queued' or status == 'started' or status == 'deferred' or status == 'scheduled' then
     return -1
   end
@@ -169,10 +172,18 @@ if reserved then
 end
 if redis.call('SREM', KEYS[1], ARGV[1]) == 0 then return 0 end
 if redis.call('SCARD', KEYS[1]) > 0 then return 0 end
+redis.call('DEL', KEYS[1])
+local window = tonumber(ARGV[5]) or 0
+if window > 0 and (status == 'failed' or status == 'canceled' or status == 'stopped') then
+  if ARGV[3] == 'redis' then
+    local ttl = redis.call('TTL', KEYS[2])
+    if ttl < 0 or ttl > window then redis.call('EXPIRE', KEYS[2], window) end
+  end
+  return 2
+end
 if ARGV[3] == 'redis' then
-  redis.call('DEL', KEYS[1], KEYS[2])
+  redis.call('DEL', KEYS[2])
 else
-  redis.call('DEL', KEYS[1])
   redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[4])
 end
 return 1
@@ -245,15 +256,20 @@ def release_input(conn: redis.Redis, digest: str, holder: str, job_key: str | No
     """Task `holder` no longer needs the input; True when that freed it.
 
     With `job_key` nothing happens while that RQ job is still queued or started (a late
-    or duplicate release must not take an input from a task that runs again).
+    or duplicate release must not take an input from a task that runs again); and when
+    that job failed or was canceled, the input of its last holder is kept for the retry
+    window (PIXELFLEET_RETRY_WINDOW_S) instead of freed at once, so a retry can run.
     """
     digest = check_digest(digest)
     store = current_store()
     token = "redis" if store.in_redis else uuid.uuid4().hex
+    window = settings.retry_window_s()
     keys = [refs_key(digest), input_key(digest) if store.in_redis else lock_key(digest), job_key or refs_key(digest),
             settings.STORAGE_RESERVED_KEY, settings.STORAGE_STATS_KEY]
     outcome = _script(conn, _RELEASE)(keys=keys, args=[holder, "1" if job_key else "0", token,
-                                                       settings.STORAGE_LOCK_MS])
+                                                       settings.STORAGE_LOCK_MS, window])
+    if outcome == 2 and not store.in_redis:
+        store.shorten_input(conn, digest, window)
     if outcome != 1:
         return False
     if not store.in_redis:
@@ -432,7 +448,7 @@ def housekeeping(conn: redis.Redis, every_s: int | None = None) -> int:
     dropped = int(_script(conn, _RECONCILE)(keys=[settings.STORAGE_RESERVED_KEY, settings.STORAGE_STATS_KEY],
                                             args=[Job.redis_job_namespace_prefix]))
     store = current_store()
-    removed = 0 if store.in_redis else store.sweep(conn)
+    removed = 0 if store.in_redis else store.sweep(conn, held=lambda d: bool(conn.exists(refs_key(d))))
     if removed or dropped:
         log_event(log, "storage_swept", store=store.name, removed=removed, reservations_dropped=dropped)
     return removed + dropped

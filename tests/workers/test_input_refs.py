@@ -47,6 +47,8 @@ def stored_inputs(conn) -> int:
 
 
 def test_shared_input_is_freed_only_when_its_last_task_ends(redis_conn):
+    """Cancel one of two tasks on the same bytes: the other still holds them; when it
+    finishes, they are freed at once (a finished task has nothing to retry)."""
     data = png(1)
     digest = storage.digest_of(data)
     first = routing.enqueue_task(redis_conn, None, STEPS, {}, data=data)
@@ -71,16 +73,32 @@ def test_many_different_inputs_all_freed_after_their_tasks(redis_conn):
     assert not list(redis_conn.scan_iter(settings.INPUT_KEY.format(digest="*")))       # nor in Redis
 
 
-def test_failed_task_frees_its_input(redis_conn):
+def input_expires_within(conn, digest: str) -> float:
+    """Seconds until the stored input expires (TTL in Redis, mtime of a file)."""
+    import time
+    store = storage.current_store()
+    if store.in_redis:
+        return conn.ttl(storage.input_key(digest))
+    return store.input_path(digest).stat().st_mtime - time.time()
+
+
+def test_failed_task_keeps_its_input_for_the_retry_window_only(redis_conn, monkeypatch):
     broken = b"\x89PNG\r\n\x1a\n" + b"not really a png" * 20      # the worker's decode refuses it
     task_id = routing.enqueue_task(redis_conn, None, STEPS, {}, data=broken)
     assert run_burst(redis_conn) == 1
     info = status.task_status(redis_conn, task_id)
     assert info["status"] == "failed" and info["failure_type"] == "job_failure"
-    assert not blob_exists(redis_conn, storage.digest_of(broken))
+    digest = storage.digest_of(broken)
+    assert blob_exists(redis_conn, digest) and not storage.input_holders(redis_conn, digest)
+    assert 0 < input_expires_within(redis_conn, digest) <= settings.retry_window_s() + 1   # then it goes
+    monkeypatch.setenv("PIXELFLEET_RETRY_WINDOW_S", "0")             # no window: freed at once
+    other = routing.enqueue_task(redis_conn, None, STEPS, {}, data=broken + b"x")
+    assert run_burst(redis_conn) == 1 and status.task_status(redis_conn, other)["status"] == "failed"
+    assert not blob_exists(redis_conn, storage.digest_of(broken + b"x"))
 
 
-def test_reapers_last_strike_frees_the_input(redis_conn):
+def test_reapers_last_strike_releases_the_input(redis_conn, monkeypatch):
+    monkeypatch.setenv("PIXELFLEET_RETRY_WINDOW_S", "0")
     data = png(2)
     task_id = routing.enqueue_task(redis_conn, None, STEPS, {}, data=data)
     job = Job.fetch(task_id, connection=redis_conn)
@@ -144,6 +162,10 @@ def test_input_and_refs_keep_a_safety_ttl(redis_conn, backend):
         assert time.time() < path.stat().st_mtime <= time.time() + 51
         os.utime(path, (time.time(), time.time() - 1))
         assert store.get_input(redis_conn, digest) is None          # expired reads as gone
+        assert storage.housekeeping(redis_conn) == 0 and path.exists()   # but a task holds it: kept
+        assert store.get_input(redis_conn, digest) == data
+        os.utime(path, (time.time(), time.time() - 1))
+        redis_conn.delete(storage.refs_key(digest), settings.STORAGE_SWEEP_KEY)   # the refs' TTL ran out too
         assert storage.housekeeping(redis_conn) == 1 and not path.exists()
         assert store.used_bytes(redis_conn) == 0
 

@@ -29,6 +29,10 @@ class BlobStore(ABC):
     def touch_input(self, conn: redis.Redis, digest: str, ttl: int) -> bool:
         """Restart an input's expiry; False when it is not there."""
 
+    def shorten_input(self, conn: redis.Redis, digest: str, ttl: int) -> None:
+        """Let an input expire within `ttl` s (kept for a retry, no longer needed by a task).
+        Stores with native expiry need not; the file store moves the file's expiry."""
+
     @abstractmethod
     def get_input(self, conn: redis.Redis, digest: str) -> bytes | None:
         """The input's bytes, or None when absent or expired."""
@@ -55,8 +59,9 @@ class BlobStore(ABC):
         (then Redis's own used_memory is what the budget measures)."""
         return None
 
-    def sweep(self, conn: redis.Redis) -> int:
-        """Delete expired blobs (a store without native expiry); returns how many."""
+    def sweep(self, conn: redis.Redis, held: Any = None) -> int:
+        """Delete expired blobs (a store without native expiry), except inputs for which
+        `held(digest)` is true; returns how many were deleted."""
         return 0
 
     def describe(self) -> dict[str, Any]:

@@ -118,6 +118,15 @@ class FileBlobStore(BlobStore):
             return False
         return True
 
+    def shorten_input(self, conn: redis.Redis, digest: str, ttl: int) -> None:
+        path = self.input_path(digest)
+        now = time.time()
+        try:
+            if path.stat().st_mtime > now + ttl:
+                os.utime(path, (now, now + ttl))
+        except FileNotFoundError:
+            pass
+
     def get_input(self, conn: redis.Redis, digest: str) -> bytes | None:
         path = self.input_path(digest)
         if self._live_size(path, time.time()) is None:
@@ -162,8 +171,11 @@ class FileBlobStore(BlobStore):
     def used_bytes(self, conn: redis.Redis) -> int | None:
         return max(0, int(conn.hget(settings.STORAGE_STATS_KEY, FILE_BYTES) or 0))
 
-    def sweep(self, conn: redis.Redis) -> int:
-        """Delete expired inputs and outputs (and stale temporaries); recount the bytes."""
+    def sweep(self, conn: redis.Redis, held: Any = None) -> int:
+        """Delete expired inputs and outputs (and stale temporaries); recount the bytes.
+
+        `held(digest) -> bool` says an input still has a task: its expiry is moved
+        forward instead (a reference outlived a shortened expiry)."""
         now = time.time()
         removed = 0
         total = 0
@@ -178,7 +190,11 @@ class FileBlobStore(BlobStore):
                     except FileNotFoundError:
                         continue
                     stale_temp = name.endswith(".tmp") and st.st_ctime < now - 3600
-                    if st.st_mtime <= now and not name.endswith(".tmp") or stale_temp:
+                    expired = st.st_mtime <= now and not name.endswith(".tmp")
+                    if expired and folder == self.inputs and held is not None and held(name):
+                        os.utime(path, (now, now + settings.INPUT_TTL))
+                        expired = False
+                    if expired or stale_temp:
                         try:
                             path.unlink()
                             removed += 1
