@@ -202,14 +202,14 @@ class PixelfleetWorker(SimpleWorker):
         finally:
             self.health.last_task = job.id
             self.health.current_task = None
-            self._beat()   # the record says idle, without the task, now rather than next period
-        storage.release_task_input(self.connection, job)   # no-op unless the task has ended
         status = job.get_status(refresh=False)
         ok = status == JobStatus.FINISHED
         if ok:
             self.health.done += 1
         else:
             self.health.failed += 1
+        self._beat()   # the record says idle, without the task and with it counted, now
+        storage.release_task_input(self.connection, job)   # no-op unless the task has ended
         log_event(log, "done" if ok else "failed", logging.INFO if ok else logging.WARNING,
                   worker=self.name, task=job.id, queue=queue.name, status=str(getattr(status, "value", status)),
                   ms=round((time.monotonic() - self._task_started) * 1000, 1),
