@@ -24,7 +24,7 @@ from rq.registry import StartedJobRegistry
 from rq.timeouts import JobTimeoutException
 
 from filters.errors import EngineError
-from workers import settings, stats, storage
+from workers import notify, settings, stats, storage
 from workers.logs import get_logger, log_event
 
 JOB_FAILURE = "job_failure"
@@ -143,6 +143,7 @@ def fail_lost_job(conn: redis.Redis, job: Job, reason: str) -> None:
         record_failure(job, WORKER_FAILURE, reason, explanation, pipeline=pipe)
         stats.record_completion(conn, job, "failed", wait_ms, processing_ms,
                                 failure_type=WORKER_FAILURE, pipeline=pipe)
+        notify.push_done(conn, job.id, "failed", pipeline=pipe)
         pipe.execute()
     storage.release_task_input(conn, job)
     log_event(log, "failure_recorded", task=job.id, queue=job.origin, failure_type=WORKER_FAILURE, reason=reason)

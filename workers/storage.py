@@ -393,6 +393,12 @@ def load_output(conn: redis.Redis, task_id: str) -> tuple[bytes, str] | None:
     return current_store().get_output(conn, task_id)
 
 
+def shorten_output(conn: redis.Redis, task_id: str, ttl: int) -> None:
+    """Keep a result at most `ttl` s more (one already handed out, e.g. by submit?wait)."""
+    if isinstance(task_id, str) and _TASK_ID.match(task_id):
+        current_store().shorten_output(conn, task_id, int(ttl))
+
+
 def delete_output(conn: redis.Redis, task_id: str) -> bool:
     """Delete a task's result now; True when there was one."""
     if not isinstance(task_id, str) or not _TASK_ID.match(task_id):

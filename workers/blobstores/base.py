@@ -51,6 +51,10 @@ class BlobStore(ABC):
         """(bytes, content_type) of a result, or None when absent, expired or deleted."""
 
     @abstractmethod
+    def shorten_output(self, conn: redis.Redis, task_id: str, ttl: int) -> None:
+        """Let a result expire within `ttl` s (never later than it would have)."""
+
+    @abstractmethod
     def delete_output(self, conn: redis.Redis, task_id: str) -> bool:
         """Remove a result; True when there was one."""
 

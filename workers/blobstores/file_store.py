@@ -161,6 +161,15 @@ class FileBlobStore(BlobStore):
             return None
         return data, sniff_content_type(data[:8])
 
+    def shorten_output(self, conn: redis.Redis, task_id: str, ttl: int) -> None:
+        path = self.output_path(task_id)
+        now = time.time()
+        try:
+            if path.stat().st_mtime > now + ttl:
+                os.utime(path, (now, now + ttl))
+        except FileNotFoundError:
+            pass
+
     def delete_output(self, conn: redis.Redis, task_id: str) -> bool:
         path = self.output_path(task_id)
         live = self._live_size(path, time.time()) is not None
