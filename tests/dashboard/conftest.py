@@ -1,6 +1,6 @@
 """A real fleet and a real browser for the dashboard's tests.
 
-`dash_fleet`: gunicorn serving the API and the dashboard, and two worker processes (io;
+`dash_fleet` (one per run of this package, stopped at its end): gunicorn serving the API and the dashboard, and two worker processes (io;
 io+cpu), on the test redis-server (own database), with API tokens configured — the
 ops tests' LiveFleet, started the same way. `browser`: headless Chromium from the
 system's package (/usr/bin/chromium, or PIXELFLEET_CHROMIUM) driven by Playwright for
@@ -60,7 +60,7 @@ def browser():
         chromium.close()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def dash_fleet(redis_server, tmp_path_factory):
     """API (gunicorn) + two workers on the test redis-server; tokens required for actions."""
     import redis as redis_lib

@@ -58,7 +58,7 @@ def test_overview_shows_workers_and_a_burst_rising_then_falling(dash_fleet, flee
 
 def test_failed_task_page_shows_reason_and_retry_requeues_it(dash_fleet, fleet_redis, page, shoot):
     # A real job failure: an image the engine refuses to resize (output above the pixel limit).
-    task_id = submit(fleet_redis, [{"filter": "resize", "params": {"scale": 16.0}}], png_bytes(3000, 3000, smooth=True))
+    task_id = submit(fleet_redis, [{"filter": "resize", "params": {"scale": 16.0}}], png_bytes(600, 600, smooth=True))
     assert wait_for_status(fleet_redis, task_id, timeout=60) == "failed"
 
     sign_in(page, dash_fleet, "/dashboard/tasks/?status=failed")
