@@ -209,7 +209,8 @@ class PixelfleetWorker(SimpleWorker):
             self.health.failed += 1
         log_event(log, "done" if ok else "failed", logging.INFO if ok else logging.WARNING,
                   worker=self.name, task=job.id, queue=queue.name, status=str(getattr(status, "value", status)),
-                  ms=round((time.monotonic() - self._task_started) * 1000, 1))
+                  ms=round((time.monotonic() - self._task_started) * 1000, 1),
+                  **({"decode": job.meta["decode"]} if job.meta.get("decode") else {}))
         self._check_memory()
 
     def _check_memory(self) -> None:
