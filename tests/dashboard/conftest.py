@@ -107,6 +107,20 @@ def sign_in(page, fleet: LiveFleet, next_path: str = "/dashboard/") -> None:
     page.wait_for_url(f"{fleet.url}{next_path}")
 
 
+UNLABELLED = """[...document.querySelectorAll('input, select, textarea, button')]
+  .filter(e => e.type !== 'hidden' && !(e.labels && e.labels.length) && !e.getAttribute('aria-label')
+               && !e.textContent.trim())
+  .map(e => e.outerHTML.slice(0, 100))"""
+
+
+def accessibility_basics(page) -> None:
+    """Every control has a name, the first Tab reaches the skip link, one h1 (on a fresh page)."""
+    assert page.evaluate(UNLABELLED) == [], "controls without a label"
+    assert page.locator("h1").count() == 1
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Skip to content"
+
+
 @pytest.fixture
 def shoot(tmp_path):
     """shoot(page, "overview"): a full-page PNG in tmp, and in PIXELFLEET_SCREENSHOTS if set."""

@@ -13,7 +13,7 @@ import time
 import pytest
 import requests
 
-from tests.dashboard.conftest import PHONE, sign_in
+from tests.dashboard.conftest import PHONE, accessibility_basics, sign_in
 from tests.fleet_helpers import job_status, png_bytes, submit, wait_for_status, wait_until, worker_record
 
 pytestmark = pytest.mark.timeout(180)
@@ -48,6 +48,7 @@ def test_pause_from_the_queues_page_holds_tasks_and_resume_drains_them(dash_flee
     page.goto(f"{dash_fleet.url}/dashboard/queues/")
     row = page.locator(f'#queues tr[data-queue="{QUEUE}"]')
     row.locator("td.depth").get_by_text("4").wait_for()
+    accessibility_basics(page)
     assert row.locator("td.oldest").inner_text() != "–"
     shoot(page, "queues")
 
@@ -84,6 +85,7 @@ def test_playground_runs_pixelate_and_explains_a_bad_parameter(dash_fleet, page,
     step = page.locator('fieldset.step[data-filter="pixelate"]')
     block = step.get_by_label("block_size")
     assert block.input_value() == "8"                                     # the registry's default
+    accessibility_basics(page)
     assert step.get_by_label("palette", exact=True).locator("option").all_inner_texts()[:2] == ["adaptive", "none"]
 
     block.fill("0")                                                       # out of range: the API explains
