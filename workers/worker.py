@@ -200,7 +200,9 @@ class PixelfleetWorker(SimpleWorker):
             self._hand_back(job, queue)
             raise SystemExit(EXIT_OK) from None
         finally:
+            self.health.last_task = job.id
             self.health.current_task = None
+            self._beat()   # the record says idle, without the task, now rather than next period
         status = job.get_status(refresh=False)
         ok = status == JobStatus.FINISHED
         if ok:

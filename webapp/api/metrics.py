@@ -150,17 +150,59 @@ def _confidence(samples: int, base: float) -> float:
     return round(min(0.95, base + min(samples, 100) / 100 * 0.3), 2)
 
 
+def cover_set(workers: list[dict]) -> list[int]:
+    """Indices of as few live workers as still cover every capability class the fleet
+    serves (greedy set cover; ties go to the earlier worker)."""
+    pool = [worker_capabilities(w) for w in workers]
+    remaining = frozenset().union(*pool) if pool else frozenset()
+    chosen: list[int] = []
+    while remaining:
+        best = max(range(len(pool)), key=lambda i: (len(pool[i] & remaining), -i))
+        remaining -= pool[best]
+        chosen.append(best)
+    return chosen
+
+
 def coverage_floor(workers: list[dict]) -> int:
     """How few of the live workers still cover every capability class the fleet serves
     (greedy set cover): scaling down below this would leave a class with no worker."""
-    remaining = frozenset().union(*(worker_capabilities(w) for w in workers)) if workers else frozenset()
-    pool = [worker_capabilities(w) for w in workers]
-    keep = 0
-    while remaining:
-        best = max(pool, key=lambda caps: len(caps & remaining))
-        remaining -= best
-        keep += 1
-    return keep
+    return len(cover_set(workers))
+
+
+def scale_down_plan(workers: list[dict], keep: int) -> list[dict]:
+    """Which workers a SCALE_DOWN to `keep` would stop: never a busy one, never one the
+    capability cover needs; idle ones beyond that, the last by name first."""
+    must = set(cover_set(workers)) | {i for i, w in enumerate(workers) if w.get("state") == "busy"}
+    optional = [i for i in range(len(workers)) if i not in must]
+    spare = max(0, keep - len(must))
+    return [workers[i] for i in optional[spare:]]
+
+
+def apply_scale_down(fleet: dict, per_class: list[dict], workers: list[dict]) -> dict:
+    """Make the fleet-wide SCALE_DOWN and the per-class advice say the same thing.
+
+    The fleet-wide advice counts workers; the per-class one looks at what waits for each
+    class. Without this the dashboard said "SCALE_DOWN 3→1" over three per-class lines of
+    MAINTAIN. Now the reason names the workers that could stop, and each class that would
+    lose one says SCALE_DOWN with `remove` (per_class is updated in place).
+    """
+    if fleet["action"] != SCALE_DOWN:
+        return fleet
+    stopped = scale_down_plan(workers, fleet["recommended"])
+    if not stopped:
+        return {**fleet, "action": MAINTAIN, "recommended": fleet["current_workers"],
+                "reason": fleet["reason"] + "; but every worker is busy or needed to cover a capability class"}
+    for entry in per_class:
+        caps = frozenset(entry["capabilities"].split("+"))
+        lose = sum(1 for w in stopped if caps <= worker_capabilities(w))
+        if entry["action"] == MAINTAIN and not entry["queued"] and lose and entry["capable_workers"] > lose:
+            entry.update(action=SCALE_DOWN, remove=lose, message=(
+                f"nothing waits for {entry['capabilities']}: {entry['capable_workers']} capable worker(s), "
+                f"{entry['capable_workers'] - lose} enough ({', '.join(str(w.get('name')) for w in stopped if caps <= worker_capabilities(w))} could stop)"))
+    names = ", ".join(str(w.get("name")) for w in stopped)
+    return {**fleet, "recommended": fleet["current_workers"] - len(stopped),
+            "reason": f"{fleet['reason']}; {names} could stop, the rest still cover every class", "stop": [
+                str(w.get("name")) for w in stopped]}
 
 
 def recommend_scaling(active: int, busy: int, queue_length: int, samples: int,
@@ -296,9 +338,9 @@ def build_metrics(data: FleetData) -> dict:
         "utilization": round(busy / active * 100, 1) if active else 0.0,
         "queue_length": queue_length,
         "success_rate": round(completed / finished_total * 100, 1) if finished_total else 100.0,
-        "scaling_recommendation": combine_advice(
+        "scaling_recommendation": apply_scale_down(combine_advice(
             recommend_scaling(active, busy, queue_length, window["samples"],
-                              coverage_floor(workers)), per_class),
+                              coverage_floor(workers)), per_class), per_class, workers),
         "queues": dict(sorted(data.queue_depths.items())),
         "workers_by_capability": workers_by_capability(workers),
         "fleet": {
