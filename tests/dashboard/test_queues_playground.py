@@ -59,14 +59,22 @@ def test_pause_from_the_queues_page_holds_tasks_and_resume_drains_them(dash_flee
     assert "running" in row.locator("td.state").inner_text()
 
 
-def test_empty_asks_first_and_cancels(dash_fleet, fleet_redis, page):
+def test_cancel_one_then_empty_asks_first_and_cancels(dash_fleet, fleet_redis, page):
     sign_in(page, dash_fleet, "/dashboard/queues/")
     row = page.locator(f'#queues tr[data-queue="{QUEUE}"]')
     row.get_by_role("button", name=f"Pause {QUEUE}").click()
     row.get_by_role("button", name=f"Resume {QUEUE}").wait_for()
     wait_workers_see_pause(fleet_redis)
+    one = submit(fleet_redis, BLUR)
     ids = [submit(fleet_redis, BLUR) for _ in range(3)]
     try:
+        page.goto(f"{dash_fleet.url}/dashboard/tasks/{one}/")           # a queued task's page: Cancel
+        page.locator('[data-fact="waiting_reason"]').get_by_text(f"queue {QUEUE} is paused").wait_for()
+        page.get_by_role("button", name="Cancel").click()
+        page.get_by_text("Canceled.").wait_for()
+        assert job_status(fleet_redis, one) == "canceled"
+        page.get_by_role("button", name="Retry").wait_for()               # canceled: retryable
+        page.goto(f"{dash_fleet.url}/dashboard/queues/")
         row.locator("td.depth").get_by_text("3").wait_for()
         row.get_by_role("button", name=f"Empty {QUEUE}").click()
         page.get_by_role("button", name="Keep the tasks").click()          # said no: nothing happens
@@ -144,6 +152,11 @@ def test_without_a_token_actions_are_refused(dash_fleet, fleet_redis, page):
     page.get_by_role("button", name=f"Pause {QUEUE}").click()
     page.locator("#status.error").wait_for()
     assert not fleet_redis.sismember("pixelfleet:paused_queues", QUEUE)
+
+    page.goto(f"{dash_fleet.url}/dashboard/tasks/?status=failed")
+    page.get_by_role("button", name="Retry all failed").click()
+    page.get_by_text("Retry refused: Sign in with an API token").wait_for()
+    assert job_status(fleet_redis, failed) == "failed"
 
     page.goto(f"{dash_fleet.url}/dashboard/login/")                       # a wrong token is refused too
     page.get_by_label("API token").fill("not-the-token")
