@@ -41,9 +41,14 @@ def chromium_path() -> str | None:
     return None
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser():
-    """One headless Chromium for the session (skips, saying why, when there is none)."""
+    """One headless Chromium for this package (skips, saying why, when there is none).
+
+    Package scope, not session: Playwright's sync API keeps an asyncio loop in the main
+    thread while it runs, and later packages' in-process ASGI calls (async_to_sync)
+    refuse to run beside one. Put Django test-client tests before the browser tests.
+    """
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
