@@ -339,10 +339,10 @@ def load_input(conn: redis.Redis, digest: str) -> bytes:
     return data
 
 
-def load_input_with(pipe: redis.client.Pipeline, conn: redis.Redis, digest: str) -> tuple[list[Any], bytes]:
+def load_input_with(pipe: redis.client.Pipeline, conn: redis.Redis, digest: str) -> tuple[list[Any], bytes | None]:
     """Run `pipe` and read the input in the same round trip when the input is in Redis.
 
-    Returns (the pipeline's other results, the input bytes); InputMissing when gone.
+    Returns (the pipeline's other results, the input bytes or None when gone).
     """
     digest = check_digest(digest)
     store = current_store()
@@ -352,8 +352,6 @@ def load_input_with(pipe: redis.client.Pipeline, conn: redis.Redis, digest: str)
     else:
         results = pipe.execute()
         data = store.get_input(conn, digest)
-    if data is None:
-        raise _missing(digest)
     return results, data
 
 
