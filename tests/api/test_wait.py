@@ -261,3 +261,20 @@ def test_status_polls_are_answered_in_front_of_django_with_the_same_answers(flee
     assert task_id in html.text
     access = (fleet.log_dir / "api.log").read_text()
     assert f"path=/api/tasks/{task_id}/ status=200" in access
+
+
+def test_chunked_body_past_the_limit_gets_413(fleet):
+    """No Content-Length to refuse by: the guard counts the chunks and answers 413 once past."""
+    from django.conf import settings as django_settings
+
+    limit = django_settings.MAX_REQUEST_BYTES
+    chunk = b"x" * (1 << 20)
+
+    def body():
+        for _ in range(limit // len(chunk) + 2):
+            yield chunk
+
+    response = requests.post(f"{fleet.url}/api/tasks/", data=body(), timeout=60,
+                             headers={"Content-Type": "application/octet-stream"})
+    assert response.status_code == 413, response.text[:300]
+    assert response.json()["error"]["code"] == "request_too_large"
