@@ -278,3 +278,23 @@ def test_chunked_body_past_the_limit_gets_413(fleet):
                              headers={"Content-Type": "application/octet-stream"})
     assert response.status_code == 413, response.text[:300]
     assert response.json()["error"]["code"] == "request_too_large"
+
+
+def test_a_waiter_that_hangs_up_stops_waiting(fleet):
+    """The client's disconnect ends its wait: its BLPOP (a Redis connection) is released."""
+    import socket
+
+    parked = submit(fleet, **NEVER_ENDS).json()["task_id"]
+    conn = redis.Redis.from_url(fleet.redis_url)
+
+    def blpops() -> int:
+        return sum(c.get("cmd") == "blpop" for c in conn.client_list())
+
+    before = blpops()
+    host, port = fleet.url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=10)
+    sock.sendall(f"GET /api/tasks/{parked}/?wait=50 HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+    wait_until(lambda: blpops() > before, 30, what="the request to park in BLPOP")
+    sock.close()
+    wait_until(lambda: blpops() == before, 30, what="the BLPOP to end once the client left")
+    requests.delete(f"{fleet.url}/api/tasks/{parked}/", timeout=10)
