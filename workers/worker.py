@@ -214,7 +214,6 @@ class PixelfleetWorker(SimpleWorker):
         finally:
             self.health.last_task = job.id
             self.health.current_task = None
-            self._beat()   # the record says idle, without the task, now rather than next period
         if self._outcome == fencing.FENCED:   # superseded: not ours to count or log as done
             self._check_memory()
             return
@@ -225,6 +224,7 @@ class PixelfleetWorker(SimpleWorker):
             self.health.done += 1
         else:
             self.health.failed += 1
+        self._beat()   # idle, without the task, counted: now rather than a period later
         log_event(log, "done" if ok else "failed", logging.INFO if ok else logging.WARNING,
                   worker=self.name, task=job.id, queue=queue.name, status=str(getattr(status, "value", status)),
                   ms=round((time.monotonic() - self._task_started) * 1000, 1),
