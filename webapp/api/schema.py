@@ -22,7 +22,7 @@ def tighten_to_validation(result: dict, generator=None, request=None, public=Non
     from api.views_images import MAX_DELAY_S
     from api.views_pixelart import max_wait_s
 
-    from workers.settings import COMPLETIONS_WINDOW
+    from workers.settings import COMPLETIONS_WINDOW, MAX_WAIT
 
     limits = {("/api/tasks/", "limit"): {"minimum": 1, "maximum": 1000},
               ("/api/image/slow/", "delay"): {"minimum": 0, "maximum": MAX_DELAY_S},
@@ -38,6 +38,8 @@ def tighten_to_validation(result: dict, generator=None, request=None, public=Non
                     schema.update(pattern=bodies.TASK_ID_PATTERN, maxLength=128)
                 elif param.get("in") == "query" and (path, param.get("name")) in limits:
                     schema.update(limits[(path, param["name"])])
+                elif param.get("in") == "query" and param.get("name") == "wait":    # api.views_wait
+                    schema.update(minimum=0, maximum=MAX_WAIT)
             content = _request_body(path, method, bodies, MAX_IMAGE_COUNT, MAX_ITERATIONS,
                                     MAX_BATCH_MEGAPIXELS, max_wait_s())
             if content is not None:
