@@ -215,7 +215,6 @@ class PixelfleetWorker(SimpleWorker):
             self.health.last_task = job.id
             self.health.current_task = None
         if self._outcome == fencing.FENCED:   # superseded: not ours to count, log or release
-            self._beat()   # the record says idle, without the task, now rather than next period
             self._check_memory()
             return
         status = job.get_status(refresh=False)
@@ -225,7 +224,7 @@ class PixelfleetWorker(SimpleWorker):
             self.health.done += 1
         else:
             self.health.failed += 1
-        self._beat()   # the record says idle, without the task and with it counted, now
+        self._beat()   # idle, without the task, counted: now rather than a period later
         storage.release_task_input(self.connection, job)   # no-op unless the task has ended
         log_event(log, "done" if ok else "failed", logging.INFO if ok else logging.WARNING,
                   worker=self.name, task=job.id, queue=queue.name, status=str(getattr(status, "value", status)),
