@@ -5,8 +5,9 @@ so the error they minimise is the perceptual one; the fitted centres go back to 
 the end. Deterministic by construction: median cut has no randomness and seeds k-means,
 which runs at most KMEANS_ITERATIONS Lloyd iterations on at most FIT_SAMPLE pixels taken
 at a fixed stride (median cut on all 8 million pixels of a 4K image took 62 s; on the
-sample, ms). Samples carry weights (filters.palettes_salience) so that small, vivid,
-contrasting regions can win a palette entry; median cut and k-means both honour them.
+sample, ms). k-means is robust (reweighted towards the sum of distances, see
+kmeans_lab), and small, vivid, contrasting regions can win an entry
+(filters.palettes_salience).
 """
 from __future__ import annotations
 
