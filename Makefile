@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cksum requirements.txt | cut -d' ' -f1)
 
-.PHONY: install run test test-gpu-sim bench bench-workers bench-pixelart clean
+.PHONY: install run test test-slow test-gpu-sim bench bench-workers bench-pixelart clean screenshots
 
 install: $(STAMP)
 
@@ -21,6 +21,13 @@ run: install
 
 test: install
 	$(PY) -m pytest
+
+# The dashboard's browser tests (Chromium: apt-get install chromium), saving each page to docs/screenshots/.
+screenshots: install
+	PIXELFLEET_SCREENSHOTS=docs/screenshots $(PY) -m pytest tests/dashboard -q
+
+test-slow: install
+	$(PY) -m pytest -m slow
 
 bench: install
 	$(PY) -m filters.benchmark
@@ -40,6 +47,20 @@ bench-pixelart: install $(IQ_STAMP)
 
 bench-workers: install
 	$(PY) -m workers.benchmark
+
+# Pixelfleet (as `make run` starts it) against thumbor, end to end; thumbor goes into its own
+# venv from bench/thumbor-requirements.txt, never the project's. ARGS='--json out.json' etc.
+THUMBOR_VENV  := var/bench/thumbor-venv
+THUMBOR_STAMP := $(THUMBOR_VENV)/.installed-$(shell cksum bench/thumbor-requirements.txt | cut -d' ' -f1)
+
+$(THUMBOR_STAMP): bench/thumbor-requirements.txt
+	test -x $(THUMBOR_VENV)/bin/python || $(PYTHON) -m venv $(THUMBOR_VENV)
+	$(THUMBOR_VENV)/bin/python -m pip install --quiet -r bench/thumbor-requirements.txt
+	rm -f $(THUMBOR_VENV)/.installed-*
+	touch $@
+
+bench-e2e: install $(THUMBOR_STAMP)
+	$(PY) -m bench.e2e $(ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

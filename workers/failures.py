@@ -23,7 +23,7 @@ from rq.registry import StartedJobRegistry
 from rq.timeouts import JobTimeoutException
 
 from filters.errors import EngineError
-from workers import settings, stats
+from workers import fencing, notify, settings, stats
 from workers.logs import get_logger, log_event
 
 JOB_FAILURE = "job_failure"
@@ -109,11 +109,14 @@ def exception_handler(job: Job, exc_type: type | None, exc_value: BaseException 
         exc = exc_value if exc_value is not None else (exc_type() if exc_type else Exception("unknown"))
         failure_type, reason, explanation = classify(exc)
         wait_ms, processing_ms = run_times_ms(job)
-        with job.connection.pipeline(transaction=False) as pipe:
+
+        def writes(pipe: redis.client.Pipeline) -> None:
             record_failure(job, failure_type, reason, explanation, pipeline=pipe)
             stats.record_completion(job.connection, job, "failed", wait_ms, processing_ms,
                                     failure_type=failure_type, pipeline=pipe)
-            pipe.execute()
+
+        # In the worker's fenced commit: a superseded execution's failure is not recorded.
+        fencing.defer(job, "failed", writes)
         log_event(log, "failure_recorded", task=job.id, queue=job.origin, failure_type=failure_type, reason=reason)
     except Exception:  # noqa: BLE001 - the handler must not take the worker down
         log.exception("could not record the failure of task %s", getattr(job, "id", "?"),
@@ -142,5 +145,6 @@ def fail_lost_job(conn: redis.Redis, job: Job, reason: str) -> None:
         record_failure(job, WORKER_FAILURE, reason, explanation, pipeline=pipe)
         stats.record_completion(conn, job, "failed", wait_ms, processing_ms,
                                 failure_type=WORKER_FAILURE, pipeline=pipe)
+        notify.push_done(conn, job.id, "failed", pipeline=pipe)
         pipe.execute()
     log_event(log, "failure_recorded", task=job.id, queue=job.origin, failure_type=WORKER_FAILURE, reason=reason)

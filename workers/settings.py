@@ -7,7 +7,9 @@ environment; the names of keys do not.
 from __future__ import annotations
 
 import os
+import weakref
 from functools import lru_cache
+from typing import Any
 
 import redis
 
@@ -59,6 +61,32 @@ def get_redis(url: str | None = None) -> redis.Redis:
     return _connection_for(url or redis_url())
 
 
+_async_clients: "weakref.WeakKeyDictionary[Any, dict[str, Any]]" = weakref.WeakKeyDictionary()
+
+
+def get_async_redis(url: str | None = None) -> "redis.asyncio.Redis":
+    """A redis.asyncio client for `url` or REDIS_URL, one per event loop (pools are bound
+    to the loop that made them). For the API's waiting paths, where a BLPOP may block
+    for up to MAX_WAIT seconds."""
+    import asyncio
+
+    import redis.asyncio
+
+    loop = asyncio.get_running_loop()
+    url = url or redis_url()
+    clients = _async_clients.setdefault(loop, {})
+    client = clients.get(url)
+    if client is None:
+        # One connection per waiting request (its BLPOP holds it): room for MAX_WAITERS
+        # of them plus the quick calls; past that a caller waits up to 5 s for one.
+        # redis-py's default read timeout (5 s) would cut a longer BLPOP: allow MAX_WAIT + 5.
+        pool = redis.asyncio.BlockingConnectionPool.from_url(
+            url, max_connections=MAX_WAITERS + 64, timeout=5, socket_connect_timeout=5,
+            socket_timeout=MAX_WAIT + 5)
+        client = clients[url] = redis.asyncio.Redis(connection_pool=pool)
+    return client
+
+
 # --- Names ----------------------------------------------------------------------------
 PREFIX = "pixelfleet"
 CAPABILITIES: tuple[str, ...] = ("io", "cpu", "gpu")   # every capability class there is
@@ -71,11 +99,18 @@ HEARTBEAT_PATTERN = f"{PREFIX}:worker:*"
 TASK_INDEX_KEY = f"{PREFIX}:tasks"                       # zset task_id -> submitted-at
 COMPLETIONS_KEY = f"{PREFIX}:completions"                # zset of finished/failed records
 COUNTERS_KEY = f"{PREFIX}:counters"                      # hash: submitted/completed/failed…
+HISTOGRAM_KEY = f"{PREFIX}:histogram:{{name}}"           # hash: per-bucket counts, sum, count
 LOSSES_KEY = f"{PREFIX}:losses"                          # hash task_id -> worker losses
 SAMPLE_KEY = f"{PREFIX}:sample:{{name}}"                 # generated sample images
+FENCE_KEY = f"{PREFIX}:fence:{{task_id}}"                 # which execution may finish a task
+CLAIM_KEY = f"{PREFIX}:claimed:{{name}}"                  # tasks a worker popped, not yet started
+CLAIMANTS_KEY = f"{PREFIX}:claimants"                     # set: workers that may hold claims
 REAPER_LOCK_KEY = f"{PREFIX}:reaper:lock"                # one reaper pass fleet-wide at a time
 API_REQUESTS_KEY = f"{PREFIX}:api:requests"              # requests served by every API process
 THROTTLE_KEY = f"{PREFIX}:api:throttle:{{scope}}:{{ident}}:{{window}}"  # fixed windows, TTL
+DONE_KEY = f"{PREFIX}:done:{{task_id}}"                  # list: one token pushed when a task ends
+PAUSED_QUEUES_KEY = f"{PREFIX}:paused_queues"            # set of queue names workers skip
+DASHBOARD_SESSION_KEY = f"{PREFIX}:dashboard:session:{{key}}"  # web dashboard sessions, TTL
 
 # --- Defaults (tunable by environment) -------------------------------------------------
 INPUT_TTL = env_int("PIXELFLEET_INPUT_TTL", 24 * 3600)        # s an input image is kept
@@ -87,4 +122,11 @@ HEARTBEAT_INTERVAL = env_float("PIXELFLEET_HEARTBEAT_INTERVAL", 2.0)
 HEARTBEAT_TTL = HEARTBEAT_INTERVAL * 3                         # gone after 3 missed beats
 MAX_WORKER_LOSSES = env_int("PIXELFLEET_MAX_WORKER_LOSSES", 3)
 WORKER_MAX_RSS_MB = env_int("PIXELFLEET_WORKER_MAX_RSS_MB", 4096)
+FENCE_TTL = RESULT_TTL                                         # s a fence outlives its task (late results come within a timeout)
 COMPLETIONS_WINDOW = 15 * 60                                   # s of history for metrics
+MAX_WAIT = 60                                                  # s a `?wait=` request may block, at most
+DONE_TTL = MAX_WAIT * 2                                        # s an end-of-task token outlives its push
+DELIVERED_TTL = env_int("PIXELFLEET_DELIVERED_TTL", 300)       # s a result handed out by submit?wait is kept
+MAX_WAITERS = env_int("PIXELFLEET_MAX_WAITERS", 400)           # waiting requests per API process (a
+                                                               # Redis connection each); more answer at once
+PAUSE_CHECK_S = 1                                              # s a pause takes to reach workers

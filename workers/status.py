@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import time
 from datetime import datetime
-from typing import Any
+from typing import Any, Callable
 
 import redis
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.queue import Queue
 from rq.registry import CanceledJobRegistry, FailedJobRegistry
+from rq.results import Result
 
 from filters.errors import EngineError
-from workers import failures, settings
+from workers import failures, notify, settings
 from workers.logs import get_logger, log_event, utc_timestamp
 
 log = get_logger(__name__)
@@ -29,7 +30,7 @@ _RQ_TO_OURS = {
     JobStatus.STARTED: "started", JobStatus.FINISHED: "finished", JobStatus.FAILED: "failed",
     JobStatus.CANCELED: "canceled", JobStatus.STOPPED: "canceled",
 }
-_LIVE_STATES = ("idle", "busy", "warming")
+_LIVE_STATES = ("idle", "busy", "warming", "paused")
 _HISTORY_KEEP = 10
 
 
@@ -75,9 +76,18 @@ def _fetch(conn: redis.Redis, task_id: str) -> Job:
                            f"{settings.RESULT_TTL} s)") from None
 
 
-def waiting_reason(caps: list[str] | frozenset[str], workers: list[dict[str, Any]]) -> str | None:
-    """Why a queued task cannot be taken, in words; None when some live worker can take it."""
+def waiting_reason(caps: list[str] | frozenset[str], workers: list[dict[str, Any]],
+                   paused: frozenset[str] | set[str] = frozenset()) -> str | None:
+    """Why a queued task cannot be taken, in words; None when some live worker can take it.
+
+    `paused`: the paused queue names (workers.queues.paused_queues), when the caller read them.
+    """
     need = frozenset(caps)
+    if need and paused:
+        from workers.routing import queue_name
+        name = queue_name(need)
+        if name in paused:
+            return f"queue {name} is paused: its tasks wait until it is resumed"
     live = [w for w in workers if w.get("state") in _LIVE_STATES]
     if not live:
         return "no live worker is running"
@@ -122,18 +132,39 @@ def summary(job: Job, now: float | None = None) -> dict[str, Any]:
     return info
 
 
-def task_status(conn: redis.Redis, task_id: str) -> dict[str, Any] | None:
-    """The full status dict of one task (docs/INTERFACES.md), or None if unknown."""
+# What a status needs from the job hash: everything but `data` (the payload), one HMGET.
+STATUS_FIELDS = ("status", "origin", "description", "worker_name", "created_at", "enqueued_at",
+                 "started_at", "ended_at", "meta")
+
+
+def queue_status_reads(pipe: Any, task_id: str) -> None:
+    """Add a status's two reads to `pipe` (sync or redis.asyncio): the job's fields and
+    its latest RQ result. One round trip, no image bytes, no payload."""
+    pipe.hmget(Job.key_for(task_id), STATUS_FIELDS)
+    pipe.xrevrange(Result.get_key(task_id), "+", "-", count=1)
+
+
+def status_from_reads(task_id: str, fields: list[bytes | None], results: list[Any],
+                      fleet: Callable[[], tuple[list[dict[str, Any]], frozenset[str]]]) -> dict[str, Any] | None:
+    """The full status dict (docs/INTERFACES.md) from queue_status_reads' answers, or None
+    for an unknown task. `fleet` — (live worker records, paused queue names) — is called
+    only for a queued task (its waiting reason)."""
+    if not fields or fields[0] is None:
+        return None
+    conn = settings.get_redis()   # not used for I/O: RQ's objects want one
+    job = Job(task_id, connection=conn)
     try:
-        job = _fetch(conn, task_id)
-    except TaskNotFound:
+        job.restore({**{k: v for k, v in zip(STATUS_FIELDS, fields) if v is not None}, "data": b""})
+    except Exception:  # noqa: BLE001 - a job hash written by something else: unknown to us
+        log_event(log, "unreadable_job", task=task_id)
         return None
     info = summary(job)
-    if info["status"] in ("finished", "failed"):
-        latest = job.latest_result()
-        if latest is not None and latest.type == latest.Type.SUCCESSFUL:
+    if info["status"] in ("finished", "failed") and results:
+        result_id, payload = results[0]
+        latest = Result.restore(task_id, result_id.decode(), payload, connection=conn, serializer=job.serializer)
+        if latest.type == latest.Type.SUCCESSFUL:
             info["result"] = latest.return_value
-        elif latest is not None and latest.exc_string:
+        elif latest.exc_string:
             info["error"] = _last_line(latest.exc_string)
     if info["status"] == "failed" and not info.get("failure_type"):
         # Failed outside our exception handler (a plain `rq worker`): say what we know.
@@ -141,9 +172,26 @@ def task_status(conn: redis.Redis, task_id: str) -> dict[str, Any] | None:
                     failure_reason=info.get("error") or "the task failed",
                     explanation="Failed without a recorded classification; see the worker's log.")
     if info["status"] == "queued":
-        from workers.registry import read_workers
-        info["waiting_reason"] = waiting_reason(info["capabilities"], read_workers(conn))
+        workers, paused = fleet()
+        info["waiting_reason"] = waiting_reason(info["capabilities"], workers, paused)
     return info
+
+
+def task_status(conn: redis.Redis, task_id: str) -> dict[str, Any] | None:
+    """The full status dict of one task (docs/INTERFACES.md), or None if unknown.
+
+    One round trip (plus the worker registry for a queued task): cheap enough for
+    clients that poll (the API's async status path uses the same two functions).
+    """
+    if not isinstance(task_id, str) or not task_id or len(task_id) > 128:
+        return None
+    from workers.queues import paused_queues
+    from workers.registry import read_workers
+
+    with conn.pipeline(transaction=False) as pipe:
+        queue_status_reads(pipe, task_id)
+        fields, results = pipe.execute()
+    return status_from_reads(task_id, fields, results, lambda: (read_workers(conn), paused_queues(conn)))
 
 
 def _last_line(exc_string: str) -> str:
@@ -201,6 +249,7 @@ def cancel_task(conn: redis.Redis, task_id: str) -> dict[str, Any]:
         now_status = _status_of(_fetch(conn, task_id))
         raise TaskConflict(f"task {task_id} is {now_status}; a worker took it before it could be canceled")
     job.cancel()
+    notify.push_done(conn, job.id, "canceled")
     log_event(log, "canceled", task=job.id, queue=job.origin)
     return summary(job)
 
@@ -227,6 +276,7 @@ def retry_task(conn: redis.Redis, task_id: str) -> dict[str, Any]:
     meta["history"] = history[-_HISTORY_KEEP:]
     job.save_meta()
     conn.hdel(settings.LOSSES_KEY, job.id)
+    notify.forget_done(conn, job.id)
     registry_class = CanceledJobRegistry if job.get_status(refresh=False) == JobStatus.CANCELED else FailedJobRegistry
     registry = registry_class(job.origin, connection=conn)
     try:
@@ -236,3 +286,14 @@ def retry_task(conn: redis.Redis, task_id: str) -> dict[str, Any]:
     conn.hincrby(settings.COUNTERS_KEY, "retried", 1)
     log_event(log, "retried", task=job.id, queue=job.origin, previous=status)
     return summary(job)
+
+
+def task_input_digest(conn: redis.Redis, task_id: str) -> str | None:
+    """The digest of the task's stored input image (workers.storage), None if not recorded.
+
+    The payload is read back from Redis: untrusted, so only a string digest is returned.
+    """
+    job = _fetch(conn, task_id)
+    payload = job.args[0] if job.args else None
+    digest = payload.get("digest") if isinstance(payload, dict) else None
+    return digest if isinstance(digest, str) else None

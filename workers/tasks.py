@@ -4,7 +4,8 @@ Why it re-validates: the payload came out of Redis, which anything on the networ
 have written; the registry checks the steps again exactly as the API did. Why it counts
 round trips: the fleet's overhead over bare RQ is mostly Redis round trips, so the
 input read and the "started" meta share one, each later step saves progress once, and
-the output, the final meta and the completion statistics share the last one.
+the output, the final meta and the completion statistics join the worker's fenced commit
+(workers/fencing.py), so only the execution that still owns the task writes them.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from rq import get_current_job
 from rq.job import Job
 
 from filters.errors import EngineError
-from workers import runtime, settings, stats, storage
+from workers import fencing, runtime, settings, stats, storage
 from workers.logs import get_logger, log_context, log_event
 from workers.routing import capabilities_of_queue, normalise_options
 
@@ -65,10 +66,6 @@ def _current_job() -> Job:
     return job
 
 
-def _save_meta(job: Job, pipe: Any) -> None:
-    pipe.hset(job.key, "meta", job.serializer.dumps(job.meta))
-
-
 def process_image(payload: dict[str, Any]) -> dict[str, Any]:
     """Load, re-validate, filter, encode and store one task's image; returns its metadata.
 
@@ -89,17 +86,18 @@ def process_image(payload: dict[str, Any]) -> dict[str, Any]:
         job.meta.update({"worker": worker, "started_at": started,
                          "progress": {"step": 1, "total": total, "filter": steps[0].name}})
         with conn.pipeline(transaction=False) as pipe:
-            _save_meta(job, pipe)
+            fencing.save_meta(job, pipe)
             pipe.get(storage.input_key(task["digest"]))
-            _, data = pipe.execute()
+            saved, data = pipe.execute()
+        fencing.check_saved(job, saved)
         if data is None:
             storage.load_input(conn, task["digest"])   # raises InputMissing with the full story
         return _run(job, task, data, started, worker)
 
 
 def _run(job: Job, task: dict[str, Any], data: bytes, started: float, worker: str) -> dict[str, Any]:
-    from filters.io import CONTENT_TYPES, decode_image, encode_image
-    from filters.pipeline import run_pipeline
+    from filters.io import CONTENT_TYPES, encode_image
+    from filters.pipeline import decode_for, run_pipeline
 
     conn = job.connection
     steps = task["steps"]
@@ -111,12 +109,19 @@ def _run(job: Job, task: dict[str, Any], data: bytes, started: float, worker: st
         calls += 1
         if calls > 1:
             job.meta["progress"] = {"step": calls, "total": total, "filter": name}
-            job.save_meta()
+            try:
+                fencing.save_meta(job)   # Superseded stops a task another worker now owns
+            except fencing.REDIS_ERRORS:
+                pass   # progress is best effort: an outage must not fail the task
 
-    image = decode_image(data)
+    # Decoded as small as the first geometric step allows (filters.shrink): a 24 MP JPEG
+    # headed for a thumbnail is decoded at 1/4 or 1/8 scale by libjpeg.
+    decoded, applied = decode_for(data, steps)
+    job.meta["decode"] = decoded.label   # the worker's "done" line shows it
     deadline = time.monotonic() + (job.timeout or settings.TASK_TIMEOUT)
     backend = runtime.backend_for(task["device"])
-    result = run_pipeline(image, steps, backend=backend, progress=progress, deadline=deadline)
+    result = run_pipeline(decoded.image, applied.steps, backend=backend, progress=progress,
+                          deadline=deadline, upscale=applied.upscale)
     encoded = encode_image(result.image, task["format"], task["quality"])
     ended = time.time()
     enqueued = job.enqueued_at.timestamp() if job.enqueued_at else job.meta.get("submitted_at", started)
@@ -125,17 +130,21 @@ def _run(job: Job, task: dict[str, Any], data: bytes, started: float, worker: st
         "width": int(width), "height": int(height), "format": task["format"],
         "content_type": CONTENT_TYPES[task["format"]], "bytes": len(encoded),
         "timings": [{"filter": t.name, "ms": round(t.ms, 3)} for t in result.timings],
+        "decode": decoded.describe(),
         "backend": result.backend, "device": result.device, "worker": worker,
         "queue_wait_ms": round(max(0.0, started - enqueued) * 1000, 3),
         "processing_ms": round((ended - started) * 1000, 3),
     }
-    with conn.pipeline(transaction=False) as pipe:
+    def writes(pipe: Any) -> None:
         storage.store_output(conn, job.id, encoded, task["format"], pipeline=pipe)
         stats.record_completion(conn, job, "finished", metadata["queue_wait_ms"],
                                 metadata["processing_ms"], pipeline=pipe)
-        pipe.execute()
+
+    # Written by the worker's fenced commit, with RQ's status and result: exactly once,
+    # and never by an execution that lost the task to another worker.
+    fencing.defer(job, "finished", writes)
     # DEBUG: the worker already logs "done" per task; this adds the task's own figures.
     log_event(log, "processed", logging.DEBUG, queue=job.origin, steps=len(steps), backend=result.backend,
-              size=f"{width}x{height}", bytes=len(encoded), wait_ms=metadata["queue_wait_ms"],
-              ms=metadata["processing_ms"])
+              decode=decoded.label, size=f"{width}x{height}", bytes=len(encoded),
+              wait_ms=metadata["queue_wait_ms"], ms=metadata["processing_ms"])
     return metadata

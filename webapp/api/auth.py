@@ -34,16 +34,20 @@ def bearer_token(request) -> str | None:
     return value.strip()
 
 
+def token_matches(given: str) -> bool:
+    """Whether `given` is one of the configured tokens (the dashboard's sign-in uses it too)."""
+    # Constant-time comparison against every token: no timing hint about which is close.
+    return any(hmac.compare_digest(given.encode(), token.encode()) for token in configured_tokens())
+
+
 def check_token(request) -> None:
     """Raise 401/403 unless the request carries a configured token (no-op when none are)."""
-    tokens = configured_tokens()
-    if not tokens:
+    if not configured_tokens():
         return
     given = bearer_token(request)
     if given is None:
         raise Unauthorized()
-    # Constant-time comparison against every token: no timing hint about which is close.
-    if not any(hmac.compare_digest(given.encode(), token.encode()) for token in tokens):
+    if not token_matches(given):
         raise Forbidden("The bearer token is not one of PIXELFLEET_API_TOKENS.")
 
 

@@ -94,10 +94,10 @@ class TaskStatusSerializer(serializers.Serializer):
     processing_ms = serializers.FloatField(allow_null=True, required=False)
     result = serializers.DictField(allow_null=True, required=False)
     failure_type = serializers.ChoiceField(choices=["job_failure", "timeout", "worker_failure"], required=False)
-    failure_reason = serializers.CharField(required=False)
-    explanation = serializers.CharField(required=False)
-    error = serializers.CharField(required=False)
-    waiting_reason = serializers.CharField(required=False)
+    failure_reason = serializers.CharField(required=False, allow_null=True)
+    explanation = serializers.CharField(required=False, allow_null=True)
+    error = serializers.CharField(required=False, allow_null=True)
+    waiting_reason = serializers.CharField(required=False, allow_null=True)
 
 
 class TaskListSerializer(serializers.Serializer):
@@ -133,9 +133,16 @@ class WorkersSerializer(serializers.Serializer):
     by_state = serializers.DictField(child=serializers.IntegerField())
 
 
-class StatsSerializer(serializers.Serializer):
-    uptime_s = serializers.FloatField()
+class ApiProcessSerializer(serializers.Serializer):
+    pid = serializers.IntegerField()
     started_at = serializers.CharField()
+    uptime_s = serializers.FloatField()
+
+
+class StatsSerializer(serializers.Serializer):
+    uptime_s = serializers.FloatField(help_text="since the API server (gunicorn's master) started")
+    started_at = serializers.CharField()
+    process = ApiProcessSerializer(help_text="the API process that answered")
     requests_served = serializers.IntegerField()
     tasks_submitted = serializers.IntegerField()
     tasks_completed = serializers.IntegerField()

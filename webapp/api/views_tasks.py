@@ -26,6 +26,7 @@ from api.throttling import SubmitThrottle
 from filters import registry
 from workers import routing, settings, status as task_state, storage
 from workers.logs import get_logger, log_event
+from workers.queues import paused_queues
 from workers.registry import read_workers
 
 log = get_logger("webapp.tasks")
@@ -37,6 +38,12 @@ def check_task_id(task_id: str) -> str:
     if not TASK_ID.match(task_id):
         raise InvalidTaskId(f"{task_id!r:.80} is not a task id (letters, digits, '_' and '-', at most 128)")
     return task_id
+
+
+def wait_parameter(answer: str) -> OpenApiParameter:
+    """`?wait=S` (api.views_wait does the waiting; documented on the DRF views it fronts)."""
+    return OpenApiParameter("wait", float, required=False,
+                            description=f"Seconds (0 to {settings.MAX_WAIT}) to wait for the task to end; {answer}")
 
 
 def task_urls(task_id: str) -> dict[str, str]:
@@ -72,9 +79,13 @@ def submit(request: Request, *, default_sample: str | None = None, source: str =
     options = inputs.parse_options(body)
     conn = settings.get_redis()
     images = inputs.parse_images(request, body, default_sample=default_sample, conn=conn)
+    if len(images) > 1 and getattr(request, "pixelfleet_wait_one", False):   # set by views_wait
+        raise InvalidInput(f"?wait answers with one image; this request has {len(images)}. Submit them "
+                           "without wait, or one per request", {"field": "wait", "images": len(images)},
+                           code="invalid_wait")
     caps = registry.required_capabilities(steps, options["device"])
     # One look at the registry for the whole request: the same answer for every image.
-    waiting = task_state.waiting_reason(caps, read_workers(conn))
+    waiting = task_state.waiting_reason(caps, read_workers(conn), paused_queues(conn))
     accepted = []
     for image in images:
         digest = inputs.store_image(conn, image)
@@ -100,11 +111,15 @@ def _image_summary(image: inputs.ImageInput) -> dict[str, Any]:
             "height": info.height, "mode": getattr(info, "mode", None), "bytes": len(image.data)}
 
 
+def task_not_found(task_id: str) -> NotFound:
+    return NotFound(f"no task {task_id!r}: unknown, or expired (finished tasks are kept "
+                    f"{settings.RESULT_TTL} s, failed ones {settings.FAILURE_TTL} s)", code="task_not_found")
+
+
 def load_status(task_id: str) -> dict[str, Any]:
     state = task_state.task_status(settings.get_redis(), check_task_id(task_id))
     if state is None:
-        raise NotFound(f"no task {task_id!r}: unknown, or expired (finished tasks are kept "
-                       f"{settings.RESULT_TTL} s, failed ones {settings.FAILURE_TTL} s)", code="task_not_found")
+        raise task_not_found(task_id)
     return state
 
 
@@ -133,8 +148,11 @@ class TaskListView(APIView):
         summary="Submit images to a filter pipeline", operation_id="tasks_submit",
         description="Multipart (`image` / `images` files) or JSON (`image_base64`, string or list), or a `sample` "
                     "name. Steps as `filters` + `filter_params` or ordered `steps`. One task per image.",
+        parameters=[wait_parameter("one image only: 200 with the result image when it finishes in time, "
+                                   "422 task_failed when it fails, else the usual 202.")],
         request={"application/json": TaskSubmitSerializer, "multipart/form-data": TaskSubmitSerializer},
-        responses={202: PolymorphicProxySerializer(
+        responses={(200, "image/*"): OpenApiResponse(description="With `wait`: the result image."),
+                   202: PolymorphicProxySerializer(
             component_name="TaskSubmitAccepted", serializers=[TaskAcceptedSerializer, TaskBatchAcceptedSerializer],
             resource_type_field_name=None), **ERRORS})
     def post(self, request: Request) -> Response:
@@ -144,7 +162,9 @@ class TaskListView(APIView):
 class TaskDetailView(APIView):
     """GET: the task's status. DELETE: cancel it while it is still queued."""
 
-    @extend_schema(summary="Task status", operation_id="tasks_status", responses={200: TaskStatusSerializer, **ERRORS})
+    @extend_schema(summary="Task status", operation_id="tasks_status",
+                   parameters=[wait_parameter("the status once it ended, or as it is after that many seconds.")],
+                   responses={200: TaskStatusSerializer, **ERRORS})
     def get(self, request: Request, task_id: str) -> Response:
         return Response(load_status(task_id))
 
@@ -175,7 +195,10 @@ class TaskResultView(APIView):
     """GET: the result image with its content type; 404 unknown/expired, 409 not finished."""
 
     @extend_schema(summary="Download the result image",
-                   responses={(200, "image/*"): OpenApiResponse(description="The encoded image."), **ERRORS})
+                   parameters=[wait_parameter("then the image, 409 when it failed, or 202 with the status "
+                                              "when the time ran out first.")],
+                   responses={(200, "image/*"): OpenApiResponse(description="The encoded image."),
+                              202: TaskStatusSerializer, **ERRORS})
     def get(self, request: Request, task_id: str) -> HttpResponse:
         state = load_status(task_id)
         if state["status"] != "finished":
@@ -205,7 +228,9 @@ class LegacyTaskStatusView(TaskDetailView):
 
     http_method_names = ["get", "head", "options"]
 
-    @extend_schema(summary="Task status (original path)", operation_id="task_status_original", responses={200: TaskStatusSerializer, **ERRORS})
+    @extend_schema(summary="Task status (original path)", operation_id="task_status_original",
+                   parameters=[wait_parameter("the status once it ended, or as it is after that many seconds.")],
+                   responses={200: TaskStatusSerializer, **ERRORS})
     def get(self, request: Request, task_id: str) -> Response:
         return Response(load_status(task_id))
 

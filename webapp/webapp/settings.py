@@ -75,19 +75,31 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "api",
+    "dashboard",
 ]
 
 MIDDLEWARE = [
     "api.middleware.RequestLogMiddleware",
     "api.middleware.BodySizeLimitMiddleware",
-    "django.middleware.security.SecurityMiddleware",
-    "django.middleware.common.CommonMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Django's own, with their hooks run inline under ASGI (no thread hop each; api.middleware).
+    "api.middleware.SecurityMiddleware",
+    "api.middleware.SessionMiddleware",   # the dashboard's sign-in only
+    "api.middleware.CommonMiddleware",
+    "api.middleware.XFrameOptionsMiddleware",
 ]
-# `manage.py check --deploy`: no CSRF middleware because no cookie or session ever
-# authenticates (bearer tokens only; DRF's APIView is csrf-exempt anyway), and TLS with
-# HSTS/redirects belongs to the proxy in front of gunicorn (docs/api.md).
+# `manage.py check --deploy`: no CSRF middleware because no cookie or session
+# authenticates the API (bearer tokens only; DRF's APIView is csrf-exempt anyway); the
+# dashboard, whose session does, checks CSRF on each of its views (dashboard.access).
+# TLS with HSTS/redirects belongs to the proxy in front of gunicorn (docs/api.md).
 SILENCED_SYSTEM_CHECKS = ["security.W003", "security.W004", "security.W008"]
+
+# Dashboard sessions live in Redis (dashboard/sessions.py): no database, and valid across
+# API processes. PIXELFLEET_SECURE_COOKIES=1 behind TLS marks both cookies Secure.
+SESSION_ENGINE = "dashboard.sessions"
+SESSION_COOKIE_AGE = env_int("PIXELFLEET_DASHBOARD_SESSION_S", 12 * 3600)
+SESSION_COOKIE_SAMESITE = "Lax"
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = _env_flag("PIXELFLEET_SECURE_COOKIES")
+CSRF_TRUSTED_ORIGINS = _env_list("PIXELFLEET_CSRF_TRUSTED_ORIGINS", [])
 
 ROOT_URLCONF = "webapp.urls"
 WSGI_APPLICATION = "webapp.wsgi.application"
@@ -149,6 +161,8 @@ SPECTACULAR_SETTINGS = {
     "SECURITY": [{"bearerAuth": []}],
     "APPEND_COMPONENTS": {"securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}}},
     "PREPROCESSING_HOOKS": ["api.schema.drop_slashless_aliases"],
+    # Request bodies and parameters as strict as the validation (api/schema_bodies.py).
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "api.schema.tighten_to_validation"],
     # Schema warnings are for developers (`manage.py spectacular --fail-on-warn`, the
     # tests); printed on every /api/schema/ request they would break the one-line logs.
     "DISABLE_ERRORS_AND_WARNINGS": not DEBUG,
@@ -164,5 +178,7 @@ LOGGING = {
         # logger would repeat every 4xx as a second, multi-line event.
         "django.request": {"handlers": ["null"], "propagate": False},
         "django.server": {"handlers": ["null"], "propagate": False},
+        # The dashboard logs a refused action as its own line (dashboard_action, error=csrf_failed).
+        "django.security.csrf": {"handlers": ["null"], "propagate": False},
     },
 }
