@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cksum requirements.txt | cut -d' ' -f1)
 
-.PHONY: install run test test-slow test-gpu-sim bench bench-workers clean screenshots
+.PHONY: install run test test-slow test-gpu-sim bench bench-workers bench-pixelart clean screenshots
 
 install: $(STAMP)
 
@@ -32,6 +32,19 @@ test-slow: install
 
 bench: install
 	$(PY) -m filters.benchmark
+
+# Pixel-art quality against libimagequant, which lives in its own venv (never the project's).
+IQ_VENV := var/bench/imagequant-venv
+IQ_STAMP := $(IQ_VENV)/.installed-$(shell cksum bench/imagequant-requirements.txt | cut -d' ' -f1)
+
+$(IQ_STAMP): bench/imagequant-requirements.txt
+	test -x $(IQ_VENV)/bin/python || $(PYTHON) -m venv $(IQ_VENV)
+	$(IQ_VENV)/bin/python -m pip install --quiet -r bench/imagequant-requirements.txt
+	rm -f $(IQ_VENV)/.installed-*
+	touch $@
+
+bench-pixelart: install $(IQ_STAMP)
+	$(PY) -m filters.benchmark_pixelart
 
 bench-workers: install
 	$(PY) -m workers.benchmark
