@@ -36,7 +36,10 @@ def worker_env(redis_url: str, **extra: str) -> dict[str, str]:
     """Environment for a worker subprocess: our Redis, no CUDA probing, fast beats."""
     env = dict(os.environ)
     env.update({"REDIS_URL": redis_url, "SKIP_CUDA_CHECK": "1", "PYTHONUNBUFFERED": "1",
-                "PIXELFLEET_HEARTBEAT_INTERVAL": TEST_HEARTBEAT_INTERVAL})
+                "PIXELFLEET_HEARTBEAT_INTERVAL": TEST_HEARTBEAT_INTERVAL,
+                # The poison and sleep helpers below: a worker runs only the fleet's task
+                # function unless its own environment names "tests.*" extras.
+                "PIXELFLEET_TEST_TASK_FUNCTIONS": "tests.fleet_helpers.die_now,tests.fleet_helpers.sleep_task"})
     env.update(extra)
     return env
 
@@ -248,10 +251,10 @@ def die_now() -> None:
 
 def enqueue_poison(conn: redis.Redis, queue: str = "pixelfleet:io") -> str:
     """Put a task that kills every worker taking it on `queue`; returns its id."""
-    from rq import Queue
+    from workers import jobs
 
-    job = Queue(queue, connection=conn).enqueue_call("tests.fleet_helpers.die_now",
-                                                     meta={"capabilities": ["io"], "submitted_at": time.time()})
+    job = jobs.queue(conn, queue).enqueue_call("tests.fleet_helpers.die_now",
+                                               meta={"capabilities": ["io"], "submitted_at": time.time()})
     return job.id
 
 
@@ -262,8 +265,8 @@ def sleep_task(seconds: float) -> float:
 
 
 def enqueue_sleep(conn: redis.Redis, seconds: float, queue: str = "pixelfleet:io") -> str:
-    from rq import Queue
+    from workers import jobs
 
-    job = Queue(queue, connection=conn).enqueue_call("tests.fleet_helpers.sleep_task", args=(seconds,),
-                                                     meta={"capabilities": ["io"], "submitted_at": time.time()})
+    job = jobs.queue(conn, queue).enqueue_call("tests.fleet_helpers.sleep_task", args=(seconds,),
+                                               meta={"capabilities": ["io"], "submitted_at": time.time()})
     return job.id

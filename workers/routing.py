@@ -13,11 +13,10 @@ from itertools import combinations
 from typing import Any, Iterable, Mapping
 
 import redis
-from rq import Queue
 
 from filters.errors import EngineError
 from filters.registry import DEVICES
-from workers import settings, storage
+from workers import jobs, settings, storage
 
 TASK_FUNCTION = "workers.tasks.process_image"   # a string: the API never imports numba
 MAX_TIMEOUT = 3600                                  # s; a longer task is a mistake, not a need
@@ -151,7 +150,7 @@ def enqueue_task(conn: redis.Redis, digest: str, steps: Any, options: Mapping[st
     meta = {"capabilities": sorted(caps), "submitted_at": submitted_at,
             "source": opts["source"], "device": opts["device"]}
     description = f"{describe_steps(plain_steps)} -> {opts['format']}"[:240]
-    queue = Queue(name, connection=conn)
+    queue = jobs.queue(conn, name)
     with conn.pipeline() as pipe:
         job = queue.enqueue_call(
             TASK_FUNCTION, args=(payload,), timeout=opts["timeout"],

@@ -11,6 +11,8 @@ from functools import lru_cache
 
 import redis
 
+from workers.serializer import StrictJSONSerializer
+
 
 def env_str(name: str, default: str) -> str:
     """The environment's value for `name`, or `default` when unset or empty."""
@@ -88,3 +90,8 @@ HEARTBEAT_TTL = HEARTBEAT_INTERVAL * 3                         # gone after 3 mi
 MAX_WORKER_LOSSES = env_int("PIXELFLEET_MAX_WORKER_LOSSES", 3)
 WORKER_MAX_RSS_MB = env_int("PIXELFLEET_WORKER_MAX_RSS_MB", 4096)
 COMPLETIONS_WINDOW = 15 * 60                                   # s of history for metrics
+
+# --- Serialization ---------------------------------------------------------------------
+# Every RQ job, meta and result: strict JSON, never pickle (build RQ objects with
+# workers.jobs.queue / fetch_job / fetch_jobs / registry, which pass it).
+SERIALIZER = StrictJSONSerializer

@@ -13,11 +13,10 @@ from typing import Any
 import redis
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
-from rq.queue import Queue
-from rq.registry import CanceledJobRegistry, FailedJobRegistry
 
 from filters.errors import EngineError
-from workers import failures, settings
+from workers import failures, jobs, settings
+from workers.jobs import CanceledJobRegistry, FailedJobRegistry
 from workers.logs import get_logger, log_event, utc_timestamp
 
 log = get_logger(__name__)
@@ -69,7 +68,7 @@ def _fetch(conn: redis.Redis, task_id: str) -> Job:
     if not isinstance(task_id, str) or not task_id or len(task_id) > 128:
         raise TaskNotFound(f"task id {task_id!r:.140} is not valid")
     try:
-        return Job.fetch(task_id, connection=conn)
+        return jobs.fetch_job(conn, task_id)
     except NoSuchJobError:
         raise TaskNotFound(f"task {task_id} not found (never submitted, or expired after "
                            f"{settings.RESULT_TTL} s)") from None
@@ -115,11 +114,23 @@ def summary(job: Job, now: float | None = None) -> dict[str, Any]:
     }
     if status == "failed" or meta.get("failure_type"):
         info.update({k: meta.get(k) for k in ("failure_type", "failure_reason", "explanation")})
+    _report_unreadable(job, info)
     if status == "queued":
         info["waiting_reason"] = None
     if meta.get("history"):
         info["history"] = meta["history"]
     return info
+
+
+def _report_unreadable(job: Job, info: dict[str, Any]) -> None:
+    """A job record we could not parse (planted pickle, garbage) reads as a job_failure
+    that says what was wrong: never a 500, never unpickled (workers.jobs.FleetJob)."""
+    problems = getattr(job, "unreadable", None)
+    if not problems:
+        return
+    info.update(status="failed", result=None, failure_type=failures.JOB_FAILURE,
+                failure_reason="the task's record in Redis is unreadable: " + "; ".join(problems),
+                explanation=failures.explain("untrusted_task"))
 
 
 def task_status(conn: redis.Redis, task_id: str) -> dict[str, Any] | None:
@@ -135,6 +146,7 @@ def task_status(conn: redis.Redis, task_id: str) -> dict[str, Any] | None:
             info["result"] = latest.return_value
         elif latest is not None and latest.exc_string:
             info["error"] = _last_line(latest.exc_string)
+        _report_unreadable(job, info)
     if info["status"] == "failed" and not info.get("failure_type"):
         # Failed outside our exception handler (a plain `rq worker`): say what we know.
         info.update(failure_type=failures.JOB_FAILURE,
@@ -168,11 +180,11 @@ def list_tasks(conn: redis.Redis, status: str | None = None, limit: int = 100) -
         ids = [i.decode() for i in conn.zrevrange(settings.TASK_INDEX_KEY, offset, offset + batch - 1)]
         if not ids:
             break
-        jobs = Job.fetch_many(ids, connection=conn)
-        gone = [i for i, job in zip(ids, jobs) if job is None]
+        fetched = jobs.fetch_jobs(conn, ids)
+        gone = [i for i, job in zip(ids, fetched) if job is None]
         if gone:
             conn.zrem(settings.TASK_INDEX_KEY, *gone)
-        for job in jobs:
+        for job in fetched:
             if job is None:
                 continue
             info = summary(job, now)
@@ -196,7 +208,7 @@ def cancel_task(conn: redis.Redis, task_id: str) -> dict[str, Any]:
     status = _status_of(job)
     if status != "queued":
         raise TaskConflict(f"task {task_id} is {status}; only queued tasks can be canceled")
-    removed = Queue(job.origin, connection=conn).remove(job.id)
+    removed = jobs.queue(conn, job.origin).remove(job.id)
     if not removed:
         now_status = _status_of(_fetch(conn, task_id))
         raise TaskConflict(f"task {task_id} is {now_status}; a worker took it before it could be canceled")
@@ -228,7 +240,7 @@ def retry_task(conn: redis.Redis, task_id: str) -> dict[str, Any]:
     job.save_meta()
     conn.hdel(settings.LOSSES_KEY, job.id)
     registry_class = CanceledJobRegistry if job.get_status(refresh=False) == JobStatus.CANCELED else FailedJobRegistry
-    registry = registry_class(job.origin, connection=conn)
+    registry = jobs.registry(registry_class, conn, job.origin)
     try:
         job = registry.requeue(job)
     except Exception as exc:   # InvalidJobOperation: someone else retried it first
