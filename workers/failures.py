@@ -70,8 +70,8 @@ def classify(exc: BaseException) -> tuple[str, str, str]:
         return JOB_FAILURE, f"{exc.code}: {exc.message}", _EXPLANATIONS.get(
             exc.code, "The engine refused this task; it will fail the same way again. Not retried.")
     if isinstance(exc, DeserializationError):
-        return JOB_FAILURE, f"task data in Redis could not be read: {exc.__cause__ or exc}", (
-            "The task's stored data is corrupt or was written by another program. Not retried.")
+        return JOB_FAILURE, f"task data in Redis could not be read: {exc.__cause__ or exc}; it was not run", (
+            _EXPLANATIONS["untrusted_task"])
     if isinstance(exc, MemoryError):
         return JOB_FAILURE, "the task ran out of memory", (
             "The image and steps need more memory than the worker has; use a smaller image.")

@@ -129,4 +129,7 @@ def load_output(conn: redis.Redis, task_id: str) -> tuple[bytes, str] | None:
     data, content_type = conn.hmget(output_key(task_id), ["data", "content_type"])
     if data is None:
         return None
-    return data, (content_type or b"application/octet-stream").decode()
+    # Served as is by the API: only our own image types, never a type planted in Redis
+    # (text/html there would be stored script on the API's origin).
+    known = content_type.decode("ascii", "replace") if content_type else ""
+    return data, known if known in _CONTENT_TYPES.values() else "application/octet-stream"
