@@ -1,7 +1,9 @@
 """Bring the whole fleet up locally: `python -m workers.fleet` (what `make run` runs).
 
 Starts, in order: the embedded redis-server (AOF on, data in ./var/redis, so queued
-tasks survive a restart) unless REDIS_URL is set; the API under gunicorn (cwd webapp/,
+tasks survive a restart; a password made on first start and kept in
+./var/redis/password, mode 0600, which reaches the API and workers in REDIS_URL)
+unless REDIS_URL is set; the API under gunicorn (cwd webapp/,
 bind PIXELFLEET_API_BIND, default 127.0.0.1:8000) unless --no-api; and the workers of
 the original system — worker-1 io, worker-2 cpu, worker-3 all — or the list in
 PIXELFLEET_WORKERS / --workers ("name:caps,…", several capabilities joined by '+').
@@ -25,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from workers import settings
-from workers.embedded_redis import RedisServer, free_port
+from workers.embedded_redis import RedisServer, free_port, load_or_create_password
 from workers.logs import configure_logging, get_logger, log_event
 
 log = get_logger("workers.fleet")
@@ -154,7 +156,8 @@ class Fleet:
         if _port_busy(port):
             port = free_port()
             log_event(log, "redis_port_busy", wanted=self.redis_port, using=port)
-        self.redis = RedisServer(port=port, data_dir=self.data_dir, appendonly=True).start()
+        self.redis = RedisServer(port=port, data_dir=self.data_dir, appendonly=True,
+                                 password=load_or_create_password(self.data_dir)).start()
         return self.redis.url
 
     def build_children(self, url: str) -> None:
@@ -169,15 +172,21 @@ class Fleet:
                                               "--capabilities", caps], ROOT, worker_env))
 
     def banner(self, url: str) -> str:
+        shown = settings.redacted_url(url)
         lines = ["", "Pixelfleet is up.",
-                 f"  Redis    {url}" + (f"  (embedded, AOF in {self.data_dir})" if self.redis else "  (REDIS_URL)")]
+                 f"  Redis    {shown}" + (f"  (embedded, AOF in {self.data_dir})" if self.redis else "  (REDIS_URL)")]
         if self.api:
             base = f"http://{self.api_bind.split(',')[0]}"
             lines += [f"  API      {base}/api/", f"  Docs     {base}/api/docs/"]
         else:
             lines.append("  API      not started (--no-api)")
         lines.append("  Workers  " + ", ".join(f"{n} ({c})" for n, c in self.worker_specs))
-        lines += [f"  Queues   rq info --url {url}",
+        if self.redis is not None:   # the command reads the secret; the banner never prints it
+            password_file = self.data_dir.resolve() / settings.REDIS_PASSWORD_FILE
+            rq_url = f'"redis://:$(cat {password_file})@127.0.0.1:{self.redis.port}/0"'
+        else:
+            rq_url = "\"$REDIS_URL\"" if shown != url else url
+        lines += [f"  Queues   rq info --url {rq_url}",
                   "  Stop     Ctrl-C (twice: running tasks are handed back to their queues)", ""]
         return "\n".join(lines)
 
@@ -273,7 +282,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--api-bind", default=settings.env_str("PIXELFLEET_API_BIND", "127.0.0.1:8000"))
     parser.add_argument("--redis-port", type=int, default=settings.env_int("PIXELFLEET_REDIS_PORT", 6379),
                         help="port of the embedded redis-server (a free one if busy)")
-    parser.add_argument("--data-dir", default=settings.env_str("PIXELFLEET_REDIS_DIR", str(ROOT / "var" / "redis")))
+    parser.add_argument("--data-dir", default=str(settings.redis_dir()),
+                        help="embedded Redis data and its password file (default ./var/redis)")
     parser.add_argument("--stop-timeout", type=float, default=settings.env_float("PIXELFLEET_STOP_TIMEOUT", 60.0),
                         help="s to let workers finish their tasks on Ctrl-C before handing them back")
     args = parser.parse_args(argv)

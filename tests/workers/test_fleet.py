@@ -4,10 +4,12 @@ from __future__ import annotations
 import os
 import re
 import signal
+import stat
 import subprocess
 import sys
 
 import psutil
+import pytest
 import redis
 import requests
 
@@ -48,10 +50,20 @@ def test_fleet_embedded_redis_restarts_dead_worker_and_stops_clean(tmp_path):
     proc, out = _start_fleet(tmp_path, "--no-api", "--workers", "fl-1:io,fl-2:cpu",
                              "--redis-port", str(port), "--data-dir", str(tmp_path / "redis"))
     try:
-        url = f"redis://127.0.0.1:{port}/0"
         wait_until(lambda: "Pixelfleet is up." in out.read_text(), 30, what="the banner")
+        # A private Redis by default: a random password, kept 0600 in the data folder,
+        # shown nowhere; a client without it is refused.
+        password_file = tmp_path / "redis" / "password"
+        password = password_file.read_text().strip()
+        assert len(password) >= 32 and stat.S_IMODE(password_file.stat().st_mode) == 0o600
         banner = out.read_text()
-        assert f"Redis    {url}" in banner and "rq info --url" in banner and "fl-2 (cpu)" in banner
+        assert f"Redis    redis://:***@127.0.0.1:{port}/0" in banner and "fl-2 (cpu)" in banner
+        assert f"rq info --url \"redis://:$(cat {password_file})@127.0.0.1:{port}/0\"" in banner
+        with pytest.raises(redis.AuthenticationError):
+            redis.Redis(port=port).ping()
+        with pytest.raises(redis.AuthenticationError):
+            redis.Redis(port=port, password="guess").ping()
+        url = f"redis://:{password}@127.0.0.1:{port}/0"
         conn = redis.Redis.from_url(url)
         first = wait_for_worker(conn, "fl-1", "idle", timeout=90)
         wait_for_worker(conn, "fl-2", "idle", timeout=90)
@@ -67,6 +79,7 @@ def test_fleet_embedded_redis_restarts_dead_worker_and_stops_clean(tmp_path):
         assert proc.wait(timeout=60) == 0, out.read_text()
         assert process_tree_alive(children) == []
         assert "event=stopped" in out.read_text()
+        assert password not in out.read_text()   # neither banner nor any child's log line
     finally:
         if proc.poll() is None:
             for pid in _descendants(proc.pid):
