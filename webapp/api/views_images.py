@@ -62,7 +62,7 @@ class Image4kView(BinaryView):
 class SlowImageView(BinaryView):
     @extend_schema(summary="The 4k sample after a delay (0-10 s)",
                    parameters=[OpenApiParameter("delay", float, required=False, description="seconds, 0..10")],
-                   responses=IMAGE_RESPONSE)
+                   responses={**IMAGE_RESPONSE, 429: OpenApiResponse(ErrorSerializer)})
     def get(self, request: Request) -> HttpResponse:
         raw = request.query_params.get("delay", "1")
         try:
