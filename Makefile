@@ -31,3 +31,50 @@ bench-workers: install
 clean:
 	rm -rf $(VENV) var .pytest_cache
 	find . -name __pycache__ -prune -exec rm -rf {} +
+
+# --- Operator commands against a running fleet (`make run` in another terminal) -------------
+# They talk HTTP to PIXELFLEET_URL (default http://localhost:8000; PIXELFLEET_TOKEN when the
+# API wants one). N tasks, SECONDS of sending, RATE per second, DEPTH tasks in flight;
+# ARGS adds any other option of the script, e.g. ARGS='--json out.json'.
+.PHONY: check metrics monitor stress rq-info simple-stress burst-stress continuous-stress \
+        sustained-stress distributed-stress
+N       ?= 20
+RATE    ?= 5
+DEPTH   ?= 8
+SECONDS ?= 30
+ARGS    ?=
+# The Redis `make run` started (it writes its URL, password included, to var/redis/url, mode 0600;
+# a free port if 6379 was busy).
+FLEET_REDIS_URL = $(or $(REDIS_URL),$(shell cat var/redis/url 2>/dev/null),redis://127.0.0.1:6379/0)
+
+check: install
+	$(PY) simple_monitoring/cli.py check $(ARGS)
+
+metrics: install
+	$(PY) simple_monitoring/cli.py metrics $(ARGS)
+
+monitor: install
+	$(PY) simple_monitoring/cli.py monitor $(ARGS)
+
+stress: install
+	$(PY) simple_monitoring/cli.py stress $(N) $(ARGS)
+
+# The URL carries the Redis password: passed in RQ's own RQ_REDIS_URL, not echoed, not on ps.
+rq-info: install
+	@echo "$(VENV)/bin/rq info $(ARGS)   (RQ_REDIS_URL: the fleet's Redis, password not shown)"
+	@RQ_REDIS_URL='$(FLEET_REDIS_URL)' $(VENV)/bin/rq info $(ARGS)
+
+simple-stress: install
+	$(PY) stress/simple_stress.py $(N) $(ARGS)
+
+burst-stress: install
+	$(PY) stress/burst_stress.py $(N) $(ARGS)
+
+continuous-stress: install
+	$(PY) stress/continuous_stress.py $(SECONDS) --rate $(RATE) $(ARGS)
+
+sustained-stress: install
+	$(PY) stress/sustained_stress.py --depth $(DEPTH) --seconds $(SECONDS) $(ARGS)
+
+distributed-stress: install
+	$(PY) stress/distributed_stress.py $(N) $(ARGS)

@@ -4,14 +4,16 @@ What runs where, and why:
 - Block averaging (one thread per block cell, filters/gpu_blocks.py) and the nearest upscale back to the input
   size are per-pixel work on the full image: GPU.
 - Mapping to the palette and Bayer ordered dithering are independent per small pixel:
-  GPU, with the same arithmetic as filters.palettes._map_nearest (float32 squared RGB
-  distance, lowest index on ties, bias strength * bayer[y % 8, x % 8]).
+  GPU, with the same arithmetic as filters.palettes_map._map_rows (the pixel converted to
+  OKLab by colour.oklab_from_srgb8, bias strength * bayer[y % 8, x % 8] on L, float32
+  squared OKLab distance, lowest index on ties) - the same Python functions compiled as
+  device functions.
 - The outline (a pixel with a 4-neighbour brighter by OUTLINE_THRESHOLD luma) is a 3x3
   stencil on the small image: GPU.
-- Fitting an adaptive palette (k-means / median cut) and Floyd-Steinberg run on the host
-  with filters.palettes, on the SMALL image only (<= ceil(H/b) x ceil(W/b) pixels): the
-  fit is a few Lloyd iterations over at most 32768 samples, and Floyd-Steinberg is a
-  sequential error diffusion (each pixel's error feeds its successors), so a GPU gains
+- Fitting an adaptive palette (k-means / median cut) and error diffusion (both
+  Floyd-Steinberg choices) run on the host with filters.palettes, on the SMALL image only
+  (<= ceil(H/b) x ceil(W/b) pixels): the fit is a few Lloyd iterations over at most 32768
+  samples, and error diffusion is sequential (each pixel's error feeds its successors), so a GPU gains
   nothing there. Sharing that code also makes the palettes identical on both backends.
   The small image crosses to the host only when one of those two is needed.
 Alpha is block-averaged with the colour and never quantised.
@@ -25,25 +27,27 @@ from filters import palettes
 from filters.errors import FilterFailed
 from filters.gpu_blocks import block_mean
 from filters.gpu_launch import check_device_image, device_like, launch_2d, luma
+from filters.colour import LINEAR_LUT, oklab_from_srgb8, palette_oklab
 from filters.palettes_map import nearest_colour
 
 _nearest = cuda.jit(device=True, inline=True)(nearest_colour)
+_oklab = cuda.jit(device=True, inline=True)(oklab_from_srgb8)
+HOST_DITHERS = ("floyd-steinberg", "floyd-steinberg-adaptive")  # sequential: on the host
 
 
 @cuda.jit
-def _map_palette_kernel(small, palette, thresholds, strength, out):
-    """Nearest palette colour after adding strength * thresholds[y % n, x % n]."""
+def _map_palette_kernel(small, palette, pal_lab, lut, thresholds, strength, out):
+    """Nearest palette colour (OKLab) after adding strength * thresholds[y % n, x % n]
+    to L."""
     x0, y0 = cuda.grid(2)
     sx, sy = cuda.gridsize(2)
     h, w, c = small.shape
     n = thresholds.shape[0]
     for y in range(y0, h, sy):
         for x in range(x0, w, sx):
-            bias = strength * thresholds[y % n, x % n]
-            r = np.float32(small[y, x, 0]) + bias
-            g = np.float32(small[y, x, 1]) + bias
-            b = np.float32(small[y, x, 2]) + bias
-            best = _nearest(palette, r, g, b)
+            ok_l, ok_a, ok_b = _oklab(lut, small[y, x, 0], small[y, x, 1], small[y, x, 2])
+            ok_l += strength * thresholds[y % n, x % n]
+            best = _nearest(pal_lab, ok_l, ok_a, ok_b)
             out[y, x, 0] = palette[best, 0]
             out[y, x, 1] = palette[best, 1]
             out[y, x, 2] = palette[best, 2]
@@ -117,6 +121,8 @@ def _map(small, colours: np.ndarray, dither: str):
         strength = 0.0
     blocks, threads = _launch_on(small.shape)
     _map_palette_kernel[blocks, threads](small, cuda.to_device(colours),
+                                         cuda.to_device(palette_oklab(colours)),
+                                         cuda.to_device(LINEAR_LUT),
                                          cuda.to_device(thresholds), np.float32(strength), out)
     return out
 
@@ -162,10 +168,10 @@ def pixelate(image, *, block_size: int = 8, palette: str = "adaptive", palette_s
     colours = None
     if palette != "none":
         host_small = small.copy_to_host() if palette == "adaptive" or \
-            dither == "floyd-steinberg" else None
+            dither in HOST_DITHERS else None
         colours = palettes.resolve_palette(host_small, palette, palette_size, method)
-        if dither == "floyd-steinberg":
-            small = cuda.to_device(palettes.floyd_steinberg(host_small, colours))
+        if dither in HOST_DITHERS:
+            small = cuda.to_device(palettes.apply_palette(host_small, colours, dither))
         else:
             small = _map(small, colours, dither)
     if outline:

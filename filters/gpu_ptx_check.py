@@ -77,7 +77,8 @@ def kernel_signatures():
         ("resample_v", gpu_resize._resample_v_kernel, (f32, idx2, wts2, u8)),
         ("block_mean", gpu_blocks._block_mean_kernel, (u8, i32, i32, u8)),
         ("map_palette", gpu_pixelate._map_palette_kernel,
-         (u8, pal, types.Array(types.float32, 2, "C"), f, u8)),
+         (u8, pal, types.Array(types.float32, 2, "C"), taps, types.Array(types.float32, 2, "C"),
+          f, u8)),
         ("outline", gpu_pixelate._outline_kernel, (u8, f, lut, f, types.boolean, u8)),
         ("upscale", gpu_pixelate._upscale_kernel, (u8, i32, u8)),
     ]

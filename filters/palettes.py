@@ -22,6 +22,8 @@ from filters.palettes_map import (  # noqa: F401  (re-exported)
     DITHERS,
     OUTLINE_DARKEN,
     OUTLINE_THRESHOLD,
+    adaptive_diffusion_map,
+    adaptive_floyd_steinberg,
     bayer_matrix,
     bayer_strength,
     floyd_steinberg,
@@ -63,6 +65,19 @@ def resolve_palette(small: np.ndarray, palette: str, palette_size: int, method: 
     return named_palette(palette)
 
 
+def apply_palette(small: np.ndarray, colours: np.ndarray, dither: str = "none") -> np.ndarray:
+    """The small image mapped to `colours` (OKLab nearest), dithered as asked; alpha kept."""
+    if dither == "floyd-steinberg":
+        return floyd_steinberg(small, colours)
+    if dither == "floyd-steinberg-adaptive":
+        return adaptive_floyd_steinberg(small, colours)
+    if dither == "bayer":
+        return ordered_dither(small, colours)
+    if dither == "none":
+        return map_to_palette(small, colours)
+    raise FilterFailed(f"pixelate.dither must be one of {', '.join(DITHERS)}, got {dither!r}")
+
+
 def quantize_small(
     small: np.ndarray,
     *,
@@ -78,12 +93,7 @@ def quantize_small(
     small = np.ascontiguousarray(small)
     colours = resolve_palette(small, palette, palette_size, method)
     if colours is not None:
-        if dither == "floyd-steinberg":
-            small = floyd_steinberg(small, colours)
-        elif dither == "bayer":
-            small = ordered_dither(small, colours)
-        else:
-            small = map_to_palette(small, colours)
+        small = apply_palette(small, colours, dither)
     if outline_edges:
         small = outline(small, colours)
     return small

@@ -1,9 +1,12 @@
-"""Mapping the small image to a palette: nearest colour, ordered (Bayer) and
-Floyd-Steinberg dithering, and the dark outline.
+"""Mapping the small image to a palette in OKLab: nearest colour, ordered (Bayer),
+Floyd-Steinberg and contrast-adaptive error diffusion, and the dark outline.
 
-Floyd-Steinberg is sequential by nature (each pixel's error feeds the next), so it runs
-here on the small image, for the GPU path too. Nearest-colour search uses float32 squared
-RGB distance with the lowest index winning ties (the GPU kernel mirrors this arithmetic).
+Every pixel is converted to OKLab (filters.colour) and takes the palette colour at the
+least squared OKLab distance, lowest index winning ties: perceptual, so a red stays red
+where squared RGB distance would call it brown. The GPU kernel compiles the same plain
+Python functions (colour.oklab_from_srgb8, nearest_colour), so both backends pick the
+same colour. Error diffusion is sequential by nature (each pixel's error feeds the next),
+so it runs here on the small image, for the GPU path too, and diffuses OKLab error.
 """
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
+from filters.colour import LINEAR_LUT, image_to_oklab, oklab_from_srgb8_cpu, palette_oklab
 from filters.cpu_common import (
     LUMA_B,
     LUMA_G,
@@ -20,23 +24,31 @@ from filters.cpu_common import (
     PARALLEL_MIN_WORK,
 )
 
-DITHERS = ("none", "floyd-steinberg", "bayer")
+DITHERS = ("none", "floyd-steinberg", "floyd-steinberg-adaptive", "bayer")
 OUTLINE_THRESHOLD = 64.0       # luma step to a brighter 4-neighbour that draws an outline
 OUTLINE_DARKEN = 0.35          # without a palette, outline pixels are scaled by this
 BAYER_SIZE = 8
+# Contrast-adaptive diffusion (see adaptive_diffusion_map and docs/filters.md), OKLab units
+# (0.01 is about one CIEDE2000 unit for most colours):
+FLAT_ERROR = 0.02              # a pixel this close to a palette colour takes it, no noise
+EDGE_LOW, EDGE_HIGH = 0.04, 0.20   # local contrast where diffusion starts/stops fading
+EDGE_GAIN = 0.35               # diffusion kept on the strongest edges
+MAX_DIFFUSED_ERROR = 0.15      # error passed on per pixel is capped (no streaks/bleeding)
+L_MIN, L_MAX, AB_LIMIT = 0.0, 1.0, 0.4   # diffused values are clamped to this box
 
 
-def nearest_colour(pal, r, g, b):
-    """Index of the palette colour nearest to (r, g, b): float32 squared RGB distance,
-    lowest index winning ties. Plain Python compiled twice, for the CPU here and as a
-    CUDA device function in filters.gpu_pixelate, so both backends pick the same colour."""
+def nearest_colour(pal_lab, ok_l, ok_a, ok_b):
+    """Index of the palette colour nearest to OKLab (ok_l, ok_a, ok_b): float32 squared
+    OKLab distance, lowest index winning ties. Plain Python compiled twice, for the CPU
+    here and as a CUDA device function in filters.gpu_pixelate, so both backends pick
+    the same colour."""
     best = 0
     best_d = np.float32(3.0e38)
-    for k in range(pal.shape[0]):
-        dr = r - np.float32(pal[k, 0])
-        dg = g - np.float32(pal[k, 1])
-        db = b - np.float32(pal[k, 2])
-        d = dr * dr + dg * dg + db * db
+    for k in range(pal_lab.shape[0]):
+        dl = ok_l - pal_lab[k, 0]
+        da = ok_a - pal_lab[k, 1]
+        db = ok_b - pal_lab[k, 2]
+        d = dl * dl + da * da + db * db
         if d < best_d:
             best_d = d
             best = k
@@ -47,19 +59,18 @@ _nearest = njit(inline="always", cache=True)(nearest_colour)
 
 
 @njit(**NJIT_SERIAL)
-def _map_rows(small, palette, thresholds, strength, out, y0, y1):
-    """Nearest palette colour per pixel of rows y0..y1, after adding
-    strength * thresholds[y % n, x % n] (the ordered-dither bias; 0 for plain mapping)."""
+def _map_rows(small, palette, pal_lab, lut, thresholds, strength, out, y0, y1):
+    """Nearest palette colour (OKLab) per pixel of rows y0..y1, after adding
+    strength * thresholds[y % n, x % n] to L (the ordered-dither bias; 0 for plain
+    mapping)."""
     w, channels = small.shape[1], small.shape[2]
     n = thresholds.shape[0]
-    pal = palette.astype(np.float32)
     for y in range(y0, y1):
         for x in range(w):
-            bias = strength * thresholds[y % n, x % n]
-            r = np.float32(small[y, x, 0]) + bias
-            g = np.float32(small[y, x, 1]) + bias
-            b = np.float32(small[y, x, 2]) + bias
-            best = _nearest(pal, r, g, b)
+            ok_l, ok_a, ok_b = oklab_from_srgb8_cpu(lut, small[y, x, 0], small[y, x, 1],
+                                                    small[y, x, 2])
+            ok_l += strength * thresholds[y % n, x % n]
+            best = _nearest(pal_lab, ok_l, ok_a, ok_b)
             out[y, x, 0] = palette[best, 0]
             out[y, x, 1] = palette[best, 1]
             out[y, x, 2] = palette[best, 2]
@@ -68,23 +79,29 @@ def _map_rows(small, palette, thresholds, strength, out, y0, y1):
 
 
 @njit(**NJIT_PARALLEL)
-def _map_parallel(small, palette, thresholds, strength, out, parts):
+def _map_parallel(small, palette, pal_lab, lut, thresholds, strength, out, parts):
     h = small.shape[0]
     for b in prange(parts):
-        _map_rows(small, palette, thresholds, strength, out, b * h // parts, (b + 1) * h // parts)
+        _map_rows(small, palette, pal_lab, lut, thresholds, strength, out,
+                  b * h // parts, (b + 1) * h // parts)
 
 
 def _map_nearest(small: np.ndarray, palette: np.ndarray, thresholds: np.ndarray,
                  strength: float, out: np.ndarray) -> None:
+    pal_lab = palette_oklab(palette)
     parts = min(small.shape[0], 4 * numba.get_num_threads())
-    if small.shape[0] * small.shape[1] * len(palette) >= PARALLEL_MIN_WORK and parts > 1:
-        _map_parallel(small, palette, thresholds, np.float32(strength), out, parts)
+    # Each pixel costs a conversion (~3 palette colours' worth) besides the search.
+    work = small.shape[0] * small.shape[1] * (len(palette) + 3)
+    if work >= PARALLEL_MIN_WORK and parts > 1:
+        _map_parallel(small, palette, pal_lab, LINEAR_LUT, thresholds, np.float32(strength),
+                      out, parts)
     else:
-        _map_rows(small, palette, thresholds, np.float32(strength), out, 0, small.shape[0])
+        _map_rows(small, palette, pal_lab, LINEAR_LUT, thresholds, np.float32(strength),
+                  out, 0, small.shape[0])
 
 
 def map_to_palette(small: np.ndarray, palette: np.ndarray) -> np.ndarray:
-    """Each pixel replaced by its nearest palette colour (RGB distance); alpha kept."""
+    """Each pixel replaced by its nearest palette colour (OKLab distance); alpha kept."""
     small = np.ascontiguousarray(small)
     out = np.empty_like(small)
     _map_nearest(small, np.ascontiguousarray(palette, dtype=np.uint8),
@@ -101,21 +118,21 @@ def bayer_matrix(n: int = BAYER_SIZE) -> np.ndarray:
 
 
 def bayer_strength(palette: np.ndarray) -> float:
-    """Dither amplitude: about one palette step along the grey axis.
+    """Dither amplitude on OKLab L: about one palette step.
 
-    The mean distance from each palette colour to its nearest other colour, divided by
-    sqrt(3) because the threshold is added to R, G and B alike (85 for grayscale-4).
+    The mean OKLab distance from each palette colour to its nearest other colour (0.33
+    for grayscale-4, whose L steps are 0.45, 0.29 and 0.26).
     """
-    pal = np.asarray(palette, dtype=np.float64).reshape(-1, 3)
+    pal = palette_oklab(np.asarray(palette, dtype=np.uint8).reshape(-1, 3)).astype(np.float64)
     if len(pal) < 2:
         return 0.0
     dist = np.sqrt(((pal[:, None, :] - pal[None, :, :]) ** 2).sum(axis=-1))
     np.fill_diagonal(dist, np.inf)
-    return float(dist.min(axis=1).mean() / np.sqrt(3.0))
+    return float(dist.min(axis=1).mean())
 
 
 def ordered_dither(small: np.ndarray, palette: np.ndarray) -> np.ndarray:
-    """Bayer 8x8 ordered dithering to `palette`; alpha kept. Per pixel, so parallel."""
+    """Bayer 8x8 ordered dithering (on OKLab L) to `palette`; alpha kept. Parallel."""
     small = np.ascontiguousarray(small)
     out = np.empty_like(small)
     palette = np.ascontiguousarray(palette, dtype=np.uint8)
@@ -123,39 +140,120 @@ def ordered_dither(small: np.ndarray, palette: np.ndarray) -> np.ndarray:
     return out
 
 
+@njit(inline="always", cache=True)
+def _spread(buf, y, x, e0, e1, e2, weight):
+    buf[y, x, 0] += e0 * weight
+    buf[y, x, 1] += e1 * weight
+    buf[y, x, 2] += e2 * weight
+
+
 @njit(**NJIT_SERIAL)
-def _floyd_steinberg(small, palette, out):
+def _diffuse(small, own, palette, pal_lab, gain, flat_error, max_error, out):
+    """Floyd-Steinberg in OKLab (`own` = the pixels' OKLab, raster order), with per-pixel
+    control:
+    - a pixel whose OWN colour is within flat_error of its nearest palette colour takes
+      that colour and passes no error on (incoming error is dropped): flat areas that
+      the palette already matches stay free of dither noise;
+    - the error passed on is scaled by gain[y % gh, x % gw] and capped at max_error.
+    Plain Floyd-Steinberg is gain 1 everywhere, flat_error 0, max_error infinite."""
     h, w, channels = small.shape
-    buf = np.empty((h + 1, w + 2, 3), np.float32)
-    buf[:] = 0.0
+    gh, gw = gain.shape
+    buf = np.zeros((h + 1, w + 2, 3), np.float32)
+    lo = (np.float32(L_MIN), np.float32(-AB_LIMIT), np.float32(-AB_LIMIT))
+    hi = (np.float32(L_MAX), np.float32(AB_LIMIT), np.float32(AB_LIMIT))
+    flat2 = flat_error * flat_error
     for y in range(h):
         for x in range(w):
+            o_l, o_a, o_b = own[y, x, 0], own[y, x, 1], own[y, x, 2]
+            if flat_error > 0:
+                k = _nearest(pal_lab, o_l, o_a, o_b)
+                dl = o_l - pal_lab[k, 0]
+                da = o_a - pal_lab[k, 1]
+                db = o_b - pal_lab[k, 2]
+                if dl * dl + da * da + db * db <= flat2:
+                    for c in range(3):
+                        out[y, x, c] = palette[k, c]
+                    for c in range(3, channels):
+                        out[y, x, c] = small[y, x, c]
+                    continue
+            v0 = min(max(o_l + buf[y, x + 1, 0], lo[0]), hi[0])
+            v1 = min(max(o_a + buf[y, x + 1, 1], lo[1]), hi[1])
+            v2 = min(max(o_b + buf[y, x + 1, 2], lo[2]), hi[2])
+            best = _nearest(pal_lab, v0, v1, v2)
+            e0 = v0 - pal_lab[best, 0]
+            e1 = v1 - pal_lab[best, 1]
+            e2 = v2 - pal_lab[best, 2]
+            scale = gain[y % gh, x % gw]
+            size = np.sqrt(e0 * e0 + e1 * e1 + e2 * e2) * scale
+            if size > max_error:
+                scale *= max_error / size
+            e0 *= scale
+            e1 *= scale
+            e2 *= scale
+            _spread(buf, y, x + 2, e0, e1, e2, np.float32(7.0 / 16.0))
+            _spread(buf, y + 1, x, e0, e1, e2, np.float32(3.0 / 16.0))
+            _spread(buf, y + 1, x + 1, e0, e1, e2, np.float32(5.0 / 16.0))
+            _spread(buf, y + 1, x + 2, e0, e1, e2, np.float32(1.0 / 16.0))
             for c in range(3):
-                buf[y, x + 1, c] = small[y, x, c]
-    pal = palette.astype(np.float32)
-    for y in range(h):
-        for x in range(w):
-            r = min(max(buf[y, x + 1, 0], np.float32(0.0)), np.float32(255.0))
-            g = min(max(buf[y, x + 1, 1], np.float32(0.0)), np.float32(255.0))
-            b = min(max(buf[y, x + 1, 2], np.float32(0.0)), np.float32(255.0))
-            best = _nearest(pal, r, g, b)
-            err = (r - pal[best, 0], g - pal[best, 1], b - pal[best, 2])
-            for c in range(3):
-                e = err[c]
-                buf[y, x + 2, c] += e * np.float32(7.0 / 16.0)
-                buf[y + 1, x, c] += e * np.float32(3.0 / 16.0)
-                buf[y + 1, x + 1, c] += e * np.float32(5.0 / 16.0)
-                buf[y + 1, x + 2, c] += e * np.float32(1.0 / 16.0)
                 out[y, x, c] = palette[best, c]
             for c in range(3, channels):
                 out[y, x, c] = small[y, x, c]
 
 
 def floyd_steinberg(small: np.ndarray, palette: np.ndarray) -> np.ndarray:
-    """Floyd-Steinberg error diffusion (raster order) to `palette`; alpha kept. Sequential."""
+    """Floyd-Steinberg error diffusion (raster order, OKLab error) to `palette`; alpha
+    kept. Sequential."""
     small = np.ascontiguousarray(small)
     out = np.empty_like(small)
-    _floyd_steinberg(small, np.ascontiguousarray(palette, dtype=np.uint8), out)
+    palette = np.ascontiguousarray(palette, dtype=np.uint8)
+    _diffuse(small, image_to_oklab(small), palette, palette_oklab(palette),
+             np.ones((1, 1), np.float32), np.float32(0.0), np.float32(np.inf), out)
+    return out
+
+
+@njit(**NJIT_SERIAL)
+def _local_contrast(lab, out):
+    h, w = out.shape
+    for y in range(h):
+        for x in range(w):
+            best = np.float32(0.0)
+            for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1)):
+                ny = min(max(y + dy, 0), h - 1)
+                nx = min(max(x + dx, 0), w - 1)
+                d0 = lab[ny, nx, 0] - lab[y, x, 0]
+                d1 = lab[ny, nx, 1] - lab[y, x, 1]
+                d2 = lab[ny, nx, 2] - lab[y, x, 2]
+                best = max(best, np.sqrt(d0 * d0 + d1 * d1 + d2 * d2))
+            out[y, x] = best
+
+
+def local_contrast(lab: np.ndarray) -> np.ndarray:
+    """(H, W) float32: the largest OKLab distance from each pixel to a 4-neighbour
+    (edges clamped)."""
+    out = np.empty(lab.shape[:2], np.float32)
+    _local_contrast(np.ascontiguousarray(lab, dtype=np.float32), out)
+    return out
+
+
+def adaptive_diffusion_map(small: np.ndarray, lab: np.ndarray | None = None) -> np.ndarray:
+    """(H, W) float32 diffusion gain: 1 where the image is smooth (gradients, where
+    banding shows and dithering pays), fading to EDGE_GAIN across EDGE_LOW..EDGE_HIGH of
+    local contrast (edges and texture mask banding, and diffusing there scatters speckle
+    along the edge)."""
+    contrast = local_contrast(image_to_oklab(small) if lab is None else lab)
+    ramp = np.clip((contrast - EDGE_LOW) / (EDGE_HIGH - EDGE_LOW), 0.0, 1.0)
+    return (1.0 - (1.0 - EDGE_GAIN) * ramp).astype(np.float32)
+
+
+def adaptive_floyd_steinberg(small: np.ndarray, palette: np.ndarray) -> np.ndarray:
+    """Error diffusion that leaves flat, well-matched areas clean: see _diffuse and
+    adaptive_diffusion_map. Alpha kept. Sequential."""
+    small = np.ascontiguousarray(small)
+    out = np.empty_like(small)
+    palette = np.ascontiguousarray(palette, dtype=np.uint8)
+    lab = image_to_oklab(small)
+    _diffuse(small, lab, palette, palette_oklab(palette), adaptive_diffusion_map(small, lab),
+             np.float32(FLAT_ERROR), np.float32(MAX_DIFFUSED_ERROR), out)
     return out
 
 

@@ -208,8 +208,10 @@ _SPECS: tuple[FilterSpec, ...] = (
             Param("palette_size", "int", 16, 2, 256, help="colours of the adaptive palette"),
             Param("method", "choice", "kmeans", choices=("kmeans", "median_cut"),
                   help="how the adaptive palette is fitted (deterministic)"),
-            Param("dither", "choice", "none", choices=("none", "floyd-steinberg", "bayer"),
-                  help="dithering when mapping to the palette"),
+            Param("dither", "choice", "none",
+                  choices=("none", "floyd-steinberg", "floyd-steinberg-adaptive", "bayer"),
+                  help="dithering when mapping to the palette; floyd-steinberg-adaptive "
+                       "leaves flat areas clean and dithers less on edges"),
             Param("outline", "bool", False, help="darken blocks on strong luma edges"),
             Param("upscale", "bool", True, help="scale back to the input size (nearest)"),
         ),

@@ -139,22 +139,43 @@ def upscale(small: np.ndarray, block: int, h: int, w: int) -> np.ndarray:
     return np.repeat(np.repeat(small, block, axis=0), block, axis=1)[:h, :w]
 
 
+def oklab(rgb: np.ndarray) -> np.ndarray:
+    """sRGB levels to OKLab, float64, written out from Ottosson's post (2020)."""
+    v = np.asarray(rgb, dtype=np.float64) / 255.0
+    lin = np.where(v <= 0.04045, v / 12.92, ((v + 0.055) / 1.055) ** 2.4)
+    r, g, b = lin[..., 0], lin[..., 1], lin[..., 2]
+    lc = np.cbrt(0.4122214708 * r + 0.5363325363 * g + 0.0514459929 * b)
+    mc = np.cbrt(0.2119034982 * r + 0.6806995451 * g + 0.1073969566 * b)
+    sc = np.cbrt(0.0883024619 * r + 0.2817188376 * g + 0.6299787005 * b)
+    return np.stack([
+        0.2104542553 * lc + 0.7936177850 * mc - 0.0040720468 * sc,
+        1.9779984951 * lc - 2.4285922050 * mc + 0.4505937099 * sc,
+        0.0259040371 * lc + 0.7827717662 * mc - 0.8086757660 * sc,
+    ], axis=-1)
+
+
+def oklab_distances(image: np.ndarray, palette: np.ndarray) -> np.ndarray:
+    """(H, W, k) squared OKLab distances from every pixel to every palette colour."""
+    lab = oklab(image[..., :3])
+    pal = oklab(palette)
+    return ((lab[..., None, :] - pal[None, None]) ** 2).sum(axis=-1)
+
+
 def nearest_colours(image: np.ndarray, palette: np.ndarray) -> np.ndarray:
-    """Brute force: every pixel to the palette colour at the least squared RGB distance."""
-    rgb = image[..., :3].astype(np.int64)
-    d = ((rgb[..., None, :] - palette.astype(np.int64)[None, None]) ** 2).sum(axis=-1)
-    return with_alpha_of(palette[np.argmin(d, axis=-1)], image)
+    """Brute force: every pixel to the palette colour at the least squared OKLab distance."""
+    return with_alpha_of(palette[np.argmin(oklab_distances(image, palette), axis=-1)], image)
 
 
 def floyd_steinberg(image: np.ndarray, palette: np.ndarray) -> np.ndarray:
-    """Textbook Floyd-Steinberg in raster order (values clipped before matching)."""
+    """Textbook Floyd-Steinberg in raster order on OKLab values (clamped to L 0..1,
+    a and b to +-0.4 before matching)."""
     h, w = image.shape[:2]
-    buf = image[..., :3].astype(np.float64)
-    pal = palette.astype(np.float64)
+    buf = oklab(image[..., :3])
+    pal = oklab(palette)
     out = np.zeros((h, w, 3), np.uint8)
     for y in range(h):
         for x in range(w):
-            old = np.clip(buf[y, x], 0, 255)
+            old = np.clip(buf[y, x], [0.0, -0.4, -0.4], [1.0, 0.4, 0.4])
             k = int(np.argmin(((pal - old) ** 2).sum(axis=1)))
             out[y, x] = palette[k]
             err = old - pal[k]

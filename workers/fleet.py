@@ -34,6 +34,7 @@ log = get_logger("workers.fleet")
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_WORKERS = "worker-1:io,worker-2:cpu,worker-3:all"
 BACKOFF_MAX_S = 30.0
+URL_FILE = "url"           # in the data folder: the embedded Redis's URL, for make rq-info
 STABLE_AFTER_S = 60.0      # a child up this long gets its backoff reset
 
 
@@ -158,6 +159,7 @@ class Fleet:
             log_event(log, "redis_port_busy", wanted=self.redis_port, using=port)
         self.redis = RedisServer(port=port, data_dir=self.data_dir, appendonly=True,
                                  password=load_or_create_password(self.data_dir)).start()
+        write_url_file(self.data_dir, self.redis.url)
         return self.redis.url
 
     def build_children(self, url: str) -> None:
@@ -171,9 +173,27 @@ class Fleet:
             self.children.append(Child(name, [sys.executable, "-m", "workers", "--name", name,
                                               "--capabilities", caps], ROOT, worker_env))
 
-    def banner(self, url: str) -> str:
+    def starting_line(self, url: str) -> str:
+        """Printed at once: what is coming up and roughly how long it will take."""
+        from workers.fleet_ready import COLD_ESTIMATE, WARM_ESTIMATE, kernels_cached
+        from workers.warmup import lock_dir
+
+        what = ("the API and " if self.api else "") + f"{len(self.worker_specs)} worker(s)"
+        estimate = WARM_ESTIMATE if kernels_cached(lock_dir()) else COLD_ESTIMATE
+        return f"Pixelfleet is starting (Redis {settings.redacted_url(url)}): waiting for {what}; {estimate}."
+
+    def banner(self, url: str, watch=None) -> str:
+        """The banner; with `watch` (a workers.fleet_ready.ReadinessWatch), its first line says
+        whether the fleet is really up and how long it took. The Redis password is never shown."""
+        if watch is None:
+            head = "Pixelfleet is up."
+        elif watch.done:
+            head = f"Pixelfleet is up (ready in {watch.elapsed:.1f} s)."
+        else:
+            head = (f"Pixelfleet is NOT fully up after {watch.elapsed:.0f} s; still waiting for: "
+                    f"{', '.join(watch.waiting_for())} (tasks for it wait in their queues; see the log above).")
         shown = settings.redacted_url(url)
-        lines = ["", "Pixelfleet is up.",
+        lines = ["", head,
                  f"  Redis    {shown}" + (f"  (embedded, AOF in {self.data_dir})" if self.redis else "  (REDIS_URL)")]
         if self.api:
             base = f"http://{self.api_bind.split(',')[0]}"
@@ -181,12 +201,14 @@ class Fleet:
         else:
             lines.append("  API      not started (--no-api)")
         lines.append("  Workers  " + ", ".join(f"{n} ({c})" for n, c in self.worker_specs))
-        if self.redis is not None:   # the command reads the secret; the banner never prints it
-            password_file = self.data_dir.resolve() / settings.REDIS_PASSWORD_FILE
-            rq_url = f'"redis://:$(cat {password_file})@127.0.0.1:{self.redis.port}/0"'
+        rq = Path(sys.executable).with_name("rq")
+        rq_cmd = _relative(rq)
+        if self.redis is not None:   # the URL file (mode 0600) holds the secret, the banner does not
+            url_arg = f'"$(cat {_relative(self.data_dir.resolve() / URL_FILE)})"'
         else:
-            rq_url = "\"$REDIS_URL\"" if shown != url else url
-        lines += [f"  Queues   rq info --url {rq_url}",
+            url_arg = '"$REDIS_URL"' if shown != url else url
+        lines += [f"  Queues   make rq-info   ({rq_cmd} info --url {url_arg})",
+                  "  Tools    make check | make metrics | make monitor | make stress N=50   (README: Operator tools)",
                   "  Stop     Ctrl-C (twice: running tasks are handed back to their queues)", ""]
         return "\n".join(lines)
 
@@ -221,6 +243,26 @@ class Fleet:
             log_event(log, "stopping_now", signal=name, reason="running tasks go back to their queues")
             self._signal_all(signal.SIGTERM)   # the workers' second signal: hand back and exit
 
+    def readiness_watch(self, url: str):
+        """A ReadinessWatch on the API and every worker: the banner waits for it."""
+        from workers.fleet_ready import ReadinessWatch, probe_url
+
+        return ReadinessWatch(url, [name for name, _ in self.worker_specs],
+                              probe_url(self.api_bind) if self.api else None)
+
+    def report_readiness(self, url: str, watch):
+        """One poll; prints progress, then the banner once. Returns None when done with it."""
+        watch.poll()
+        if watch.done or watch.should_give_up():
+            print(self.banner(url, watch), flush=True)
+            log_event(log, "fleet_ready" if watch.done else "fleet_not_ready", elapsed_s=round(watch.elapsed, 1),
+                      waiting=watch.waiting_for() or None)
+            return None if watch.done else watch
+        line = watch.progress_line()
+        if line:
+            print(line, flush=True)
+        return watch
+
     def _signal_all(self, sig: int) -> None:
         for child in self.children:
             child.signal(sig)
@@ -242,6 +284,7 @@ class Fleet:
                 child.proc.wait()
         if self.redis is not None:
             self.redis.stop()
+            write_url_file(self.data_dir, None)
         log_event(log, "stopped", children=len(self.children))
 
     def run(self) -> int:
@@ -253,10 +296,13 @@ class Fleet:
             for child in self.children:
                 if not self.stopping:
                     child.start()
+            watch = self.readiness_watch(url)
             if not self.stopping:
-                print(self.banner(url), flush=True)
+                print(self.starting_line(url), flush=True)
             while not self.stopping:
                 self.supervise_once()
+                if watch is not None:
+                    watch = self.report_readiness(url, watch)
                 time.sleep(0.2)
         finally:
             if self.stop_signals == 0:   # ended by an error, not by a signal: stop children too
@@ -264,6 +310,26 @@ class Fleet:
                 self._signal_all(signal.SIGTERM)
             self.shutdown()
         return 0
+
+
+def write_url_file(data_dir: Path, url: str | None) -> None:
+    """<data dir>/url (var/redis/url): the embedded Redis's URL for `make rq-info` (a free
+    port if 6379 was busy); removed when the fleet stops. It carries the password, so it is
+    written with mode 0600, like the password file beside it."""
+    path = data_dir / URL_FILE
+    try:
+        path.unlink(missing_ok=True)
+        if url is not None:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(url + "\n")
+    except OSError:
+        pass
+
+
+def _relative(path: Path) -> str:
+    """`path` relative to the working directory when inside it (shorter commands to copy)."""
+    return os.path.relpath(path, Path.cwd()) if path.is_relative_to(Path.cwd()) else str(path)
 
 
 def _port_busy(port: int) -> bool:

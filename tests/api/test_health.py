@@ -63,3 +63,42 @@ def test_stats_count_requests_fleet_wide_and_tasks(api, burst_worker):
     # The stats request itself is counted once the response is made: 1 stats + 1 submit.
     assert second["requests_served"] == first["requests_served"] + 2
     assert second["tasks_submitted"] == 1 and second["tasks_completed"] == 1 and second["tasks_failed"] == 0
+
+
+def test_health_says_warming_while_no_live_worker_takes_tasks(api, redis_conn):
+    heartbeat(redis_conn, "w-io", ["io"], state="warming")
+    heartbeat(redis_conn, "w-cpu", ["cpu"], state="warming")
+    response = api.get("/api/health/")
+    body = response.json()
+    assert response.status_code == 200 and body["status"] == "warming", body
+    assert "2 of 2 live worker(s) warming" in body["reasons"][0]
+    assert api.get("/api/health/?require_workers=1").status_code == 503
+    heartbeat(redis_conn, "w-io", ["io"], state="idle")        # one is ready: the fleet is up
+    body = api.get("/api/health/").json()
+    assert body["status"] == "ok" and body["reasons"] == []
+    assert api.get("/api/health/?require_workers=1").status_code == 200
+
+
+def test_health_is_degraded_when_queued_tasks_have_no_capable_worker(api, redis_conn):
+    from tests.api.conftest import png_bytes
+    from workers.routing import enqueue_task
+    from workers.storage import store_input
+
+    heartbeat(redis_conn, "w-io", ["io"])
+    enqueue_task(redis_conn, store_input(redis_conn, png_bytes()), [{"filter": "sharpen", "params": {}}])
+    body = api.get("/api/health/").json()
+    assert body["status"] == "degraded", body
+    assert body["reasons"] == ["1 task(s) wait on pixelfleet:cpu and no live worker has capabilities cpu: "
+                               "start one with --capabilities cpu"]
+    heartbeat(redis_conn, "w-cpu", ["cpu"], state="warming")    # a capable one is coming
+    assert api.get("/api/health/").json()["status"] == "ok"
+
+
+def test_readiness_of_a_stopping_fleet_is_degraded():
+    from workers.readiness import assess
+
+    result = assess([{"name": "w", "state": "stopping", "capabilities": ["io"]}], {})
+    assert result.status == "degraded" and "stopping" in result.reasons[0]
+    result = assess([{"name": "w", "state": "warming", "capabilities": "all"},
+                     {"name": "x", "state": "stopping", "capabilities": ["io"]}], {"pixelfleet:gpu": 2})
+    assert result.status == "warming" and result.warming == ["w"] and result.reasons[0].startswith("no worker")

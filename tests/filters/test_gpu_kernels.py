@@ -129,6 +129,8 @@ PIXELATE_CASES = [
     ({"block_size": 3, "palette": "none", "outline": True}, RGBA),
     ({"block_size": 64, "palette": "gameboy"}, RGBA),           # one partial block
     ({"block_size": 1, "palette": "cga", "dither": "bayer"}, (1, 1, 3)),
+    ({"block_size": 2, "palette_size": 6, "dither": "floyd-steinberg-adaptive"}, RGBA),
+    ({"block_size": 1, "palette": "pico-8"}, RGB),               # OKLab per pixel
 ]
 
 
@@ -144,6 +146,25 @@ def test_pixelate_matches_cpu(params, shape):
         want_alpha = cpu.upscale_nearest(small, params["block_size"], *shape[:2])[..., 3] \
             if params.get("upscale", True) else small[..., 3]
         assert np.array_equal(got[..., 3], want_alpha)  # alpha averaged, never quantised
+
+
+def test_oklab_palette_kernel_matches_cpu_on_the_readme_red_disc():
+    """The device kernel's OKLab conversion and search pick what the CPU picks: PICO-8's
+    red for the README sample's disc colour (RGB distance picked brown), and the same
+    colour for every pixel of a random image against a 64-colour palette with ties."""
+    from filters import palettes
+    from filters.gpu_pixelate import _map
+    disc = np.full((3, 4, 3), (230, 60, 50), np.uint8)
+    got = on_gpu(gpu.pixelate, disc, block_size=1, palette="pico-8")
+    assert np.all(got == (255, 0, 77))
+    rng = np.random.default_rng(21)
+    pal = rng.integers(0, 256, (64, 3), dtype=np.uint8)
+    pal[32:] = pal[:32]  # exact ties: lowest index on both
+    img = rng.integers(0, 256, (9, 11, 3), dtype=np.uint8)
+    for dither in ("none", "bayer"):
+        dev = gpu.download(_map(gpu.upload(img), pal, dither))
+        host = palettes.apply_palette(img, pal, dither)
+        assert np.array_equal(dev, host), dither
 
 
 def test_pixelate_block_stage_and_upscale_match_cpu_helpers():

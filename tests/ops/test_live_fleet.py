@@ -94,6 +94,40 @@ def test_stress_counts_equal_what_the_api_recorded(live_fleet, tmp_path, name):
         assert len(report["by_queue"]) >= 3, report["by_queue"]
 
 
+# README "Operator tools": every make target as written (short runs), against the live fleet.
+MAKE_TARGETS = {
+    "check": ["check"],
+    "metrics": ["metrics"],
+    "monitor": ["monitor", "ARGS=--once"],
+    "stress": ["stress", "N=3"],
+    "rq-info": ["rq-info"],
+    "simple-stress": ["simple-stress", "N=2"],
+    "burst-stress": ["burst-stress", "N=3"],
+    "continuous-stress": ["continuous-stress", "SECONDS=1", "RATE=2"],
+    "sustained-stress": ["sustained-stress", "DEPTH=2", "SECONDS=1"],
+    "distributed-stress": ["distributed-stress", "N=3"],
+}
+MAKE_EXPECT = {"check": "Passed: 5  Failed: 0", "metrics": "Scaling recommendation:", "monitor": "ops-all",
+               "rq-info": "ops-io", "stress": "completed   3", "simple-stress": "completed   2",
+               "burst-stress": "completed   3", "continuous-stress": "completed   2",
+               "sustained-stress": "== sustained_stress", "distributed-stress": "completed   3"}
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make not installed")
+@pytest.mark.parametrize("target", list(MAKE_TARGETS))
+def test_readme_make_targets_work_as_written(live_fleet, target):
+    live_fleet.wait_until_idle()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIXELFLEET_")}
+    env.update(PIXELFLEET_URL=live_fleet.url, PIXELFLEET_TOKEN=live_fleet.token, REDIS_URL=live_fleet.redis_url,
+               COLUMNS="120")
+    env.pop("MAKEFLAGS", None)
+    out = subprocess.run(["make", "--no-print-directory", *MAKE_TARGETS[target]], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert MAKE_EXPECT[target] in out.stdout, out.stdout
+    assert "Traceback" not in out.stdout + out.stderr
+
+
 def test_stress_report_counts_rejections_by_status(live_fleet, tmp_path):
     out = live_fleet.tool("stress/burst_stress.py", "2", "--filters", "blur:radius=80",
                           "--json", str(tmp_path / "r.json"), "--plot", str(tmp_path / "p.png"))

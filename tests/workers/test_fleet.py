@@ -50,23 +50,27 @@ def test_fleet_embedded_redis_restarts_dead_worker_and_stops_clean(tmp_path):
     proc, out = _start_fleet(tmp_path, "--no-api", "--workers", "fl-1:io,fl-2:cpu",
                              "--redis-port", str(port), "--data-dir", str(tmp_path / "redis"))
     try:
-        wait_until(lambda: "Pixelfleet is up." in out.read_text(), 30, what="the banner")
+        wait_until(lambda: "Pixelfleet is up (ready in" in out.read_text(), 120, what="the banner")
         # A private Redis by default: a random password, kept 0600 in the data folder,
         # shown nowhere; a client without it is refused.
         password_file = tmp_path / "redis" / "password"
         password = password_file.read_text().strip()
         assert len(password) >= 32 and stat.S_IMODE(password_file.stat().st_mode) == 0o600
+        url_file = tmp_path / "redis" / "url"      # for make rq-info: the secret too, so 0600
+        url = f"redis://:{password}@127.0.0.1:{port}/0"
+        assert url_file.read_text().strip() == url and stat.S_IMODE(url_file.stat().st_mode) == 0o600
         banner = out.read_text()
         assert f"Redis    redis://:***@127.0.0.1:{port}/0" in banner and "fl-2 (cpu)" in banner
-        assert f"rq info --url \"redis://:$(cat {password_file})@127.0.0.1:{port}/0\"" in banner
+        assert f"info --url \"$(cat {url_file})\"" in banner
+        assert banner.index("Pixelfleet is starting") < banner.index("Pixelfleet is up")
         with pytest.raises(redis.AuthenticationError):
             redis.Redis(port=port).ping()
         with pytest.raises(redis.AuthenticationError):
             redis.Redis(port=port, password="guess").ping()
-        url = f"redis://:{password}@127.0.0.1:{port}/0"
         conn = redis.Redis.from_url(url)
-        first = wait_for_worker(conn, "fl-1", "idle", timeout=90)
-        wait_for_worker(conn, "fl-2", "idle", timeout=90)
+        # "up" means up: both workers take tasks the moment the banner is printed.
+        first = worker_record(conn, "fl-1")
+        assert first["state"] in ("idle", "busy") and worker_record(conn, "fl-2")["state"] in ("idle", "busy")
         assert conn.config_get("appendonly")["appendonly"] == "yes"   # queued tasks survive a restart
         # A worker that dies is restarted under the same name.
         os.kill(first["pid"], signal.SIGKILL)
@@ -92,16 +96,12 @@ def test_fleet_with_api_serves_and_stops_clean(redis_server, redis_conn, tmp_pat
     proc, out = _start_fleet(tmp_path, "--workers", "fa-1:io", "--api-bind", bind,
                              env={"REDIS_URL": redis_server.url, "PIXELFLEET_API_WORKERS": "1"})
     try:
-        wait_until(lambda: "Pixelfleet is up." in out.read_text(), 30, what="the banner")
+        wait_until(lambda: "Pixelfleet is up (ready in" in out.read_text(), 120, what="the banner")
         assert f"http://{bind}/api/docs/" in out.read_text()
-        wait_for_worker(redis_conn, "fa-1", "idle", timeout=90)
-
-        def health():
-            try:
-                return requests.get(f"http://{bind}/api/health/", timeout=2).status_code == 200
-            except requests.RequestException:
-                return False
-        wait_until(health, 60, interval=0.3, what="the API to answer")
+        # "up" means up: at the banner the API answers "ok" and the worker takes tasks.
+        health = requests.get(f"http://{bind}/api/health/?require_workers=1", timeout=10)
+        assert health.status_code == 200 and health.json()["status"] == "ok", health.text
+        assert worker_record(redis_conn, "fa-1")["state"] in ("idle", "busy")
         children = _descendants(proc.pid)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0, out.read_text()

@@ -116,7 +116,7 @@ class ErrorSerializer(serializers.Serializer):
 
 
 class HealthSerializer(serializers.Serializer):
-    status = serializers.ChoiceField(choices=["ok", "degraded", "unhealthy"])
+    status = serializers.ChoiceField(choices=["ok", "warming", "degraded", "unhealthy"])
     reasons = serializers.ListField(child=serializers.CharField())
     redis = serializers.DictField()
     workers = serializers.DictField()

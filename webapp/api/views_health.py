@@ -1,9 +1,12 @@
 """GET /api/health/ and GET /api/workers/status/: is the fleet able to work, and who is in it.
 
-Health answers 503 only when the API cannot do its job (Redis unreachable); a fleet
-with no live worker is "degraded" (200: tasks are accepted and wait), or 503 when the
-caller asks `?require_workers=1` — a load balancer wants the first, an operator's
-check the second.
+Health answers 503 only when the API cannot do its job (Redis unreachable). Otherwise
+200 with a status from workers.readiness: "ok" when a worker takes tasks, "warming"
+while the live workers are all still compiling kernels, "degraded" with the reason when
+no worker lives or queued tasks have no live worker able to run them (tasks are
+accepted and wait). `?require_workers=1` turns anything but "ok" into a 503 — a load
+balancer wants the first, an operator's check (or a script waiting for `make run`) the
+second.
 """
 from __future__ import annotations
 
@@ -18,8 +21,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from api.serializers import HealthSerializer, WorkersSerializer
+from api.views_metrics import queue_depths
 from workers import settings
 from workers.logs import utc_timestamp
+from workers.readiness import assess
 from workers.registry import read_workers
 
 
@@ -53,29 +58,32 @@ def gpu_status() -> tuple[bool, str | None]:
 class HealthView(APIView):
     @extend_schema(summary="Fleet health",
                    parameters=[OpenApiParameter("require_workers", bool, required=False,
-                                                description="503 (not 200 'degraded') when no worker is alive")],
+                                                description="503 (not 200) unless the status is 'ok': no worker "
+                                                            "alive, all warming, or queued work nobody can take")],
                    responses={200: HealthSerializer, 503: HealthSerializer})
     def get(self, request: Request) -> Response:
         reasons: list[str] = []
         redis_info: dict[str, Any] = {"reachable": False}
         workers_info: dict[str, Any] = {"live": 0, "by_capability": {}, "by_state": {}}
+        readiness = None
         try:
             conn = settings.get_redis()
             started = time.perf_counter()
             conn.ping()
             redis_info = {"reachable": True, "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
-            workers_info = summarize_workers(read_workers(conn))
+            workers = read_workers(conn)
+            workers_info = summarize_workers(workers)
+            readiness = assess(workers, queue_depths(conn))
         except redis.RedisError as exc:
+            redis_info["reachable"] = False
             reasons.append(f"Redis is unreachable: {type(exc).__name__}: {exc}")
-        if redis_info["reachable"] and workers_info["live"] == 0:
-            reasons.append("no live worker: tasks are accepted but wait until one starts")
         cuda_available, gpu_device = gpu_status()
-        if not redis_info["reachable"]:
+        if readiness is None:
             state = "unhealthy"
         else:
-            state = "degraded" if reasons else "ok"
+            state, reasons = readiness.status, readiness.reasons
         require_workers = request.query_params.get("require_workers", "").lower() in {"1", "true", "yes"}
-        failing = state == "unhealthy" or (state == "degraded" and require_workers)
+        failing = state == "unhealthy" or (state != "ok" and require_workers)
         body = {"status": state, "reasons": reasons, "redis": redis_info, "workers": workers_info,
                 "cuda_available": cuda_available, "gpu_device": gpu_device, "version": version(),
                 "time": iso_now()}

@@ -134,7 +134,8 @@ class PixelArtRequestSerializer(OutputOptionsSerializer):
     pixel_size = serializers.IntegerField(required=False, help_text="pixelate.block_size (default 8)")
     palette_size = serializers.IntegerField(required=False, help_text="colours of the adaptive palette (16)")
     dither = serializers.JSONField(required=False,
-                                   help_text="true (floyd-steinberg), false, or none|floyd-steinberg|bayer")
+                                   help_text="true (floyd-steinberg), false, or "
+                                   "none|floyd-steinberg|floyd-steinberg-adaptive|bayer")
     palette = serializers.CharField(required=False, help_text="adaptive|none|gameboy|pico-8|cga|grayscale-4")
     outline = serializers.BooleanField(required=False)
     upscale = serializers.BooleanField(required=False)
