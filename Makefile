@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cksum requirements.txt | cut -d' ' -f1)
 
-.PHONY: install run test test-gpu-sim bench bench-workers clean
+.PHONY: install run test test-slow test-gpu-sim bench bench-workers clean
 
 install: $(STAMP)
 
@@ -21,6 +21,9 @@ run: install
 
 test: install
 	$(PY) -m pytest
+
+test-slow: install
+	$(PY) -m pytest -m slow
 
 bench: install
 	$(PY) -m filters.benchmark

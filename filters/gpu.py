@@ -17,13 +17,13 @@ import numpy as np
 
 from filters.gpu_conv import blur, edges, sharpen
 from filters.gpu_launch import download, synchronize, upload
-from filters.gpu_pixelate import pixelate
+from filters.gpu_pixelate import pixelate, upscale_blocks
 from filters.gpu_point import brightness, contrast, grayscale
 from filters.gpu_resize import resize
 
 __all__ = [
     "resize", "blur", "brightness", "contrast", "grayscale", "sharpen", "edges",
-    "pixelate", "upload", "download", "synchronize", "warm_up",
+    "pixelate", "upscale_blocks", "upload", "download", "synchronize", "warm_up",
 ]
 
 

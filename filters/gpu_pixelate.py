@@ -178,8 +178,13 @@ def pixelate(image, *, block_size: int = 8, palette: str = "adaptive", palette_s
         small = _outline(small, colours)
     if not upscale:
         return small
-    h, w, c = image.shape
-    out = device_like(h, w, c)
-    blocks, threads = launch_2d(h, w)
+    h, w, _ = image.shape
+    return upscale_blocks(small, int(block_size), h, w)
+
+
+def upscale_blocks(small, block_size: int, height: int, width: int):
+    """Each small pixel repeated block_size times both ways, cropped to (height, width)."""
+    out = device_like(height, width, small.shape[2])
+    blocks, threads = launch_2d(height, width)
     _upscale_kernel[blocks, threads](small, np.int32(block_size), out)
     return out

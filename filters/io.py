@@ -14,9 +14,11 @@ from __future__ import annotations
 import io
 import os
 import re
+import time
 import warnings
+from collections import Counter
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable, Iterable, Protocol
 
 import numpy as np
 from PIL import Image, ImageCms, ImageOps
@@ -199,19 +201,97 @@ def probe_image(data: bytes) -> ImageInfo:
 
 
 # --- Decoding -------------------------------------------------------------------------
+# JPEG's DCT-domain scales (libjpeg), largest first; other formats may box-reduce by any
+# integer up to this.
+DCT_FACTORS = (8, 4, 2)
+MAX_REDUCE_FACTOR = 256
+ORIENTATION_TAG = 0x0112
+# Process-wide count of decodes by path ("full", "dct:1/8", "reduce:1/3"...): the tests and
+# operators see which path the planner picked without reading every result.
+DECODE_COUNTS: Counter[str] = Counter()
+
+
+class Reduction(Protocol):
+    """What a decode may shrink by (filters.shrink.ShrinkPlan is one)."""
+
+    def factor_from(self, candidates: Iterable[int]) -> int: ...
+
+
+# (upright height, upright width) -> the reduction the pipeline allows, or None.
+ReductionFor = Callable[[int, int], "Reduction | None"]
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """A decoded image and how: `factor` 1 is a full decode; `method` "full", "dct"
+    (JPEG scaled in libjpeg) or "reduce" (box average after decoding); the full upright
+    size it stands for; decode time in milliseconds."""
+
+    image: np.ndarray
+    format: str
+    height: int
+    width: int
+    factor: int = 1
+    method: str = "full"
+    ms: float = 0.0
+
+    @property
+    def scale(self) -> str:
+        return "1" if self.factor == 1 else f"1/{self.factor}"
+
+    @property
+    def label(self) -> str:
+        """`full`, `dct:1/8`, `reduce:1/3`: the counter key and the log field."""
+        return "full" if self.factor == 1 else f"{self.method}:{self.scale}"
+
+    def describe(self) -> dict[str, Any]:
+        """JSON for a task's result: {"method", "scale", "source", "decoded", "ms"}."""
+        h, w = self.image.shape[:2]
+        return {"method": self.method, "scale": self.scale, "source": f"{self.width}x{self.height}",
+                "decoded": f"{w}x{h}", "ms": round(self.ms, 3)}
+
+
 def decode_image(data: bytes) -> np.ndarray:
     """Upright RGB or RGBA uint8 (H, W, C), C-contiguous; first frame of an animation.
 
     Raises ImageTooLarge, ImageTooManyPixels or InvalidImage, never anything else.
     """
+    return decode_scaled(data).image
+
+
+def decode_scaled(data: bytes, reduction_for: ReductionFor | None = None) -> Decoded:
+    """decode_image, decoding smaller when `reduction_for(height, width)` (the upright full
+    size) allows it: JPEG at the largest DCT scale allowed, other formats box-reduced
+    (`Image.reduce`) before they become an array. Same errors as decode_image."""
+    start = time.perf_counter()
     data = _check_bytes(data)
     opened = _open(data)
     fmt = INPUT_FORMATS.get(opened.format, opened.format)
     try:
         opened.seek(0)
+        method, factor, reduction, full_size = "full", 1, None, None
+        if reduction_for is not None and fmt == "jpeg" and opened.mode in ("RGB", "L"):
+            # Not CMYK: its conversion to RGB is not linear, averaging first would tint.
+            # JPEG's EXIF is in its header, so the upright size is known before decoding.
+            full_size = _upright_size(opened)
+            reduction = reduction_for(*full_size)
+            if reduction is not None:
+                factor = _draft(opened, reduction.factor_from(DCT_FACTORS))
+                method = "dct" if factor > 1 else "full"
         opened.load()
         check_pixel_limit(*opened.size)
-        array = _to_rgb_array(_upright(opened))
+        upright = _to_rgb_image(_upright(opened))
+        if full_size is None:
+            full_size = (upright.shape[0], upright.shape[1]) if isinstance(upright, np.ndarray) \
+                else (upright.size[1], upright.size[0])
+        if reduction_for is not None and factor == 1 and isinstance(upright, Image.Image) \
+                and upright.mode == "RGB":  # not RGBA: Pillow's reduce weighs colour by alpha
+            reduction = reduction if reduction is not None else reduction_for(*full_size)
+            factor = reduction.factor_from(range(MAX_REDUCE_FACTOR, 1, -1)) if reduction else 1
+            if factor > 1:
+                upright, method = upright.reduce(factor), "reduce"
+        array = upright if isinstance(upright, np.ndarray) else \
+            np.ascontiguousarray(np.asarray(upright, dtype=np.uint8))
     except EngineError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -222,7 +302,31 @@ def decode_image(data: bytes) -> np.ndarray:
         raise InvalidImage(f"could not decode the {fmt} image: {_reason(exc)}") from None
     finally:
         opened.close()
-    return array
+    decoded = Decoded(array, fmt, full_size[0], full_size[1], factor, method,
+                      (time.perf_counter() - start) * 1000)
+    DECODE_COUNTS[decoded.label] += 1
+    return decoded
+
+
+def _upright_size(im: Image.Image) -> tuple[int, int]:
+    """(height, width) once EXIF orientation is applied (5..8 swap the sides). Only for
+    JPEG before loading: other formats' getexif may load (and hide a decode error)."""
+    width, height = im.size
+    try:
+        orientation = im.getexif().get(ORIENTATION_TAG, 1)
+    except Exception:
+        orientation = 1
+    return (width, height) if orientation in (5, 6, 7, 8) else (height, width)
+
+
+def _draft(im: Image.Image, factor: int) -> int:
+    """Ask libjpeg for a 1/factor decode; returns the factor it will really use."""
+    if factor <= 1:
+        return 1
+    width, height = im.size
+    if im.draft(None, (width // factor, height // factor)) is None:
+        return 1
+    return int(im.decoderconfig[0]) if getattr(im, "decoderconfig", None) else 1
 
 
 def _upright(im: Image.Image) -> Image.Image:
@@ -234,8 +338,9 @@ def _upright(im: Image.Image) -> Image.Image:
         return im
 
 
-def _to_rgb_array(im: Image.Image) -> np.ndarray:
-    """Any Pillow mode as RGB or RGBA uint8, colours converted rather than guessed."""
+def _to_rgb_image(im: Image.Image) -> Image.Image | np.ndarray:
+    """Any Pillow mode as an RGB or RGBA image, colours converted rather than guessed
+    (16-bit grey comes back as an RGB uint8 array: Pillow cannot scale it to 8 bits)."""
     mode = im.mode
     if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
         gray = _sixteen_to_eight(np.asarray(im))
@@ -252,7 +357,7 @@ def _to_rgb_array(im: Image.Image) -> np.ndarray:
     target = "RGBA" if has_alpha else "RGB"
     if im.mode != target:
         im = im.convert(target)
-    return np.ascontiguousarray(np.asarray(im, dtype=np.uint8))
+    return im
 
 
 def _sixteen_to_eight(values: np.ndarray) -> np.ndarray:

@@ -18,8 +18,9 @@ import numpy as np
 
 from filters.dispatch import gpu_device_name, resolve_backend, simulator_enabled
 from filters.errors import FilterFailed
-from filters.io import check_image
+from filters.io import Decoded, check_image, decode_scaled
 from filters.registry import FILTERS, Step, validate_steps
+from filters.shrink import Applied, ShrinkPlan, Upscale, plan_shrink
 
 # Below this many pixels a step runs on one numba thread: a parallel region's start and
 # barrier cost more than the work, and on a loaded machine a preempted OpenMP thread makes
@@ -52,6 +53,26 @@ class PipelineResult:
         return sum(t.ms for t in self.timings)
 
 
+def decode_for(data: bytes, steps: Iterable[Any]) -> tuple[Decoded, Applied]:
+    """Decode `data` as small as `steps` allow (filters.shrink) and the steps to run on it.
+
+    run_pipeline(decoded.image, applied.steps, upscale=applied.upscale) then gives the
+    full-decode path's output size, and its pixels within the bound docs/filters.md states.
+    """
+    checked = validate_steps(steps)
+    plans: list[ShrinkPlan | None] = []
+
+    def reduction_for(height: int, width: int) -> ShrinkPlan | None:
+        plans.append(plan_shrink(checked, height, width))
+        return plans[-1]
+
+    decoded = decode_scaled(data, reduction_for)
+    plan = plans[-1] if plans else None
+    if plan is None:
+        return decoded, Applied(checked, 1)
+    return decoded, plan.apply(checked, decoded.factor, decoded.height, decoded.width)
+
+
 def run_pipeline(
     image: np.ndarray,
     steps: Iterable[Any],
@@ -59,15 +80,18 @@ def run_pipeline(
     *,
     progress: Progress | None = None,
     deadline: float | None = None,
+    upscale: Upscale | None = None,
 ) -> PipelineResult:
     """Apply `steps` in order; `deadline` (a time.monotonic() value) is checked between
-    steps and raises TimeoutError, so a task stops at a step boundary, not mid-kernel."""
+    steps and raises TimeoutError, so a task stops at a step boundary, not mid-kernel.
+    `upscale` (from decode_for) scales a shrunk pixelate's blocks back to full size, inside
+    that step's timing."""
     checked = validate_steps(steps)
     image = check_image(image)
     chosen = resolve_backend(backend)
     if chosen == "gpu":
-        return _run_gpu(image, checked, progress, deadline)
-    return _run_cpu(image, checked, progress, deadline)
+        return _run_gpu(image, checked, progress, deadline, upscale)
+    return _run_cpu(image, checked, progress, deadline, upscale)
 
 
 def _before_step(i: int, steps: list[Step], progress: Progress | None, deadline: float | None) -> None:
@@ -81,7 +105,7 @@ def _before_step(i: int, steps: list[Step], progress: Progress | None, deadline:
         progress(i + 1, len(steps), steps[i].name)
 
 
-def _run_cpu(image: np.ndarray, steps: list[Step], progress, deadline) -> PipelineResult:
+def _run_cpu(image: np.ndarray, steps: list[Step], progress, deadline, upscale) -> PipelineResult:
     timings = []
     for i, step in enumerate(steps):
         _before_step(i, steps, progress, deadline)
@@ -89,6 +113,10 @@ def _run_cpu(image: np.ndarray, steps: list[Step], progress, deadline) -> Pipeli
         start = time.perf_counter()
         with _threads_for(image):
             image = kernel(image, **step.params)
+        if upscale is not None and upscale.index == i:
+            from filters.cpu_pixelate import upscale_nearest
+
+            image = upscale_nearest(image, upscale.block, upscale.height, upscale.width)
         timings.append(StepTiming(step.name, (time.perf_counter() - start) * 1000))
         image = _checked_output(image, step.name)
     return PipelineResult(image, timings, "cpu", _cpu_device())
@@ -108,7 +136,7 @@ def _threads_for(image: np.ndarray) -> Iterator[None]:
         numba.set_num_threads(previous)
 
 
-def _run_gpu(image: np.ndarray, steps: list[Step], progress, deadline) -> PipelineResult:
+def _run_gpu(image: np.ndarray, steps: list[Step], progress, deadline, upscale) -> PipelineResult:
     gpu = importlib.import_module("filters.gpu")
     missing = [s.name for s in steps if FILTERS[s.name].gpu is None]
     if missing:
@@ -120,6 +148,8 @@ def _run_gpu(image: np.ndarray, steps: list[Step], progress, deadline) -> Pipeli
         kernel = FILTERS[step.name].gpu
         start = time.perf_counter()
         device_image = kernel(device_image, **step.params)
+        if upscale is not None and upscale.index == i:
+            device_image = gpu.upscale_blocks(device_image, upscale.block, upscale.height, upscale.width)
         gpu.synchronize()
         timings.append(StepTiming(step.name, (time.perf_counter() - start) * 1000))
     out = _checked_output(gpu.download(device_image), steps[-1].name)

@@ -262,7 +262,11 @@ def validate_step(raw: Any, index: int = 0) -> Step:
             {"step": index},
         )
     spec = get_filter(name)
-    return Step(spec.name, spec.coerce_params(params))
+    try:
+        return Step(spec.name, spec.coerce_params(params))
+    except ValidationError as exc:
+        exc.details.setdefault("step", index)   # which step, when a pipeline repeats a filter
+        raise
 
 
 def validate_steps(raw: Any) -> list[Step]:
@@ -280,11 +284,30 @@ def validate_steps(raw: Any) -> list[Step]:
     return [validate_step(item, i) for i, item in enumerate(items)]
 
 
+# The original system's scripts send `{"filters": ["resize", "blur"]}` with no parameters;
+# a resize given no size there gets the size of the original system's example body
+# (800x600), so those scripts run unchanged. Only the `filters` form: `steps` stays strict.
+ORIGINAL_FORM_DEFAULTS: dict[str, dict[str, Any]] = {"resize": {"width": 800, "height": 600}}
+RESIZE_SIZE_PARAMS = ("width", "height", "scale")
+
+
+def _original_defaults(name: str, params: Any) -> Any:
+    """`params` with ORIGINAL_FORM_DEFAULTS filled in when the original body left them out."""
+    defaults = ORIGINAL_FORM_DEFAULTS.get(name)
+    if defaults is None or (params is not None and not isinstance(params, Mapping)):
+        return params
+    params = dict(params or {})
+    if name == "resize" and any(params.get(k) is not None for k in RESIZE_SIZE_PARAMS):
+        return params
+    return {**defaults, **params}
+
+
 def steps_from_filters(filters: Any, filter_params: Any = None) -> list[Step]:
     """The original system's form: names in order, parameters keyed by filter name.
 
     A filter listed twice gets the same parameters both times. Parameters for a filter
     that is not in `filters` are an error (they would otherwise be silently ignored).
+    A resize without width, height or scale gets ORIGINAL_FORM_DEFAULTS (800x600).
     """
     if isinstance(filters, str) or not isinstance(filters, list):
         raise ValidationError(f"filters must be a list of filter names, got {fmt_value(filters)}")
@@ -306,7 +329,7 @@ def steps_from_filters(filters: Any, filter_params: Any = None) -> list[Step]:
     steps = []
     for i, name in enumerate(filters):
         spec = get_filter(name)
-        steps.append(Step(spec.name, spec.coerce_params(filter_params.get(name))))
+        steps.append(Step(spec.name, spec.coerce_params(_original_defaults(spec.name, filter_params.get(name)))))
     return steps
 
 

@@ -18,7 +18,7 @@ from rich.text import Text
 from simple_monitoring.collect import Snapshot
 
 SPARK = "▁▂▃▄▅▆▇█"
-STATE_STYLE = {"idle": "green", "busy": "yellow", "warming": "cyan", "stopping": "magenta"}
+STATE_STYLE = {"idle": "green", "busy": "yellow", "warming": "cyan", "stopping": "magenta", "paused": "red"}
 ACTION_STYLE = {"SCALE_UP": "bold red", "SCALE_DOWN": "yellow", "MAINTAIN": "green"}
 
 

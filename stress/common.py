@@ -207,6 +207,8 @@ def apply_status(record: TaskRecord, status: dict, observed_at: float) -> None:
     record.queue = status.get("queue") or record.queue
     record.worker = status.get("worker") or (status.get("result") or {}).get("worker")
     submitted, ended = parse_time(status.get("submitted_at")), parse_time(status.get("ended_at"))
+    # The server's own span (its clock), for scripts that ask how many tasks the fleet held.
+    record.extra["server_span"] = [submitted, parse_time(status.get("started_at")), ended]
     if submitted is not None and ended is not None and ended >= submitted:
         # response time (client clock) + submitted→ended (server clock): no cross-clock skew
         record.e2e_ms = (record.submit_ms or 0.0) + (ended - submitted) * 1000

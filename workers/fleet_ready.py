@@ -99,7 +99,7 @@ class ReadinessWatch:
                 return
             state = str((record or {}).get("state") or "starting")
             self.states[name] = state
-            if state in READY_STATES:
+            if state in READY_STATES or state == "paused":   # paused by an operator: up, as asked
                 self.ready_workers.add(name)
 
     def waiting_for(self) -> list[str]:

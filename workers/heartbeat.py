@@ -32,13 +32,22 @@ class WorkerHealth:
     runtime: Runtime
     state: str = "warming"
     current_task: str | None = None
+    last_task: str | None = None
     done: int = 0
     failed: int = 0
     started_at: float = field(default_factory=time.time)
+    paused_queues: list[str] = field(default_factory=list)   # of its queues, those paused
 
     def record(self, process: psutil.Process) -> dict[str, Any]:
-        """The registry record (docs/INTERFACES.md fields) as of now."""
+        """The registry record (docs/INTERFACES.md fields) as of now.
+
+        current_task only while the worker is busy (or stopping with a task in hand): RQ
+        marks the worker idle a moment before our execute_job clears the task, and an idle
+        worker must never look as if it still ran its last one (`last_task` says that).
+        """
         rt = self.runtime
+        state = self.state
+        current = self.current_task if state in ("busy", "stopping") else None
         try:
             cpu = process.cpu_percent(None)
             rss_mb = process.memory_info().rss / 2**20
@@ -47,10 +56,11 @@ class WorkerHealth:
         return {
             "name": rt.name, "host": rt.host, "pid": rt.pid,
             "capabilities": sorted(rt.capabilities), "backend": rt.backend, "device": rt.device,
-            "state": self.state, "current_task": self.current_task,
+            "state": state, "current_task": current, "last_task": self.last_task,
             "done": self.done, "failed": self.failed,
             "cpu_percent": round(cpu, 1), "rss_mb": round(rss_mb, 1),
             "started_at": self.started_at, "last_seen": time.time(),
+            "paused_queues": list(self.paused_queues),
         }
 
 

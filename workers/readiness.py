@@ -74,6 +74,10 @@ def assess(workers: list[dict[str, Any]], queue_depths: dict[str, int]) -> Readi
         result.reasons.append(f"no worker takes tasks yet: {len(warming)} of {len(workers)} live worker(s) "
                               f"warming (compiling kernels: tens of seconds on a first start, a few "
                               f"seconds from numba's cache)")
+    elif not ready and any(w.get("state") == "paused" for w in workers):
+        result.status = DEGRADED
+        result.reasons.append("no worker takes tasks: every queue the live workers serve is paused "
+                              "(resume one: POST /api/queues/<name>/resume/ or /dashboard/queues/)")
     elif not ready:
         result.status = DEGRADED
         result.reasons.append(f"no worker takes tasks: all {len(workers)} live worker(s) are stopping")

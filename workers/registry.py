@@ -7,8 +7,8 @@ while a task runs, and expires after HEARTBEAT_TTL (three periods), so "the reco
 exists" means "the worker is alive" — the reaper and the dashboards rely on that.
 
 Record fields (docs/INTERFACES.md): name, host, pid, capabilities, backend, device,
-state (idle|busy|warming|stopping), current_task, done, failed, cpu_percent, rss_mb,
-started_at, last_seen; read_workers adds heartbeat_age_s.
+state (idle|busy|warming|paused|stopping), current_task (busy/stopping only), last_task, done,
+failed, cpu_percent, rss_mb, started_at, last_seen, paused_queues; read_workers adds heartbeat_age_s.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ import redis
 
 from workers import settings
 
-STATES = ("warming", "idle", "busy", "stopping")
+STATES = ("warming", "idle", "busy", "paused", "stopping")
 # The JSON type of each field a reader uses; a record whose field has another type
 # (written by something else) gets None there, so no reader meets a surprise.
 _TEXT, _NUMBER = (str,), (int, float)

@@ -123,6 +123,8 @@ SAMPLE_KEY = f"{PREFIX}:sample:{{name}}"                 # generated sample imag
 REAPER_LOCK_KEY = f"{PREFIX}:reaper:lock"                # one reaper pass fleet-wide at a time
 API_REQUESTS_KEY = f"{PREFIX}:api:requests"              # requests served by every API process
 THROTTLE_KEY = f"{PREFIX}:api:throttle:{{scope}}:{{ident}}:{{window}}"  # fixed windows, TTL
+PAUSED_QUEUES_KEY = f"{PREFIX}:paused_queues"            # set of queue names workers skip
+DASHBOARD_SESSION_KEY = f"{PREFIX}:dashboard:session:{{key}}"  # web dashboard sessions, TTL
 
 # --- Defaults (tunable by environment) -------------------------------------------------
 INPUT_TTL = env_int("PIXELFLEET_INPUT_TTL", 24 * 3600)        # s an input image is kept
@@ -135,6 +137,7 @@ HEARTBEAT_TTL = HEARTBEAT_INTERVAL * 3                         # gone after 3 mi
 MAX_WORKER_LOSSES = env_int("PIXELFLEET_MAX_WORKER_LOSSES", 3)
 WORKER_MAX_RSS_MB = env_int("PIXELFLEET_WORKER_MAX_RSS_MB", 4096)
 COMPLETIONS_WINDOW = 15 * 60                                   # s of history for metrics
+PAUSE_CHECK_S = 1                                              # s a pause takes to reach workers
 
 # --- Serialization ---------------------------------------------------------------------
 # Every RQ job, meta and result: strict JSON, never pickle (build RQ objects with

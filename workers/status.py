@@ -28,7 +28,7 @@ _RQ_TO_OURS = {
     JobStatus.STARTED: "started", JobStatus.FINISHED: "finished", JobStatus.FAILED: "failed",
     JobStatus.CANCELED: "canceled", JobStatus.STOPPED: "canceled",
 }
-_LIVE_STATES = ("idle", "busy", "warming")
+_LIVE_STATES = ("idle", "busy", "warming", "paused")
 _HISTORY_KEEP = 10
 
 
@@ -74,9 +74,18 @@ def _fetch(conn: redis.Redis, task_id: str) -> Job:
                            f"{settings.RESULT_TTL} s)") from None
 
 
-def waiting_reason(caps: list[str] | frozenset[str], workers: list[dict[str, Any]]) -> str | None:
-    """Why a queued task cannot be taken, in words; None when some live worker can take it."""
+def waiting_reason(caps: list[str] | frozenset[str], workers: list[dict[str, Any]],
+                   paused: frozenset[str] | set[str] = frozenset()) -> str | None:
+    """Why a queued task cannot be taken, in words; None when some live worker can take it.
+
+    `paused`: the paused queue names (workers.queues.paused_queues), when the caller read them.
+    """
     need = frozenset(caps)
+    if need and paused:
+        from workers.routing import queue_name
+        name = queue_name(need)
+        if name in paused:
+            return f"queue {name} is paused: its tasks wait until it is resumed"
     live = [w for w in workers if w.get("state") in _LIVE_STATES]
     if not live:
         return "no live worker is running"
@@ -153,8 +162,9 @@ def task_status(conn: redis.Redis, task_id: str) -> dict[str, Any] | None:
                     failure_reason=info.get("error") or "the task failed",
                     explanation="Failed without a recorded classification; see the worker's log.")
     if info["status"] == "queued":
+        from workers.queues import paused_queues
         from workers.registry import read_workers
-        info["waiting_reason"] = waiting_reason(info["capabilities"], read_workers(conn))
+        info["waiting_reason"] = waiting_reason(info["capabilities"], read_workers(conn), paused_queues(conn))
     return info
 
 
@@ -248,3 +258,14 @@ def retry_task(conn: redis.Redis, task_id: str) -> dict[str, Any]:
     conn.hincrby(settings.COUNTERS_KEY, "retried", 1)
     log_event(log, "retried", task=job.id, queue=job.origin, previous=status)
     return summary(job)
+
+
+def task_input_digest(conn: redis.Redis, task_id: str) -> str | None:
+    """The digest of the task's stored input image (workers.storage), None if not recorded.
+
+    The payload is read back from Redis: untrusted, so only a string digest is returned.
+    """
+    job = _fetch(conn, task_id)
+    payload = job.args[0] if job.args else None
+    digest = payload.get("digest") if isinstance(payload, dict) else None
+    return digest if isinstance(digest, str) else None

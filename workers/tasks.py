@@ -98,8 +98,8 @@ def process_image(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 def _run(job: Job, task: dict[str, Any], data: bytes, started: float, worker: str) -> dict[str, Any]:
-    from filters.io import CONTENT_TYPES, decode_image, encode_image
-    from filters.pipeline import run_pipeline
+    from filters.io import CONTENT_TYPES, encode_image
+    from filters.pipeline import decode_for, run_pipeline
 
     conn = job.connection
     steps = task["steps"]
@@ -113,10 +113,14 @@ def _run(job: Job, task: dict[str, Any], data: bytes, started: float, worker: st
             job.meta["progress"] = {"step": calls, "total": total, "filter": name}
             job.save_meta()
 
-    image = decode_image(data)
+    # Decoded as small as the first geometric step allows (filters.shrink): a 24 MP JPEG
+    # headed for a thumbnail is decoded at 1/4 or 1/8 scale by libjpeg.
+    decoded, applied = decode_for(data, steps)
+    job.meta["decode"] = decoded.label   # the worker's "done" line shows it
     deadline = time.monotonic() + (job.timeout or settings.TASK_TIMEOUT)
     backend = runtime.backend_for(task["device"])
-    result = run_pipeline(image, steps, backend=backend, progress=progress, deadline=deadline)
+    result = run_pipeline(decoded.image, applied.steps, backend=backend, progress=progress,
+                          deadline=deadline, upscale=applied.upscale)
     encoded = encode_image(result.image, task["format"], task["quality"])
     ended = time.time()
     enqueued = job.enqueued_at.timestamp() if job.enqueued_at else job.meta.get("submitted_at", started)
@@ -125,6 +129,7 @@ def _run(job: Job, task: dict[str, Any], data: bytes, started: float, worker: st
         "width": int(width), "height": int(height), "format": task["format"],
         "content_type": CONTENT_TYPES[task["format"]], "bytes": len(encoded),
         "timings": [{"filter": t.name, "ms": round(t.ms, 3)} for t in result.timings],
+        "decode": decoded.describe(),
         "backend": result.backend, "device": result.device, "worker": worker,
         "queue_wait_ms": round(max(0.0, started - enqueued) * 1000, 3),
         "processing_ms": round((ended - started) * 1000, 3),
@@ -136,6 +141,6 @@ def _run(job: Job, task: dict[str, Any], data: bytes, started: float, worker: st
         pipe.execute()
     # DEBUG: the worker already logs "done" per task; this adds the task's own figures.
     log_event(log, "processed", logging.DEBUG, queue=job.origin, steps=len(steps), backend=result.backend,
-              size=f"{width}x{height}", bytes=len(encoded), wait_ms=metadata["queue_wait_ms"],
-              ms=metadata["processing_ms"])
+              decode=decoded.label, size=f"{width}x{height}", bytes=len(encoded),
+              wait_ms=metadata["queue_wait_ms"], ms=metadata["processing_ms"])
     return metadata

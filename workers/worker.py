@@ -12,6 +12,7 @@ Hooks overridden, each for one reason:
   Redis is unpickled, and only the fleet's task function is ever called;
 - execute_job: tell the heartbeat which task runs, count it, check RSS afterwards;
 - set_state: mirror RQ's idle/busy into the heartbeat record (and skip a repeated HSET);
+- dequeue_job_and_maintain_ttl: skip paused queues (workers.queues), "paused" when all are;
 - heartbeat / check_for_suspension: our heartbeat thread keeps RQ's keys alive, so
   RQ's loop stops spending 9 of its 20 Redis round trips per task on them;
 - request_stop / request_force_stop: "stopping" state; the second signal requeues;
@@ -43,6 +44,7 @@ from workers.failures import exception_handler
 from workers.heartbeat import HeartbeatThread, WorkerHealth
 from workers.jobs import FleetJob
 from workers.logs import get_logger, log_context, log_event
+from workers.queues import PausedQueues
 from workers.reaper import LostJob, give_back
 from workers.routing import parse_capabilities, queues_for
 from workers.runtime import Runtime, current, set_current
@@ -94,6 +96,7 @@ class PixelfleetWorker(SimpleWorker):
         self._process = psutil.Process()
         self._task_started = 0.0
         self._suspension_checked = 0.0
+        self._paused = PausedQueues(connection)
 
     # --- state ------------------------------------------------------------------------
     def _beat(self) -> None:
@@ -130,6 +133,40 @@ class PixelfleetWorker(SimpleWorker):
         super().check_for_suspension(burst)
         self._suspension_checked = time.monotonic()
 
+    def dequeue_job_and_maintain_ttl(self, timeout: int | None, max_idle_time: int | None = None):
+        """RQ's dequeue, from the queues that are not paused (docs/workers.md, "Pausing a queue").
+
+        The paused set is re-read at most every PAUSE_CHECK_S and a blocking wait lasts at
+        most that long, so a pause reaches an idle worker within about a second. With every
+        queue of this worker paused it takes nothing and says "paused" in its heartbeat.
+        """
+        listening = self._ordered_queues
+        idle_since = time.monotonic()
+        wait = None if timeout is None else max(1, min(timeout, settings.PAUSE_CHECK_S))
+        try:
+            while True:
+                paused = self._paused.get()
+                self.health.paused_queues = [q.name for q in listening if q.name in paused]
+                active = [q for q in listening if q.name not in paused]
+                if not active:
+                    if timeout is None:                 # burst: nothing it may take now
+                        return None
+                    if self.health.state not in ("paused", "stopping"):
+                        self.health.state = "paused"
+                        self._beat()
+                    time.sleep(settings.PAUSE_CHECK_S)  # a stop signal raises out of the sleep
+                else:
+                    self._ordered_queues = active
+                    # max_idle_time=wait: RQ gives up after one empty wait instead of looping.
+                    result = super().dequeue_job_and_maintain_ttl(wait, wait)
+                    self._ordered_queues = listening
+                    if result is not None or timeout is None:
+                        return result
+                if max_idle_time is not None and time.monotonic() - idle_since >= max_idle_time:
+                    return None
+        finally:
+            self._ordered_queues = listening
+
     def bootstrap(self, *args, **kwargs) -> None:
         super().bootstrap(*args, **kwargs)
         if self.heartbeat_thread is not None:
@@ -152,6 +189,8 @@ class PixelfleetWorker(SimpleWorker):
     # --- one task ---------------------------------------------------------------------
     def execute_job(self, job: Job, queue: Queue) -> None:
         self.health.current_task = job.id
+        if self.health.state != "stopping":
+            self.health.state = "busy"   # the beat below must not say "idle" with a current task
         self._beat()
         self._task_started = time.monotonic()
         if job.meta.get("losses"):   # a task back from a lost worker is worth a line
@@ -166,7 +205,9 @@ class PixelfleetWorker(SimpleWorker):
             self._hand_back(job, queue)
             raise SystemExit(EXIT_OK) from None
         finally:
+            self.health.last_task = job.id
             self.health.current_task = None
+            self._beat()   # the record says idle, without the task, now rather than next period
         status = job.get_status(refresh=False)
         ok = status == JobStatus.FINISHED
         if ok:
@@ -175,7 +216,8 @@ class PixelfleetWorker(SimpleWorker):
             self.health.failed += 1
         log_event(log, "done" if ok else "failed", logging.INFO if ok else logging.WARNING,
                   worker=self.name, task=job.id, queue=queue.name, status=str(getattr(status, "value", status)),
-                  ms=round((time.monotonic() - self._task_started) * 1000, 1))
+                  ms=round((time.monotonic() - self._task_started) * 1000, 1),
+                  **({"decode": job.meta["decode"]} if job.meta.get("decode") else {}))
         self._check_memory()
 
     def _check_memory(self) -> None:

@@ -188,3 +188,29 @@ def test_a_bug_is_a_json_500_never_an_html_page(api, monkeypatch):
 def test_malformed_content_length_is_400(api):
     response = api.generic("POST", "/api/tasks/", b"{}", content_type="application/json", CONTENT_LENGTH="abc")
     assert response.status_code == 400 and error_of(response)["code"] == "bad_request"
+
+
+@pytest.mark.parametrize("path", ["/api/tasks/", "/api/process-batch/sequential/", "/api/process"])
+def test_json_sent_as_a_form_is_415_saying_so(api, path):
+    """`curl -d '{…}'` labels JSON application/x-www-form-urlencoded: say that, not "no pipeline"."""
+    body = b'{"sample":"small","steps":[{"filter":"blur","params":{"radius":2}}]}'
+    response = api.generic("POST", path, body, content_type="application/x-www-form-urlencoded")
+    assert response.status_code == 415, response.content
+    error = error_of(response)
+    assert error["code"] == "unsupported_media_type"
+    assert "application/x-www-form-urlencoded" in error["message"] and "Content-Type: application/json" in error["message"]
+    assert error["details"]["content_type"] == "application/x-www-form-urlencoded"
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/xml", "image/png"])
+def test_an_unread_content_type_is_415_naming_it(api, content_type):
+    response = api.generic("POST", "/api/tasks/", b"blur please", content_type=content_type)
+    error = error_of(response)
+    assert response.status_code == 415 and content_type in error["message"], error
+    assert error["details"]["content_type"] == content_type
+
+
+def test_a_real_form_still_works(api):
+    response = api.generic("POST", "/api/tasks/", b"sample=small&filters=blur,grayscale",
+                           content_type="application/x-www-form-urlencoded")
+    assert response.status_code == 202, response.content

@@ -57,6 +57,22 @@ def test_compare_times_three_modes_against_sequential(api):
     check_mode(again, 2)
 
 
+@pytest.mark.timeout(150)
+def test_compare_accepts_the_bare_original_body_a_resize_without_size_is_800x600(api):
+    """The original scripts send {"filters": ["resize", "blur"]} and nothing else."""
+    response = post(api, "compare", {"filters": ["resize", "blur"], "image_count": 1})
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["pipeline"][0]["params"]["width"] == 800 and body["pipeline"][0]["params"]["height"] == 600
+    for entry in body["results"].values():
+        assert entry["output_size"] == {"width": 800, "height": 600}
+    # The default fills in only what the original form left out; `steps` stays strict.
+    sized = post(api, "sequential", {"filters": ["resize"], "filter_params": {"resize": {"scale": 0.5}}}).json()
+    assert sized["results"]["sequential"]["output_size"] == {"width": 320, "height": 180}
+    strict = post(api, "sequential", {"steps": [{"filter": "resize"}]})
+    assert strict.status_code == 400 and "give width, height or scale" in error_of(strict)["message"]
+
+
 def test_threading_single_mode(api):
     body = post(api, "threading", SMALL_BODY).json()
     assert list(body["results"]) == ["threading"]

@@ -117,8 +117,9 @@ def test_deep_class_backlog_is_high_urgency_and_stopping_workers_do_not_count():
 
 
 def test_workers_by_capability_counts_each_class_and_state():
-    counts = workers_by_capability([worker("a", ["io"]), worker("b", ["all"], state="busy")])
-    assert counts["io"] == {"total": 2, "idle": 1, "busy": 1, "warming": 0, "stopping": 0}
+    counts = workers_by_capability([worker("a", ["io"]), worker("b", ["all"], state="busy"),
+                                    worker("c", ["io"], state="paused")])
+    assert counts["io"] == {"total": 3, "idle": 1, "busy": 1, "warming": 0, "paused": 1, "stopping": 0}
     assert counts["gpu"]["total"] == 1 and counts["cpu"]["busy"] == 1
 
 
@@ -288,3 +289,39 @@ def test_scale_down_never_drops_a_capability_class_the_fleet_serves():
     with_all = specialists + [{"name": "w4", "capabilities": ["all"]}]
     assert coverage_floor(with_all) == 1       # one 'all' worker covers io and cpu
     assert coverage_floor([]) == 0
+
+
+def _fleet(*specs):
+    return [{"name": name, "capabilities": caps, "state": state} for name, caps, state in specs]
+
+
+def test_fleet_wide_scale_down_and_the_per_class_advice_agree():
+    """The make-run fleet idle: the fleet-wide advice said "SCALE_DOWN 3→1" while every
+    class said MAINTAIN; now the classes that would lose a worker say so, and the reason
+    names the workers that could stop."""
+    workers = _fleet(("worker-1", ["io"], "idle"), ("worker-2", ["cpu"], "idle"), ("worker-3", ["cpu", "io"], "idle"))
+    body = build_metrics(FleetData(now=1000.0, workers=workers, queue_depths={"pixelfleet:io": 0}))
+    advice = body["scaling_recommendation"]
+    assert advice["action"] == SCALE_DOWN and advice["recommended"] == 1
+    assert advice["stop"] == ["worker-1", "worker-2"] and "worker-1, worker-2 could stop" in advice["reason"]
+    per_class = by_caps(body["recommendations"])
+    assert per_class["io"]["action"] == SCALE_DOWN and per_class["io"]["remove"] == 1
+    assert per_class["cpu"]["action"] == SCALE_DOWN and per_class["cpu"]["remove"] == 1
+    assert per_class["gpu"]["action"] == MAINTAIN
+
+
+@pytest.mark.parametrize("workers", [
+    _fleet(("a", ["io"], "idle"), ("b", ["cpu"], "idle"), ("c", ["io"], "idle")),
+    _fleet(("a", ["io"], "busy"), ("b", ["io"], "idle"), ("c", ["io"], "idle"), ("d", ["io"], "idle"),
+           ("e", ["io"], "idle")),
+    _fleet(("a", ["io"], "idle"), ("b", ["cpu"], "idle")),
+    _fleet(("a", ["all"], "idle"), ("b", ["io", "cpu"], "busy"), ("c", ["cpu"], "warming")),
+])
+def test_scale_down_happens_fleet_wide_exactly_when_some_class_says_so(workers):
+    body = build_metrics(FleetData(now=1000.0, workers=workers, queue_depths={}))
+    fleet_down = body["scaling_recommendation"]["action"] == SCALE_DOWN
+    assert fleet_down == any(r["action"] == SCALE_DOWN for r in body["recommendations"]), body
+    if fleet_down:
+        stopped = body["scaling_recommendation"]["stop"]
+        assert all(w["state"] != "busy" for w in workers if w["name"] in stopped)
+        assert body["scaling_recommendation"]["recommended"] == len(workers) - len(stopped)

@@ -109,7 +109,7 @@ def test_step_count_limit():
 def test_error_details_name_filter_and_param():
     with pytest.raises(ValidationError) as caught:
         validate_steps([{"filter": "sharpen", "params": {"amount": -1}}])
-    assert caught.value.details == {"filter": "sharpen", "param": "amount", "value": -1}
+    assert caught.value.details == {"filter": "sharpen", "param": "amount", "value": -1, "step": 0}
     assert caught.value.to_dict()["code"] == "invalid_steps"
 
 

@@ -128,6 +128,20 @@ def test_readme_make_targets_work_as_written(live_fleet, target):
     assert "Traceback" not in out.stdout + out.stderr
 
 
+def test_sustained_stress_holds_its_depth(live_fleet, tmp_path):
+    """--depth 4 used to read an empty queue, top it up, sleep, and never hold any depth."""
+    live_fleet.wait_until_idle()
+    report_path = tmp_path / "sustained.json"
+    out = live_fleet.tool("stress/sustained_stress.py", "--depth", "4", "--seconds", "3", "--json", str(report_path))
+    assert out.returncode == 0, out.stdout + out.stderr
+    report = json.loads(report_path.read_text())
+    in_flight = [s[1] for s in report["depth_samples"]]
+    assert len(in_flight) >= 3 and sum(in_flight) / len(in_flight) >= 3.5, in_flight
+    held = report["held_by_fleet"]
+    assert held["total"] >= 1.0 and abs(held["total"] - held["queued"] - held["running"]) < 0.02, held
+    assert "held by the fleet" in out.stdout and "(target 4)" in out.stdout
+
+
 def test_stress_report_counts_rejections_by_status(live_fleet, tmp_path):
     out = live_fleet.tool("stress/burst_stress.py", "2", "--filters", "blur:radius=80",
                           "--json", str(tmp_path / "r.json"), "--plot", str(tmp_path / "p.png"))

@@ -70,3 +70,25 @@ def test_name_of_a_live_worker_is_refused(redis_server, redis_conn, tmp_path):
             clash.kill()
         assert worker_record(redis_conn, "hb-3")["pid"] == fleet.workers["hb-3"].pid
         json.dumps(read_workers(redis_conn))   # records are plain JSON
+
+
+def test_an_idle_worker_never_shows_its_last_task_as_current(redis_server, redis_conn, tmp_path):
+    """Read the record as fast as Redis answers while tasks run back to back: "idle" with a
+    current_task (the monitor showed idle workers still running their last task) never appears,
+    and once idle the record names the last task as last_task, soon (not a whole period later)."""
+    from tests.fleet_helpers import submit, wait_for_status
+
+    with WorkerSet(redis_server.url, tmp_path) as fleet:
+        fleet.start("hb-3", "io", "--no-warmup")
+        wait_for_worker(redis_conn, "hb-3", "idle", timeout=60)
+        task_ids = [submit(redis_conn, [{"filter": "brightness", "params": {"factor": 1.1}}]) for _ in range(6)]
+        seen, deadline = [], time.monotonic() + 60
+        while time.monotonic() < deadline:
+            record = worker_record(redis_conn, "hb-3")
+            seen.append((record["state"], record["current_task"]))
+            if record["state"] == "idle" and record["done"] == len(task_ids):
+                break
+        assert wait_for_status(redis_conn, task_ids[-1]) == "finished"
+        assert [s for s in seen if s[0] == "idle" and s[1] is not None] == []
+        assert any(state == "busy" and task in task_ids for state, task in seen)
+        assert record.get("last_task") == task_ids[-1], seen[-5:]

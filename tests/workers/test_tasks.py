@@ -235,3 +235,22 @@ def test_fleet_worker_class_runs_the_task_and_names_itself(redis_conn):
     assert task_status(redis_conn, ok)["result"]["worker"] == "burst-core"
     failed = task_status(redis_conn, bad)
     assert failed["worker"] == "burst-core" and failed["failure_type"] == "job_failure"
+
+
+def test_thumbnail_of_a_photo_is_decoded_small_and_says_so(redis_conn, caplog):
+    # Shrink-on-load in the worker: the result's `decode` field and the "done" log line
+    # name the path; the output has the size the full decode would give.
+    from filters.photos import named_photo
+    from workers.worker import run_burst
+
+    small = submit(redis_conn, png(8, 8), [{"filter": "grayscale"}])
+    photo = submit(redis_conn, named_photo("2k"), [{"filter": "resize", "params": {"width": 300}}], format="jpeg")
+    with caplog.at_level("INFO"):
+        assert run_burst(redis_conn, ("io",), name="burst-shrink") == 2
+    result = task_status(redis_conn, photo)["result"]
+    assert result["decode"]["method"] == "dct" and result["decode"]["scale"] == "1/2"
+    assert result["decode"]["source"] == "2040x1356" and result["decode"]["decoded"] == "1020x678"
+    assert (result["width"], result["height"]) == (300, 199)
+    assert task_status(redis_conn, small)["result"]["decode"]["method"] == "full"
+    done = [r for r in caplog.records if getattr(r, "event", None) == "done"]
+    assert [r.fields.get("decode") for r in done] == ["full", "dct:1/2"]

@@ -35,19 +35,25 @@ def bearer_token(request) -> str | None:
     return value.strip()
 
 
+def token_matches(given: str) -> bool:
+    """Whether `given` is one of the configured tokens (the dashboard's sign-in uses it too).
+
+    Constant time: fixed-length digests (no length hint), each token compared, none
+    skipped. The token itself is never logged, nor stored (throttle keys use token_id).
+    """
+    given_digest = _digest(given)
+    matches = [hmac.compare_digest(given_digest, _digest(token)) for token in configured_tokens()]
+    return any(matches)
+
+
 def check_token(request) -> None:
     """Raise 401/403 unless the request carries a configured token (no-op when none are)."""
-    tokens = configured_tokens()
-    if not tokens:
+    if not configured_tokens():
         return
     given = bearer_token(request)
     if given is None:
         raise Unauthorized()
-    # Constant time: fixed-length digests (no length hint), each compared, none skipped.
-    # The token itself is never logged, nor stored (the throttle keys use token_id).
-    given_digest = _digest(given)
-    matches = [hmac.compare_digest(given_digest, _digest(token)) for token in tokens]
-    if not any(matches):
+    if not token_matches(given):
         raise Forbidden("The bearer token is not one of PIXELFLEET_API_TOKENS.")
 
 

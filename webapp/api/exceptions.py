@@ -9,6 +9,7 @@ a view becomes a JSON 500 (logged with its traceback), never Django's HTML page.
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 import redis
@@ -24,6 +25,9 @@ from filters.errors import EngineError
 from workers.logs import get_logger, log_event
 
 log = get_logger("webapp.errors")
+
+
+ACCEPTED_MEDIA_TYPES = ("application/json", "multipart/form-data", "application/x-www-form-urlencoded")
 
 
 class ApiError(drf.APIException):
@@ -70,6 +74,13 @@ class Conflict(ApiError):
 class PayloadTooLarge(ApiError):
     status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
     default_code = "request_too_large"
+
+
+class UnsupportedMediaType(ApiError):
+    """A body whose content type the API does not read (or that contradicts its content)."""
+
+    status_code = status.HTTP_415_UNSUPPORTED_MEDIA_TYPE
+    default_code = "unsupported_media_type"
 
 
 class Unauthorized(ApiError):
@@ -137,8 +148,14 @@ def to_response_parts(exc: BaseException) -> tuple[int, dict[str, Any], dict[str
     if isinstance(exc, drf.ParseError):
         return 400, error_body("malformed_request", f"The request body could not be parsed: {exc.detail}"), headers
     if isinstance(exc, drf.UnsupportedMediaType):
+        seen = re.search(r'"(.*)"', str(exc.detail))
+        media_type = seen.group(1) if seen else None
+        said = (f"The body's Content-Type is {media_type}, which the API does not read." if media_type else
+                "The request has a body but no Content-Type header.")
         return 415, error_body("unsupported_media_type",
-                               f"{exc.detail} Send application/json or multipart/form-data."), headers
+                               f"{said} Send application/json, multipart/form-data or "
+                               f"application/x-www-form-urlencoded.",
+                               {"content_type": media_type or None, "accepted": list(ACCEPTED_MEDIA_TYPES)}), headers
     if isinstance(exc, drf.Throttled):
         if exc.wait is not None:
             headers["Retry-After"] = str(int(exc.wait) + 1)

@@ -20,7 +20,7 @@ import redis
 from django.conf import settings as django_settings
 from django.http import QueryDict
 
-from api.exceptions import BadRequest, InvalidInput, PayloadTooLarge
+from api.exceptions import ACCEPTED_MEDIA_TYPES, BadRequest, InvalidInput, PayloadTooLarge, UnsupportedMediaType
 from filters import io as image_io
 from filters import registry, samples
 from filters.errors import EngineError, ImageTooLarge
@@ -54,6 +54,7 @@ def body_dict(request) -> dict[str, Any]:
     """
     data = request.data
     if isinstance(data, QueryDict):
+        _refuse_json_sent_as_form(request, data)
         body: dict[str, Any] = {}
         for key in data.keys():
             values = data.getlist(key)
@@ -68,6 +69,21 @@ def body_dict(request) -> dict[str, Any]:
         raise BadRequest(f"The request body must be a JSON object, got {type(data).__name__}.",
                          code="malformed_request")
     return dict(data)
+
+
+def _refuse_json_sent_as_form(request, data: QueryDict) -> None:
+    """`curl -d '{"sample": …}'` sends JSON labelled application/x-www-form-urlencoded; the
+    form parser then finds one field named after the whole JSON text and the request failed
+    with "no pipeline", hiding the real mistake. Say what was seen and how to send it."""
+    content_type = (request.content_type or "").split(";")[0].strip().lower()
+    if content_type != "application/x-www-form-urlencoded":
+        return
+    if any(key.lstrip().startswith(("{", "[")) for key in data.keys()):
+        raise UnsupportedMediaType(
+            "The body looks like JSON but its Content-Type is application/x-www-form-urlencoded "
+            "(what curl -d sends unless told otherwise): send it with -H 'Content-Type: application/json'.",
+            {"content_type": content_type, "looks_like": "application/json",
+             "accepted": list(ACCEPTED_MEDIA_TYPES)})
 
 
 def _form_filters(values: list[str]) -> Any:

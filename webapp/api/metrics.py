@@ -125,13 +125,13 @@ def latency(completions: list[dict], now: float, window_s: int = LATENCY_WINDOW_
 
 def workers_by_capability(workers: list[dict]) -> dict[str, dict]:
     """Per capability class: how many live workers have it, and in which state."""
-    out = {cap: {"total": 0, "idle": 0, "busy": 0, "warming": 0, "stopping": 0}
+    out = {cap: {"total": 0, "idle": 0, "busy": 0, "warming": 0, "paused": 0, "stopping": 0}
            for cap in CAPABILITIES}
     for worker in workers:
         state = str(worker.get("state") or "idle")
         for cap in worker_capabilities(worker):
             entry = out.setdefault(cap, {"total": 0, "idle": 0, "busy": 0,
-                                         "warming": 0, "stopping": 0})
+                                         "warming": 0, "paused": 0, "stopping": 0})
             entry["total"] += 1
             entry[state] = entry.get(state, 0) + 1
     return out
@@ -150,17 +150,59 @@ def _confidence(samples: int, base: float) -> float:
     return round(min(0.95, base + min(samples, 100) / 100 * 0.3), 2)
 
 
+def cover_set(workers: list[dict]) -> list[int]:
+    """Indices of as few live workers as still cover every capability class the fleet
+    serves (greedy set cover; ties go to the earlier worker)."""
+    pool = [worker_capabilities(w) for w in workers]
+    remaining = frozenset().union(*pool) if pool else frozenset()
+    chosen: list[int] = []
+    while remaining:
+        best = max(range(len(pool)), key=lambda i: (len(pool[i] & remaining), -i))
+        remaining -= pool[best]
+        chosen.append(best)
+    return chosen
+
+
 def coverage_floor(workers: list[dict]) -> int:
     """How few of the live workers still cover every capability class the fleet serves
     (greedy set cover): scaling down below this would leave a class with no worker."""
-    remaining = frozenset().union(*(worker_capabilities(w) for w in workers)) if workers else frozenset()
-    pool = [worker_capabilities(w) for w in workers]
-    keep = 0
-    while remaining:
-        best = max(pool, key=lambda caps: len(caps & remaining))
-        remaining -= best
-        keep += 1
-    return keep
+    return len(cover_set(workers))
+
+
+def scale_down_plan(workers: list[dict], keep: int) -> list[dict]:
+    """Which workers a SCALE_DOWN to `keep` would stop: never a busy one, never one the
+    capability cover needs; idle ones beyond that, the last by name first."""
+    must = set(cover_set(workers)) | {i for i, w in enumerate(workers) if w.get("state") == "busy"}
+    optional = [i for i in range(len(workers)) if i not in must]
+    spare = max(0, keep - len(must))
+    return [workers[i] for i in optional[spare:]]
+
+
+def apply_scale_down(fleet: dict, per_class: list[dict], workers: list[dict]) -> dict:
+    """Make the fleet-wide SCALE_DOWN and the per-class advice say the same thing.
+
+    The fleet-wide advice counts workers; the per-class one looks at what waits for each
+    class. Without this the dashboard said "SCALE_DOWN 3→1" over three per-class lines of
+    MAINTAIN. Now the reason names the workers that could stop, and each class that would
+    lose one says SCALE_DOWN with `remove` (per_class is updated in place).
+    """
+    if fleet["action"] != SCALE_DOWN:
+        return fleet
+    stopped = scale_down_plan(workers, fleet["recommended"])
+    if not stopped:
+        return {**fleet, "action": MAINTAIN, "recommended": fleet["current_workers"],
+                "reason": fleet["reason"] + "; but every worker is busy or needed to cover a capability class"}
+    for entry in per_class:
+        caps = frozenset(entry["capabilities"].split("+"))
+        lose = sum(1 for w in stopped if caps <= worker_capabilities(w))
+        if entry["action"] == MAINTAIN and not entry["queued"] and lose and entry["capable_workers"] > lose:
+            entry.update(action=SCALE_DOWN, remove=lose, message=(
+                f"nothing waits for {entry['capabilities']}: {entry['capable_workers']} capable worker(s), "
+                f"{entry['capable_workers'] - lose} enough ({', '.join(str(w.get('name')) for w in stopped if caps <= worker_capabilities(w))} could stop)"))
+    names = ", ".join(str(w.get("name")) for w in stopped)
+    return {**fleet, "recommended": fleet["current_workers"] - len(stopped),
+            "reason": f"{fleet['reason']}; {names} could stop, the rest still cover every class", "stop": [
+                str(w.get("name")) for w in stopped]}
 
 
 def recommend_scaling(active: int, busy: int, queue_length: int, samples: int,
@@ -296,9 +338,9 @@ def build_metrics(data: FleetData) -> dict:
         "utilization": round(busy / active * 100, 1) if active else 0.0,
         "queue_length": queue_length,
         "success_rate": round(completed / finished_total * 100, 1) if finished_total else 100.0,
-        "scaling_recommendation": combine_advice(
+        "scaling_recommendation": apply_scale_down(combine_advice(
             recommend_scaling(active, busy, queue_length, window["samples"],
-                              coverage_floor(workers)), per_class),
+                              coverage_floor(workers)), per_class), per_class, workers),
         "queues": dict(sorted(data.queue_depths.items())),
         "workers_by_capability": workers_by_capability(workers),
         "fleet": {
@@ -315,3 +357,40 @@ def build_metrics(data: FleetData) -> dict:
         "latency": window,
         "recommendations": per_class,
     }
+
+
+# --- History (the dashboard's charts) ------------------------------------------------------
+HISTORY_WINDOW_S = 15 * 60
+HISTORY_BUCKET_S = 30
+
+
+def history(completions: list[dict], now: float, window_s: int = HISTORY_WINDOW_S,
+            bucket_s: int = HISTORY_BUCKET_S) -> dict:
+    """Throughput and latency per time bucket over the window, oldest bucket first.
+
+    Each bucket counts the tasks that ended in it (finished and failed) and gives p50/p95
+    of queue wait and processing with the same percentile as `latency`, so a chart and
+    the 5-minute figures never disagree on how a percentile is computed.
+    """
+    count = max(1, math.ceil(window_s / bucket_s))
+    start = now - count * bucket_s
+    rows: list[dict] = [{"completed": 0, "failed": 0, "wait": [], "processing": []} for _ in range(count)]
+    for record in completions:
+        ended = _number(record.get("ended_at"), default=-1.0)
+        if not start <= ended <= now:
+            continue
+        row = rows[min(count - 1, int((ended - start) // bucket_s))]
+        row["completed" if record.get("status") == "finished" else "failed"] += 1
+        for key, name in (("wait_ms", "wait"), ("processing_ms", "processing")):
+            if record.get(key) is not None:
+                row[name].append(_number(record[key]))
+    buckets = []
+    for i, row in enumerate(rows):
+        total = row["completed"] + row["failed"]
+        buckets.append({
+            "start": round(start + i * bucket_s, 3), "completed": row["completed"], "failed": row["failed"],
+            "per_second": round(total / bucket_s, 3),
+            "queue_wait_ms": {f"p{p}": percentile(row["wait"], p) for p in (50, 95)},
+            "processing_ms": {f"p{p}": percentile(row["processing"], p) for p in (50, 95)},
+        })
+    return {"timestamp": now, "window_s": count * bucket_s, "bucket_s": bucket_s, "buckets": buckets}

@@ -133,9 +133,16 @@ class WorkersSerializer(serializers.Serializer):
     by_state = serializers.DictField(child=serializers.IntegerField())
 
 
-class StatsSerializer(serializers.Serializer):
-    uptime_s = serializers.FloatField()
+class ApiProcessSerializer(serializers.Serializer):
+    pid = serializers.IntegerField()
     started_at = serializers.CharField()
+    uptime_s = serializers.FloatField()
+
+
+class StatsSerializer(serializers.Serializer):
+    uptime_s = serializers.FloatField(help_text="since the API server (gunicorn's master) started")
+    started_at = serializers.CharField()
+    process = ApiProcessSerializer(help_text="the API process that answered")
     requests_served = serializers.IntegerField()
     tasks_submitted = serializers.IntegerField()
     tasks_completed = serializers.IntegerField()

@@ -7,6 +7,7 @@ from django.urls import path
 
 from api import views_filters, views_health, views_images, views_stats, views_tasks
 from api.urls_ops import urlpatterns as ops_urlpatterns
+from api.urls_queues import urlpatterns as queue_urlpatterns
 
 
 def both(route: str, view, name: str) -> list:
@@ -14,7 +15,7 @@ def both(route: str, view, name: str) -> list:
     return [path(route + "/", view, name=name), path(route, view, name=name + "-noslash")]
 
 
-urlpatterns = [
+urlpatterns = queue_urlpatterns + [
     *both("api/health", views_health.HealthView.as_view(), "health"),
     *both("api/workers/status", views_health.WorkersStatusView.as_view(), "workers-status"),
     *both("api/stats", views_stats.StatsView.as_view(), "stats"),

@@ -78,6 +78,7 @@ class ApiRootView(APIView):
     def get(self, request: Request) -> Response:
         return Response({
             "name": "Pixelfleet API", "docs": "/api/docs/", "schema": "/api/schema/",
+            "dashboard": "/dashboard/", "queues": "/api/queues/",
             "health": "/api/health/", "filters": "/api/filters/", "submit": "/api/tasks/",
             "tasks": "/api/tasks/", "workers": "/api/workers/status/", "stats": "/api/stats/",
             "metrics": "/api/metrics/", "sample_image": "/api/image/4k/",

@@ -27,21 +27,42 @@ from workers.settings import COMPLETIONS_KEY, COMPLETIONS_WINDOW, env_int, get_r
 
 DEFAULT_MAX_SAMPLES = 10_000
 
-CPU_SAMPLE_MIN_S = 1.0            # psutil measures since its previous call: keep it >= 1 s
-_cpu_sample: list = [time.monotonic(), None]   # no reading yet: psutil's first call says 0.0
+CPU_SAMPLE_MIN_S = 1.0            # readings closer than this share one figure
+CPU_FIRST_SAMPLE_S = 0.2          # the first reading of a process measures this long
+_cpu_state: dict = {"times": None, "at": 0.0, "percent": None}
 _cpu_lock = threading.Lock()
 
 
+def _busy_and_total(times) -> tuple[float, float]:
+    """(busy, total) CPU seconds of the host from psutil.cpu_times() (idle and iowait are not busy)."""
+    total = sum(times)
+    return total - times.idle - getattr(times, "iowait", 0.0), total
+
+
 def host_cpu_percent() -> float:
-    """Host CPU % over at least the last second; requests closer than that share a reading
-    (psutil's since-last-call figure over a few ms would swing between 0 and 100)."""
+    """Host CPU % since the previous reading of this process (at least CPU_SAMPLE_MIN_S ago).
+
+    Computed from our own cpu_times() samples, not psutil.cpu_percent(None): psutil keeps
+    that one's previous sample per *thread*, so under gunicorn's threads the first reading
+    in each thread said 0.0 (the monitor showed "CPU 0.0%" on a busy host). Requests
+    closer than CPU_SAMPLE_MIN_S share a reading: a figure over a few ms swings 0-100.
+    """
     with _cpu_lock:
         now = time.monotonic()
-        if _cpu_sample[1] is None:     # first request of this process: measure briefly
-            _cpu_sample[:] = [now, psutil.cpu_percent(interval=0.2)]
-        elif now - _cpu_sample[0] >= CPU_SAMPLE_MIN_S:
-            _cpu_sample[:] = [now, psutil.cpu_percent(interval=None)]
-        return _cpu_sample[1]
+        if _cpu_state["times"] is None:      # the first reading of this process: measure briefly
+            _cpu_state["times"] = psutil.cpu_times()
+            time.sleep(CPU_FIRST_SAMPLE_S)
+            _cpu_state["at"] = 0.0
+        if _cpu_state["percent"] is None or now - _cpu_state["at"] >= CPU_SAMPLE_MIN_S:
+            current = psutil.cpu_times()
+            busy0, total0 = _busy_and_total(_cpu_state["times"])
+            busy1, total1 = _busy_and_total(current)
+            if total1 > total0:
+                _cpu_state["percent"] = round(min(100.0, max(0.0, (busy1 - busy0) / (total1 - total0) * 100)), 1)
+            elif _cpu_state["percent"] is None:
+                _cpu_state["percent"] = 0.0
+            _cpu_state.update(times=current, at=time.monotonic())
+        return _cpu_state["percent"]
 
 
 def host_usage() -> dict:

@@ -26,6 +26,7 @@ from api.throttling import SubmitThrottle
 from filters import registry
 from workers import routing, settings, status as task_state, storage
 from workers.logs import get_logger, log_event
+from workers.queues import paused_queues
 from workers.registry import read_workers
 
 log = get_logger("webapp.tasks")
@@ -74,7 +75,7 @@ def submit(request: Request, *, default_sample: str | None = None, source: str =
     images = inputs.parse_images(request, body, default_sample=default_sample, conn=conn)
     caps = registry.required_capabilities(steps, options["device"])
     # One look at the registry for the whole request: the same answer for every image.
-    waiting = task_state.waiting_reason(caps, read_workers(conn))
+    waiting = task_state.waiting_reason(caps, read_workers(conn), paused_queues(conn))
     accepted = []
     for image in images:
         digest = inputs.store_image(conn, image)

@@ -75,19 +75,30 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "api",
+    "dashboard",
 ]
 
 MIDDLEWARE = [
     "api.middleware.RequestLogMiddleware",
     "api.middleware.BodySizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",   # the dashboard's sign-in only
     "django.middleware.common.CommonMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
-# `manage.py check --deploy`: no CSRF middleware because no cookie or session ever
-# authenticates (bearer tokens only; DRF's APIView is csrf-exempt anyway), and TLS with
-# HSTS/redirects belongs to the proxy in front of gunicorn (docs/api.md).
+# `manage.py check --deploy`: no CSRF middleware because no cookie or session
+# authenticates the API (bearer tokens only; DRF's APIView is csrf-exempt anyway); the
+# dashboard, whose session does, checks CSRF on each of its views (dashboard.access).
+# TLS with HSTS/redirects belongs to the proxy in front of gunicorn (docs/api.md).
 SILENCED_SYSTEM_CHECKS = ["security.W003", "security.W004", "security.W008"]
+
+# Dashboard sessions live in Redis (dashboard/sessions.py): no database, and valid across
+# API processes. PIXELFLEET_SECURE_COOKIES=1 behind TLS marks both cookies Secure.
+SESSION_ENGINE = "dashboard.sessions"
+SESSION_COOKIE_AGE = env_int("PIXELFLEET_DASHBOARD_SESSION_S", 12 * 3600)
+SESSION_COOKIE_SAMESITE = "Lax"
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = _env_flag("PIXELFLEET_SECURE_COOKIES")
+CSRF_TRUSTED_ORIGINS = _env_list("PIXELFLEET_CSRF_TRUSTED_ORIGINS", [])
 
 ROOT_URLCONF = "webapp.urls"
 WSGI_APPLICATION = "webapp.wsgi.application"

@@ -1,4 +1,5 @@
-"""Root URLs: the API (api/urls.py), its OpenAPI schema and docs, and DRF's static files.
+"""Root URLs: the API (api/urls.py), its OpenAPI schema and docs, the web dashboard
+(dashboard/urls.py) and DRF's static files.
 
 DRF's browsable API needs its CSS/JS; they are served straight from the installed
 package so gunicorn works without collectstatic (they are small and rarely fetched).
@@ -20,6 +21,7 @@ urlpatterns = [
     path("", include("api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", DocsView.as_view(), name="docs"),
+    path("dashboard/", include("dashboard.urls")),
     path("api/", ApiRootView.as_view(), name="api-root"),
     path("", ApiRootView.as_view(), name="root"),
     re_path(r"^static/(?P<path>rest_framework/.+)$", serve, {"document_root": DRF_STATIC}),

@@ -1,0 +1,123 @@
+"""A real fleet and a real browser for the dashboard's tests.
+
+`dash_fleet`: gunicorn serving the API and the dashboard, and two worker processes (io;
+io+cpu), on the test redis-server (own database), with API tokens configured — the
+ops tests' LiveFleet, started the same way. `browser`: headless Chromium from the
+system's package (/usr/bin/chromium, or PIXELFLEET_CHROMIUM) driven by Playwright for
+Python; without either, these tests skip and say why (.ci/run installs chromium).
+
+Screenshots go to the test's tmp folder, and also to docs/screenshots/ when
+PIXELFLEET_SCREENSHOTS names that folder (`make screenshots`).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.ops.conftest import LiveFleet, fleet_env
+from workers.embedded_redis import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+TOKEN = "dash-test-token"
+FLEET_DB = 5
+WORKERS = {"dash-io": "io", "dash-all": "io,cpu"}
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
+LAPTOP = {"width": 1366, "height": 900}
+PHONE = {"width": 390, "height": 844}
+
+
+def chromium_path() -> str | None:
+    explicit = os.environ.get("PIXELFLEET_CHROMIUM")
+    if explicit:
+        return explicit if Path(explicit).exists() else None
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """One headless Chromium for the session (skips, saying why, when there is none)."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("playwright is not installed (pip install -r requirements.txt)")
+    executable = chromium_path()
+    if executable is None:
+        pytest.skip("no Chromium found: apt-get install chromium (.ci/run does), or set PIXELFLEET_CHROMIUM")
+    with sync_playwright() as playwright:
+        try:
+            chromium = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS, headless=True)
+        except Exception as exc:   # noqa: BLE001 — a browser that cannot start is a skip, said plainly
+            pytest.skip(f"Chromium at {executable} does not start: {str(exc).splitlines()[0]}")
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="module")
+def dash_fleet(redis_server, tmp_path_factory):
+    """API (gunicorn) + two workers on the test redis-server; tokens required for actions."""
+    import redis as redis_lib
+
+    redis_url = f"redis://127.0.0.1:{redis_server.port}/{FLEET_DB}"
+    redis_lib.Redis.from_url(redis_url).flushdb()
+    bind = f"127.0.0.1:{free_port()}"
+    env = fleet_env(redis_url, bind)
+    env["PIXELFLEET_API_TOKENS"] = TOKEN
+    fleet = LiveFleet(url=f"http://{bind}", token=TOKEN, redis_url=redis_url,
+                      log_dir=tmp_path_factory.mktemp("dash-fleet-logs"), env=env)
+    try:
+        fleet.start_api()
+        for name, caps in WORKERS.items():
+            fleet.start_worker(name, caps)
+        fleet.wait_ready(len(WORKERS))
+        yield fleet
+    finally:
+        fleet.stop()
+
+
+@pytest.fixture
+def fleet_redis(dash_fleet):
+    import redis as redis_lib
+
+    return redis_lib.Redis.from_url(dash_fleet.redis_url)
+
+
+@pytest.fixture
+def page(browser):
+    """A fresh browser context (no cookies) at laptop width."""
+    context = browser.new_context(viewport=LAPTOP)
+    context.set_default_timeout(30_000)
+    page = context.new_page()
+    yield page
+    context.close()
+
+
+def sign_in(page, fleet: LiveFleet, next_path: str = "/dashboard/") -> None:
+    """Through the sign-in form, as a person does."""
+    page.goto(f"{fleet.url}/dashboard/login/?next={next_path}")
+    page.get_by_label("API token").fill(fleet.token)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"{fleet.url}{next_path}")
+
+
+@pytest.fixture
+def shoot(tmp_path):
+    """shoot(page, "overview"): a full-page PNG in tmp, and in PIXELFLEET_SCREENSHOTS if set."""
+    target = os.environ.get("PIXELFLEET_SCREENSHOTS")
+
+    def take(page, name: str) -> Path:
+        path = tmp_path / f"{name}.png"
+        page.screenshot(path=str(path), full_page=True)
+        if target:
+            folder = (ROOT / target) if not Path(target).is_absolute() else Path(target)
+            folder.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, folder / f"{name}.png")
+        return path
+    return take
