@@ -135,6 +135,7 @@ def test_planted_code_never_runs_in_the_worker_or_the_api(fleet, tmp_path):
     meta_planted = plant_job(conn, "pixelfleet:io", args=(legit,), meta=evil)
     os_system = plant_job(conn, "pixelfleet:io", func="os.system", args=(f"touch {marker}",))
     callback = plant_job(conn, "pixelfleet:io", args=(legit,), failure_callback_name="os.system")
+    meta_unserved = plant_job(conn, "pixelfleet:gpu", args=(legit,), meta=evil)
     conn.set(settings.HEARTBEAT_KEY.format(name="evil"), evil, ex=600)
     conn.zadd(settings.COMPLETIONS_KEY, {evil: time.time()})
 
@@ -159,6 +160,14 @@ def test_planted_code_never_runs_in_the_worker_or_the_api(fleet, tmp_path):
         assert response.status_code < 500, (path, response.status_code, response.text[:500])
     listed = {t["task_id"]: t for t in fleet.get("/api/tasks/?limit=100").json()["tasks"]}
     assert all(listed[t]["status"] == "failed" for t in reached)
+    auth = {"Authorization": f"Bearer {fleet.token}"}
+    for path in ("/api/queues/", ):
+        assert fleet.get(path).status_code < 500, path
+    emptied = requests.post(f"{fleet.url}/api/queues/pixelfleet:gpu/empty/", headers=auth, timeout=10)
+    assert emptied.status_code < 500, emptied.text[:500]
+    assert fleet.get(f"/api/tasks/{meta_unserved}/").json()["status"] in ("failed", "canceled")
+    retried = requests.post(f"{fleet.url}/api/tasks/retry-failed/", headers=auth, timeout=10)
+    assert retried.status_code < 500, retried.text[:500]
     workers = fleet.get("/api/workers/status/").json()
     assert "evil" not in str(workers) and "sec-w" in str(workers)
 
