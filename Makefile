@@ -31,6 +31,20 @@ bench: install
 bench-workers: install
 	$(PY) -m workers.benchmark
 
+# Pixelfleet (as `make run` starts it) against thumbor, end to end; thumbor goes into its own
+# venv from bench/thumbor-requirements.txt, never the project's. ARGS='--json out.json' etc.
+THUMBOR_VENV  := var/bench/thumbor-venv
+THUMBOR_STAMP := $(THUMBOR_VENV)/.installed-$(shell cksum bench/thumbor-requirements.txt | cut -d' ' -f1)
+
+$(THUMBOR_STAMP): bench/thumbor-requirements.txt
+	test -x $(THUMBOR_VENV)/bin/python || $(PYTHON) -m venv $(THUMBOR_VENV)
+	$(THUMBOR_VENV)/bin/python -m pip install --quiet -r bench/thumbor-requirements.txt
+	rm -f $(THUMBOR_VENV)/.installed-*
+	touch $@
+
+bench-e2e: install $(THUMBOR_STAMP)
+	$(PY) -m bench.e2e $(ARGS)
+
 clean:
 	rm -rf $(VENV) var .pytest_cache
 	find . -name __pycache__ -prune -exec rm -rf {} +

@@ -28,6 +28,7 @@ DEFAULT_WAIT_S = 120.0
 DEFAULT_FILTERS = "grayscale"
 DEFAULT_SAMPLE = "small"
 TASKS_PATH = "/api/tasks/"
+WAIT_PER_REQUEST_S = 20.0    # a status request waits up to this long for its task (?wait=, ≤ 60)
 
 
 @dataclass(frozen=True)
@@ -139,10 +140,17 @@ class Runner:
             record.reject_message = resp.error_message()
         return record
 
-    def poll(self, record: TaskRecord) -> None:
-        """Fetch the status once and, when terminal, fill in the outcome."""
+    def poll(self, record: TaskRecord, wait: float = 0.0) -> None:
+        """Fetch the status once and, when terminal, fill in the outcome.
+
+        With `wait` > 0 the API answers when the task ends (or after `wait` s): one
+        request per task instead of one per poll interval (docs/api.md, `?wait=S`).
+        """
         path = record.extra.get("status_url") or f"{TASKS_PATH}{record.task_id}/"
-        resp = self.client.get(path)
+        if wait > 0:
+            resp = self.client.get(f"{path}?wait={wait:.1f}", timeout=wait + 15)
+        else:
+            resp = self.client.get(path)
         if not resp.ok or not isinstance(resp.data, dict):
             return
         record.extra["last_status"] = resp.data.get("status")
@@ -150,7 +158,13 @@ class Runner:
         apply_status(record, resp.data, observed_at=time.time())
 
     def wait(self, records: Sequence[TaskRecord], timeout: float) -> None:
-        """Poll accepted, unfinished tasks until all are terminal or `timeout` s pass."""
+        """Follow accepted, unfinished tasks until all are terminal or `timeout` s pass.
+
+        Each status request waits server-side for its task to end (`?wait=`, at most
+        WAIT_PER_REQUEST_S), oldest task first, so following N tasks costs about N
+        requests, not N per poll interval. A round in which nothing ended and the API
+        answered at once (e.g. its waiter limit) is paced like plain polling.
+        """
         deadline = time.monotonic() + max(0.0, timeout)
         try:
             with ThreadPoolExecutor(max_workers=8) as pool:
@@ -161,7 +175,10 @@ class Runner:
                     if time.monotonic() >= deadline:
                         break
                     round_started = time.monotonic()
-                    list(pool.map(self.poll, pending))
+                    wait = max(0.0, min(WAIT_PER_REQUEST_S, deadline - round_started))
+                    list(pool.map(lambda r: self.poll(r, wait=wait), pending))
+                    if any(r.final_status in TERMINAL for r in pending):
+                        continue
                     # at most ~MAX_POLLS_PER_S status requests: polling must not become the load
                     now = time.monotonic()
                     pause = max(self.poll_interval, len(pending) / MAX_POLLS_PER_S - (now - round_started))

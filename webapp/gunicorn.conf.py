@@ -1,9 +1,14 @@
 """gunicorn settings for the Pixelfleet API: `cd webapp && gunicorn -c gunicorn.conf.py`.
 
-(From the repository root: `gunicorn -c webapp/gunicorn.conf.py`.) Threads rather than
-many processes: requests mostly wait on Redis, and /api/image/slow/ or /api/process
-may hold a thread for seconds. No preload_app: the app is imported in each worker after
-the fork, because a process that forks must not have started numba's OpenMP pool.
+(From the repository root: `gunicorn -c webapp/gunicorn.conf.py`.) Server model: gunicorn
+supervises PIXELFLEET_API_WORKERS processes, each an event loop (uvicorn, uvloop +
+httptools) serving Django's ASGI app. Why: a `?wait=` request may stay open for up to
+a minute; in the event loop it holds no thread, so 200 waiting clients do not starve
+submits and health checks (a gthread worker would need a thread per waiting client).
+Sync views (all DRF views) run in a thread per request, as Django does under ASGI, so
+/api/image/slow/ or /api/process holding one for seconds blocks nothing else either.
+No preload_app: the app is imported in each worker after the fork, because a process
+that forks must not have started numba's OpenMP pool.
 """
 from __future__ import annotations
 
@@ -31,12 +36,11 @@ def _loopback_only(addresses: list[str]) -> bool:
     return all(host in LOOPBACK_HOSTS or host == "unix" for host in hosts)
 
 
-wsgi_app = "webapp.wsgi:application"
+wsgi_app = "webapp.asgi:application"          # an ASGI app, served by the uvicorn worker class
 pythonpath = f"{_ROOT},{_WEBAPP}"
 bind = [address.strip() for address in env_str("PIXELFLEET_API_BIND", "127.0.0.1:8000").split(",")]
-worker_class = "gthread"
+worker_class = "webapp.asgi_worker.PixelfleetUvicornWorker"
 workers = env_int("PIXELFLEET_API_WORKERS", 2)
-threads = env_int("PIXELFLEET_API_THREADS", 4)
 preload_app = False
 timeout = env_int("PIXELFLEET_API_TIMEOUT", 150)        # > the longest bounded wait (/api/process: 120 s)
 graceful_timeout = env_int("PIXELFLEET_API_GRACEFUL_TIMEOUT", 30)

@@ -22,7 +22,7 @@ from rq.job_lifecycle import record_job_failure
 from rq.timeouts import JobTimeoutException
 
 from filters.errors import EngineError
-from workers import jobs, settings, stats
+from workers import jobs, notify, settings, stats
 from workers.jobs import StartedJobRegistry
 from workers.logs import get_logger, log_event
 
@@ -149,5 +149,6 @@ def fail_lost_job(conn: redis.Redis, job: Job, reason: str) -> None:
         record_failure(job, WORKER_FAILURE, reason, explanation, pipeline=pipe)
         stats.record_completion(conn, job, "failed", wait_ms, processing_ms,
                                 failure_type=WORKER_FAILURE, pipeline=pipe)
+        notify.push_done(conn, job.id, "failed", pipeline=pipe)
         pipe.execute()
     log_event(log, "failure_recorded", task=job.id, queue=job.origin, failure_type=WORKER_FAILURE, reason=reason)

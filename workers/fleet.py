@@ -3,7 +3,8 @@
 Starts, in order: the embedded redis-server (AOF on, data in ./var/redis, so queued
 tasks survive a restart; a password made on first start and kept in
 ./var/redis/password, mode 0600, which reaches the API and workers in REDIS_URL)
-unless REDIS_URL is set; the API under gunicorn (cwd webapp/,
+unless REDIS_URL is set; the API under gunicorn with uvicorn
+workers (ASGI, webapp/gunicorn.conf.py; cwd webapp/,
 bind PIXELFLEET_API_BIND, default 127.0.0.1:8000) unless --no-api; and the workers of
 the original system — worker-1 io, worker-2 cpu, worker-3 all — or the list in
 PIXELFLEET_WORKERS / --workers ("name:caps,…", several capabilities joined by '+').
@@ -167,8 +168,10 @@ class Fleet:
         worker_env = dict(env, **numba_threads_env(len(self.worker_specs)))
         if self.api:
             api_env = dict(env, PIXELFLEET_API_BIND=self.api_bind)
-            gunicorn = str(Path(sys.executable).with_name("gunicorn"))
-            self.children.append(Child("api", [gunicorn, "-c", "gunicorn.conf.py"], ROOT / "webapp", api_env))
+            # `python -m gunicorn`: this interpreter's packages (uvicorn's worker class), whatever
+            # the gunicorn script's shebang says. gunicorn.conf.py picks the server model.
+            self.children.append(Child("api", [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"],
+                                       ROOT / "webapp", api_env))
         for name, caps in self.worker_specs:
             self.children.append(Child(name, [sys.executable, "-m", "workers", "--name", name,
                                               "--capabilities", caps], ROOT, worker_env))

@@ -40,6 +40,7 @@ _HANDLER_MARK = "_pixelfleet_handler"
 # LogRecord attributes that are not user fields.
 _RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
     "message", "asctime", "event", "fields", "worker", "task",
+    "color_message",   # uvicorn's ANSI-coloured copy of msg
 }
 
 

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import os
 import re
+import weakref
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import redis
@@ -106,6 +108,32 @@ def get_redis(url: str | None = None) -> redis.Redis:
     return _connection_for(url or redis_url())
 
 
+_async_clients: "weakref.WeakKeyDictionary[Any, dict[str, Any]]" = weakref.WeakKeyDictionary()
+
+
+def get_async_redis(url: str | None = None) -> "redis.asyncio.Redis":
+    """A redis.asyncio client for `url` or REDIS_URL, one per event loop (pools are bound
+    to the loop that made them). For the API's waiting paths, where a BLPOP may block
+    for up to MAX_WAIT seconds."""
+    import asyncio
+
+    import redis.asyncio
+
+    loop = asyncio.get_running_loop()
+    url = url or redis_url()
+    clients = _async_clients.setdefault(loop, {})
+    client = clients.get(url)
+    if client is None:
+        # One connection per waiting request (its BLPOP holds it): room for MAX_WAITERS
+        # of them plus the quick calls; past that a caller waits up to 5 s for one.
+        # redis-py's default read timeout (5 s) would cut a longer BLPOP: allow MAX_WAIT + 5.
+        pool = redis.asyncio.BlockingConnectionPool.from_url(
+            url, max_connections=MAX_WAITERS + 64, timeout=5, socket_connect_timeout=5,
+            socket_timeout=MAX_WAIT + 5)
+        client = clients[url] = redis.asyncio.Redis(connection_pool=pool)
+    return client
+
+
 # --- Names ----------------------------------------------------------------------------
 PREFIX = "pixelfleet"
 CAPABILITIES: tuple[str, ...] = ("io", "cpu", "gpu")   # every capability class there is
@@ -123,6 +151,7 @@ SAMPLE_KEY = f"{PREFIX}:sample:{{name}}"                 # generated sample imag
 REAPER_LOCK_KEY = f"{PREFIX}:reaper:lock"                # one reaper pass fleet-wide at a time
 API_REQUESTS_KEY = f"{PREFIX}:api:requests"              # requests served by every API process
 THROTTLE_KEY = f"{PREFIX}:api:throttle:{{scope}}:{{ident}}:{{window}}"  # fixed windows, TTL
+DONE_KEY = f"{PREFIX}:done:{{task_id}}"                  # list: one token pushed when a task ends
 PAUSED_QUEUES_KEY = f"{PREFIX}:paused_queues"            # set of queue names workers skip
 DASHBOARD_SESSION_KEY = f"{PREFIX}:dashboard:session:{{key}}"  # web dashboard sessions, TTL
 
@@ -137,6 +166,11 @@ HEARTBEAT_TTL = HEARTBEAT_INTERVAL * 3                         # gone after 3 mi
 MAX_WORKER_LOSSES = env_int("PIXELFLEET_MAX_WORKER_LOSSES", 3)
 WORKER_MAX_RSS_MB = env_int("PIXELFLEET_WORKER_MAX_RSS_MB", 4096)
 COMPLETIONS_WINDOW = 15 * 60                                   # s of history for metrics
+MAX_WAIT = 60                                                  # s a `?wait=` request may block, at most
+DONE_TTL = MAX_WAIT * 2                                        # s an end-of-task token outlives its push
+DELIVERED_TTL = env_int("PIXELFLEET_DELIVERED_TTL", 300)       # s a result handed out by submit?wait is kept
+MAX_WAITERS = env_int("PIXELFLEET_MAX_WAITERS", 400)           # waiting requests per API process (a
+                                                               # Redis connection each); more answer at once
 PAUSE_CHECK_S = 1                                              # s a pause takes to reach workers
 
 # --- Serialization ---------------------------------------------------------------------

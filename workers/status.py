@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import time
 from datetime import datetime
-from typing import Any
+from typing import Any, Callable
 
 import redis
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
+from rq.results import Result
 
 from filters.errors import EngineError
-from workers import failures, jobs, settings
+from workers import failures, jobs, notify, settings
 from workers.jobs import CanceledJobRegistry, FailedJobRegistry
 from workers.logs import get_logger, log_event, utc_timestamp
 
@@ -123,11 +124,11 @@ def summary(job: Job, now: float | None = None) -> dict[str, Any]:
     }
     if status == "failed" or meta.get("failure_type"):
         info.update({k: meta.get(k) for k in ("failure_type", "failure_reason", "explanation")})
-    _report_unreadable(job, info)
     if status == "queued":
         info["waiting_reason"] = None
     if meta.get("history"):
         info["history"] = meta["history"]
+    _report_unreadable(job, info)
     return info
 
 
@@ -142,15 +143,42 @@ def _report_unreadable(job: Job, info: dict[str, Any]) -> None:
                 explanation=failures.explain("untrusted_task"))
 
 
-def task_status(conn: redis.Redis, task_id: str) -> dict[str, Any] | None:
-    """The full status dict of one task (docs/INTERFACES.md), or None if unknown."""
+# What a status needs from the job hash: everything but `data` (the payload), one HMGET.
+STATUS_FIELDS = ("status", "origin", "description", "worker_name", "created_at", "enqueued_at",
+                 "started_at", "ended_at", "meta")
+
+
+def queue_status_reads(pipe: Any, task_id: str) -> None:
+    """Add a status's two reads to `pipe` (sync or redis.asyncio): the job's fields and
+    its latest RQ result. One round trip, no image bytes, no payload."""
+    pipe.hmget(Job.key_for(task_id), STATUS_FIELDS)
+    pipe.xrevrange(Result.get_key(task_id), "+", "-", count=1)
+
+
+def status_from_reads(task_id: str, fields: list[bytes | None], results: list[Any],
+                      fleet: Callable[[], tuple[list[dict[str, Any]], frozenset[str]]]) -> dict[str, Any] | None:
+    """The full status dict (docs/INTERFACES.md) from queue_status_reads' answers, or None
+    for an unknown task. `fleet` — (live worker records, paused queue names) — is called
+    only for a queued task (its waiting reason)."""
+    if not fields or fields[0] is None:
+        return None
+    conn = settings.get_redis()   # not used for I/O: RQ's objects want one
+    # FleetJob + the JSON serializer: a planted pickle in meta is described, never loaded.
+    job = jobs.FleetJob(task_id, connection=conn, serializer=settings.SERIALIZER)
     try:
-        job = _fetch(conn, task_id)
-    except TaskNotFound:
+        job.restore({**{k: v for k, v in zip(STATUS_FIELDS, fields) if v is not None}, "data": b""})
+    except Exception:  # noqa: BLE001 - a job hash written by something else: unknown to us
+        log_event(log, "unreadable_job", task=task_id)
         return None
     info = summary(job)
-    if info["status"] in ("finished", "failed"):
-        latest = job.latest_result()
+    if info["status"] in ("finished", "failed") and results:
+        result_id, payload = results[0]
+        try:
+            latest = Result.restore(task_id, result_id.decode(), payload, connection=conn,
+                                    serializer=settings.SERIALIZER)
+        except Exception as exc:  # noqa: BLE001 - a planted or torn result: a reason, not a 500
+            job.unreadable.append(f"result: {str(exc.__cause__ or exc)[:300]}")
+            latest = None
         if latest is not None and latest.type == latest.Type.SUCCESSFUL:
             info["result"] = latest.return_value
         elif latest is not None and latest.exc_string:
@@ -162,10 +190,26 @@ def task_status(conn: redis.Redis, task_id: str) -> dict[str, Any] | None:
                     failure_reason=info.get("error") or "the task failed",
                     explanation="Failed without a recorded classification; see the worker's log.")
     if info["status"] == "queued":
-        from workers.queues import paused_queues
-        from workers.registry import read_workers
-        info["waiting_reason"] = waiting_reason(info["capabilities"], read_workers(conn), paused_queues(conn))
+        workers, paused = fleet()
+        info["waiting_reason"] = waiting_reason(info["capabilities"], workers, paused)
     return info
+
+
+def task_status(conn: redis.Redis, task_id: str) -> dict[str, Any] | None:
+    """The full status dict of one task (docs/INTERFACES.md), or None if unknown.
+
+    One round trip (plus the worker registry for a queued task): cheap enough for
+    clients that poll (the API's async status path uses the same two functions).
+    """
+    if not isinstance(task_id, str) or not task_id or len(task_id) > 128:
+        return None
+    from workers.queues import paused_queues
+    from workers.registry import read_workers
+
+    with conn.pipeline(transaction=False) as pipe:
+        queue_status_reads(pipe, task_id)
+        fields, results = pipe.execute()
+    return status_from_reads(task_id, fields, results, lambda: (read_workers(conn), paused_queues(conn)))
 
 
 def _last_line(exc_string: str) -> str:
@@ -223,6 +267,7 @@ def cancel_task(conn: redis.Redis, task_id: str) -> dict[str, Any]:
         now_status = _status_of(_fetch(conn, task_id))
         raise TaskConflict(f"task {task_id} is {now_status}; a worker took it before it could be canceled")
     job.cancel()
+    notify.push_done(conn, job.id, "canceled")
     log_event(log, "canceled", task=job.id, queue=job.origin)
     return summary(job)
 
@@ -249,6 +294,7 @@ def retry_task(conn: redis.Redis, task_id: str) -> dict[str, Any]:
     meta["history"] = history[-_HISTORY_KEEP:]
     job.save_meta()
     conn.hdel(settings.LOSSES_KEY, job.id)
+    notify.forget_done(conn, job.id)
     registry_class = CanceledJobRegistry if job.get_status(refresh=False) == JobStatus.CANCELED else FailedJobRegistry
     registry = jobs.registry(registry_class, conn, job.origin)
     try:

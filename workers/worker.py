@@ -39,7 +39,7 @@ from rq.utils import now
 from rq.worker import SimpleWorker
 
 from filters.errors import EngineError
-from workers import settings
+from workers import notify, settings
 from workers.failures import exception_handler
 from workers.heartbeat import HeartbeatThread, WorkerHealth
 from workers.jobs import FleetJob
@@ -209,6 +209,7 @@ class PixelfleetWorker(SimpleWorker):
             self.health.current_task = None
             self._beat()   # the record says idle, without the task, now rather than next period
         status = job.get_status(refresh=False)
+        self._wake_waiters(job, status)
         ok = status == JobStatus.FINISHED
         if ok:
             self.health.done += 1
@@ -219,6 +220,16 @@ class PixelfleetWorker(SimpleWorker):
                   ms=round((time.monotonic() - self._task_started) * 1000, 1),
                   **({"decode": job.meta["decode"]} if job.meta.get("decode") else {}))
         self._check_memory()
+
+    def _wake_waiters(self, job: Job, status: JobStatus | str) -> None:
+        """After RQ has persisted the task's end: wake its `?wait=` requests (workers.notify)."""
+        value = str(getattr(status, "value", status))
+        if value not in notify.ENDED:
+            return
+        try:
+            notify.push_done(self.connection, job.id, value)
+        except REDIS_ERRORS as exc:   # the waiters time out and read the status themselves
+            log_event(log, "wake_failed", logging.WARNING, worker=self.name, task=job.id, reason=str(exc))
 
     def _check_memory(self) -> None:
         """After a task: above the ceiling, finish gracefully so the fleet starts a fresh process."""

@@ -123,8 +123,8 @@ def test_gunicorn_treats_loopback_only_as_development(monkeypatch):
     from pathlib import Path
     from types import SimpleNamespace
     conf = runpy.run_path(str(Path(__file__).resolve().parents[2] / "webapp" / "gunicorn.conf.py"))
-    assert conf["worker_class"] == "gthread" and conf["preload_app"] is False
-    assert (conf["workers"], conf["threads"]) == (2, 4)
+    assert conf["worker_class"] == "webapp.asgi_worker.PixelfleetUvicornWorker" and conf["preload_app"] is False
+    assert conf["wsgi_app"] == "webapp.asgi:application" and conf["workers"] == 2
     for name in ("DJANGO_SECRET_KEY", "DJANGO_SECRET_KEY_FILE", "PIXELFLEET_ENV"):
         monkeypatch.setenv(name, "")          # recorded, so teardown restores the original state
         monkeypatch.delenv(name)

@@ -1,16 +1,16 @@
 """A bound on requests that hold a thread for seconds, so they cannot starve the API.
 
-Why: gunicorn serves each request on one of a few threads per process. Twelve
-anonymous `GET /api/image/slow/?delay=10` once held every thread, and /api/health/
-waited 8.6 s. Each long endpoint (the slow sample, /api/process waiting for its task,
-the in-process batch runs) takes a slot here first; beyond PIXELFLEET_API_LONG_REQUESTS
-slots per API process it is answered at once with 429 and a Retry-After that says when
-the soonest slot frees. The rest of the threads stay for health checks, submits and
-status reads.
+Why: under gunicorn's threads, twelve anonymous `GET /api/image/slow/?delay=10` once
+held every thread and /api/health/ waited 8.6 s. Under ASGI (uvicorn) Django runs each
+sync view in a thread of its own, so nothing caps them at all: fifty such requests are
+fifty threads and fifty 4k images in memory. Each long endpoint (the slow sample,
+/api/process waiting for its task, the in-process batch runs) therefore takes a slot
+here first; beyond PIXELFLEET_API_LONG_REQUESTS slots per API process it is answered at
+once with 429 and a Retry-After that says when the soonest slot frees, and health
+checks, submits and status reads keep the process to themselves.
 
-Per process, not per fleet: what runs out is a process's threads, so that is what is
-counted. Non-blocking (acquire or refuse, never wait), so it behaves the same in a
-thread of gunicorn's gthread worker and in an event loop (ASGI).
+Per process, not per fleet: threads and memory are a process's. Non-blocking (acquire
+or refuse, never wait), so it behaves the same in a worker thread and in an event loop.
 """
 from __future__ import annotations
 
@@ -26,9 +26,12 @@ from api.exceptions import ApiError
 from workers.settings import env_int
 
 
+DEFAULT_LONG_REQUESTS = 4
+
+
 def long_request_limit() -> int:
-    """PIXELFLEET_API_LONG_REQUESTS, default half the process's threads (at least 1)."""
-    return max(1, env_int("PIXELFLEET_API_LONG_REQUESTS", max(1, env_int("PIXELFLEET_API_THREADS", 4) // 2)))
+    """PIXELFLEET_API_LONG_REQUESTS (default 4, at least 1), read per request."""
+    return max(1, env_int("PIXELFLEET_API_LONG_REQUESTS", DEFAULT_LONG_REQUESTS))
 
 
 class TooBusy(ApiError):

@@ -73,6 +73,10 @@ def submit(request: Request, *, default_sample: str | None = None, source: str =
     options = inputs.parse_options(body)
     conn = settings.get_redis()
     images = inputs.parse_images(request, body, default_sample=default_sample, conn=conn)
+    if len(images) > 1 and getattr(request, "pixelfleet_wait_one", False):   # set by views_wait
+        raise InvalidInput(f"?wait answers with one image; this request has {len(images)}. Submit them "
+                           "without wait, or one per request", {"field": "wait", "images": len(images)},
+                           code="invalid_wait")
     caps = registry.required_capabilities(steps, options["device"])
     # One look at the registry for the whole request: the same answer for every image.
     waiting = task_state.waiting_reason(caps, read_workers(conn), paused_queues(conn))
@@ -101,11 +105,15 @@ def _image_summary(image: inputs.ImageInput) -> dict[str, Any]:
             "height": info.height, "mode": getattr(info, "mode", None), "bytes": len(image.data)}
 
 
+def task_not_found(task_id: str) -> NotFound:
+    return NotFound(f"no task {task_id!r}: unknown, or expired (finished tasks are kept "
+                    f"{settings.RESULT_TTL} s, failed ones {settings.FAILURE_TTL} s)", code="task_not_found")
+
+
 def load_status(task_id: str) -> dict[str, Any]:
     state = task_state.task_status(settings.get_redis(), check_task_id(task_id))
     if state is None:
-        raise NotFound(f"no task {task_id!r}: unknown, or expired (finished tasks are kept "
-                       f"{settings.RESULT_TTL} s, failed ones {settings.FAILURE_TTL} s)", code="task_not_found")
+        raise task_not_found(task_id)
     return state
 
 

@@ -81,10 +81,11 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "api.middleware.RequestLogMiddleware",
     "api.middleware.BodySizeLimitMiddleware",
-    "django.middleware.security.SecurityMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",   # the dashboard's sign-in only
-    "django.middleware.common.CommonMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Django's own, with their hooks run inline under ASGI (no thread hop each; api.middleware).
+    "api.middleware.SecurityMiddleware",
+    "api.middleware.SessionMiddleware",   # the dashboard's sign-in only
+    "api.middleware.CommonMiddleware",
+    "api.middleware.XFrameOptionsMiddleware",
 ]
 # `manage.py check --deploy`: no CSRF middleware because no cookie or session
 # authenticates the API (bearer tokens only; DRF's APIView is csrf-exempt anyway); the

@@ -1,0 +1,143 @@
+"""The task status, answered at the ASGI layer: what polling clients hit, kept cheap.
+
+Why in front of Django: a status poll is the API's most frequent request (a client
+without `?wait` asks every few ms), and through Django's ASGI handler each one paid
+thread hops (the handler closes every response through sync_to_async, and runs each
+request's sync work in a thread it creates) — milliseconds of CPU taken from the
+workers on the same machine. Here a JSON status request costs one pipelined Redis read
+(workers.status: HMGET of the job's fields and its latest result) and, for `?wait=S`,
+a BLPOP in the event loop (api.views_wait.wait_for_task), with no thread at all.
+
+Same answers as the Django views: the same body (workers.status builds it), the same
+error shape and codes, the same access line and request counter, the same host check
+and security headers (read from Django's settings). A browser asking for HTML, or any
+other path or method, goes on to Django.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from types import SimpleNamespace
+from typing import Any, Awaitable, Callable
+from urllib.parse import parse_qs
+
+import redis
+from django.conf import settings as django_settings
+from django.http.request import split_domain_port, validate_host
+
+from api.auth import ReadPermission
+from api.exceptions import InvalidInput, error_body, to_response_parts
+from api.middleware import REQUESTS_KEY
+from api.views_wait import WAIT_PARAM, live_workers, wait_for_task, wait_seconds
+from api.views_tasks import check_task_id, task_not_found
+from workers import settings
+from workers import status as task_state
+from workers.logs import get_logger, log_event
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+STATUS_PATHS = (re.compile(r"^/api/tasks/(?P<task_id>[^/]+)/?$"),
+                re.compile(r"^/api/task/(?P<task_id>[^/]+)/status/?$"))
+log = get_logger("webapp.access")
+
+
+def _security_headers() -> list[tuple[bytes, bytes]]:
+    """The headers Django's security and clickjacking middleware add, from the same settings."""
+    headers = [(b"x-frame-options", getattr(django_settings, "X_FRAME_OPTIONS", "DENY").encode())]
+    if getattr(django_settings, "SECURE_CONTENT_TYPE_NOSNIFF", True):
+        headers.append((b"x-content-type-options", b"nosniff"))
+    if policy := getattr(django_settings, "SECURE_REFERRER_POLICY", "same-origin"):
+        headers.append((b"referrer-policy", (policy if isinstance(policy, str) else ",".join(policy)).encode()))
+    if coop := getattr(django_settings, "SECURE_CROSS_ORIGIN_OPENER_POLICY", "same-origin"):
+        headers.append((b"cross-origin-opener-policy", coop.encode()))
+    return headers
+
+
+class FastStatus:
+    """ASGI middleware: GET /api/tasks/<id>/ and /api/task/<id>/status/ (JSON) served here."""
+
+    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]]) -> None:
+        self.app = app
+        self.extra_headers = _security_headers()
+        self.allowed_hosts = list(django_settings.ALLOWED_HOSTS)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        task_id = self._match(scope)
+        if task_id is None:
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers") or []}
+        counted: list[bool] = []
+        status, body, extra = await self._answer(task_id, scope, headers, counted)
+        payload = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+        response_headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()),
+                            (b"vary", b"Accept"), *self.extra_headers,
+                            *((k.lower().encode(), str(v).encode()) for k, v in extra.items())]
+        await send({"type": "http.response.start", "status": status, "headers": response_headers})
+        await send({"type": "http.response.body", "body": payload})
+        await self._account(scope, status, body, len(payload), started, counted=bool(counted))
+
+    @staticmethod
+    def _match(scope: Scope) -> str | None:
+        if scope["type"] != "http" or scope["method"] != "GET":
+            return None
+        for pattern in STATUS_PATHS:
+            found = pattern.match(scope["path"])
+            if found:
+                accept = next((v for k, v in scope.get("headers") or [] if k.lower() == b"accept"), b"")
+                return None if b"text/html" in accept else found["task_id"]
+        return None
+
+    async def _answer(self, task_id: str, scope: Scope, headers: dict[str, str],
+                      counted: list[bool]) -> tuple[int, Any, dict[str, str]]:
+        try:
+            host = headers.get("host", "")
+            domain, _port = split_domain_port(host)
+            if not domain or not validate_host(domain, self.allowed_hosts):
+                raise InvalidInput(f"Invalid HTTP_HOST header: {host!r:.80}", code="bad_request")
+            query = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+            raw_wait = query.get(WAIT_PARAM, [None])[-1]
+            seconds = wait_seconds(raw_wait)
+            check_task_id(task_id)
+            ReadPermission().has_permission(SimpleNamespace(method="GET", META={
+                "HTTP_AUTHORIZATION": headers.get("authorization", "")}), None)
+            if seconds is not None:
+                await wait_for_task(task_id, seconds)
+            aconn = settings.get_async_redis()
+            async with aconn.pipeline(transaction=False) as pipe:
+                task_state.queue_status_reads(pipe, task_id)
+                pipe.incr(REQUESTS_KEY)   # the request count rides along: one round trip in all
+                fields, results, _ = await pipe.execute()
+            counted.append(True)
+            fleet = await live_workers() if fields and fields[0] == b"queued" else ([], frozenset())
+            info = task_state.status_from_reads(task_id, fields, results, lambda: fleet)
+            if info is None:
+                raise task_not_found(task_id)
+            return 200, info, {}
+        except Exception as exc:  # noqa: BLE001 - ours → 4xx/503; anything else is a bug, logged
+            parts = to_response_parts(exc)
+            if parts is not None:
+                return parts
+            log_event(log, "unhandled_error", logging.ERROR, exc_info=exc, view="FastStatus")
+            return 500, error_body("internal_error", "The server failed to handle this request; "
+                                   "it has been logged."), {}
+
+    @staticmethod
+    async def _account(scope: Scope, status: int, body: Any, length: int, started: float, counted: bool) -> None:
+        """The same request count and access line as api.middleware.RequestLogMiddleware."""
+        try:
+            if not counted:
+                await settings.get_async_redis().incr(REQUESTS_KEY)
+        except (redis.RedisError, OSError):
+            pass
+        fields = {"method": "GET", "path": scope["path"], "status": status,
+                  "ms": round((time.perf_counter() - started) * 1000, 1),
+                  "client": (scope.get("client") or ("-",))[0], "bytes": length}
+        if isinstance(body, dict) and isinstance(body.get("error"), dict):
+            fields["error"] = body["error"].get("code")
+        log_event(log, "request", logging.ERROR if status >= 500 else logging.INFO, **fields)
