@@ -17,7 +17,8 @@ DATA_PATH = ("workers", "webapp", "simple_monitoring", "stress", "filters")
 PICKLING_MODULES = {"pickle", "cPickle", "_pickle", "dill", "cloudpickle", "shelve", "jsonpickle", "marshal"}
 PICKLE_SERIALIZERS = {"DefaultSerializer", "PickleSerializer"}
 # RQ constructors and fetchers that read jobs: each call must say serializer=…
-NEEDS_SERIALIZER = {"Queue", "fetch", "fetch_many", "SimpleWorker", "Worker", "SpawnWorker",
+NEEDS_SERIALIZER = {"Queue", "Job", "fetch", "fetch_many", "SimpleWorker", "Worker", "SpawnWorker",
+                    "Result.restore", "Result.fetch", "Result.fetch_latest", "Result.all",
                     "StartedJobRegistry", "FailedJobRegistry", "FinishedJobRegistry", "CanceledJobRegistry",
                     "DeferredJobRegistry", "ScheduledJobRegistry", "cancel_job", "requeue_job"}
 
@@ -28,9 +29,12 @@ def data_path_modules() -> list[Path]:
 
 
 def _name(func: ast.expr) -> str | None:
+    """`Queue`, `fetch` (of Job.fetch), or `Result.restore` for RQ's Result class methods."""
     if isinstance(func, ast.Name):
         return func.id
     if isinstance(func, ast.Attribute):
+        if isinstance(func.value, ast.Name) and func.value.id == "Result":
+            return f"Result.{func.attr}"
         return func.attr
     return None
 
@@ -66,7 +70,8 @@ def test_the_scan_covers_the_data_path():
 
 
 @pytest.mark.parametrize("bad", ["import pickle", "from rq.serializers import DefaultSerializer",
-                                 "Queue('pixelfleet:io', connection=conn)", "Job.fetch(i, connection=c)"])
+                                 "Queue('pixelfleet:io', connection=conn)", "Job.fetch(i, connection=c)",
+                                 "Job(task_id, connection=conn)", "Result.restore(i, r, p, connection=c)"])
 def test_the_scan_catches_what_it_forbids(tmp_path, bad):
     module = tmp_path / "probe.py"
     module.write_text(bad + "\n")
