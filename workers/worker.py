@@ -198,23 +198,26 @@ class PixelfleetWorker(SimpleWorker):
                       losses=job.meta["losses"])
         else:   # the heartbeat shows the current task; "done" is the line per task
             log_event(log, "taken", logging.DEBUG, worker=self.name, task=job.id, queue=queue.name)
+        ran = False
         try:
             with log_context(task=job.id):
                 super().execute_job(job, queue)
+            ran = True
         except ForcedStop:
             self._hand_back(job, queue)
             raise SystemExit(EXIT_OK) from None
         finally:
             self.health.last_task = job.id
             self.health.current_task = None
+            if ran:   # counted before the beat: an "idle" record already counts this task
+                status = job.get_status(refresh=False)
+                ok = status == JobStatus.FINISHED
+                if ok:
+                    self.health.done += 1
+                else:
+                    self.health.failed += 1
             self._beat()   # the record says idle, without the task, now rather than next period
-        status = job.get_status(refresh=False)
         self._wake_waiters(job, status)
-        ok = status == JobStatus.FINISHED
-        if ok:
-            self.health.done += 1
-        else:
-            self.health.failed += 1
         log_event(log, "done" if ok else "failed", logging.INFO if ok else logging.WARNING,
                   worker=self.name, task=job.id, queue=queue.name, status=str(getattr(status, "value", status)),
                   ms=round((time.monotonic() - self._task_started) * 1000, 1),
