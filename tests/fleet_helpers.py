@@ -48,11 +48,13 @@ class WorkerProcess:
     """One `python -m workers` subprocess with its log captured to a file."""
 
     def __init__(self, name: str, capabilities: str, redis_url: str, log_dir: Path,
-                 args: Iterable[str] = (), env: dict[str, str] | None = None) -> None:
+                 args: Iterable[str] = (), env: dict[str, str] | None = None,
+                 wrap: Iterable[str] = ()) -> None:
         self.name = name
         self.log_path = log_dir / f"{name}.{int(time.time() * 1000)}.log"
         self._log = open(self.log_path, "wb")
-        cmd = [sys.executable, "-m", "workers", "--name", name, "--capabilities", capabilities, *args]
+        # `wrap`: a command that runs the worker elsewhere and execs it (`ip netns exec NS`).
+        cmd = [*wrap, sys.executable, "-m", "workers", "--name", name, "--capabilities", capabilities, *args]
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env=worker_env(redis_url, **(env or {})),
                                      stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
 
@@ -87,8 +89,9 @@ class WorkerSet:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.workers: dict[str, WorkerProcess] = {}
 
-    def start(self, name: str, capabilities: str = "io,cpu", *args: str, **env: str) -> WorkerProcess:
-        worker = WorkerProcess(name, capabilities, self.redis_url, self.log_dir, args, env)
+    def start(self, name: str, capabilities: str = "io,cpu", *args: str, wrap: Iterable[str] = (),
+              **env: str) -> WorkerProcess:
+        worker = WorkerProcess(name, capabilities, self.redis_url, self.log_dir, args, env, wrap)
         self.workers[name] = worker
         return worker
 
@@ -270,3 +273,23 @@ def enqueue_sleep(conn: redis.Redis, seconds: float, queue: str = "pixelfleet:io
     job = jobs.queue(conn, queue).enqueue_call("tests.fleet_helpers.sleep_task", args=(seconds,),
                                                meta={"capabilities": ["io"], "submitted_at": time.time()})
     return job.id
+
+
+# A real task (process_image) whose first execution lingers after its work and before its
+# commit, as a worker that stalled or was cut off would: fencing tests supersede it there.
+LINGER_KEY = "pixelfleet-test:linger"
+
+
+def process_then_linger(payload: dict) -> dict:
+    """workers.tasks.process_image, then the first execution to get here sleeps
+    LINGER_KEY's seconds (the key is consumed, so the next execution does not)."""
+    from rq import get_current_job
+
+    from workers.tasks import process_image
+
+    result = process_image(payload)
+    job = get_current_job()
+    seconds = job.connection.getdel(LINGER_KEY)
+    if seconds:
+        time.sleep(float(seconds))
+    return result

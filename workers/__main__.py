@@ -56,7 +56,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def connect(url: str) -> redis.Redis:
     """A client for the worker's own use; waits for Redis with capped backoff, logged once."""
-    conn = redis.Redis.from_url(url, socket_connect_timeout=3, health_check_interval=10)
+    # socket_timeout: a partitioned link must end in an error, not a read that hangs for
+    # TCP's retransmission timeout (~15 min); above claims.BLOCK_S, the longest BLMOVE wait.
+    conn = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=20, health_check_interval=10)
     delay, logged = 0.5, False
     while True:
         try:

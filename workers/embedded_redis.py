@@ -67,10 +67,16 @@ class RedisServer:
     """
 
     def __init__(self, port: int | None = None, data_dir: str | os.PathLike | None = None,
-                 appendonly: bool = False, password: str | None = None) -> None:
+                 appendonly: bool = False, appendfsync: str = "everysec", bind: str = "127.0.0.1",
+                 unixsocket: str | os.PathLike | None = None, prefix: list[str] | None = None,
+                 password: str | None = None) -> None:
         self.port = port or free_port()
         self.data_dir = Path(data_dir) if data_dir else Path(tempfile.mkdtemp(prefix="pixelfleet-redis-"))
         self.appendonly = appendonly
+        self.appendfsync = appendfsync      # "always": a write answered is a write on disk
+        self.bind = bind
+        self.unixsocket = str(unixsocket) if unixsocket else None
+        self.prefix = list(prefix or [])    # e.g. ["ip", "netns", "exec", NAME]: run it elsewhere
         if password is not None and not settings.is_url_safe(password):
             raise ValueError("the Redis password must be URL-safe: letters, digits, - and _")
         self.password = password
@@ -79,24 +85,32 @@ class RedisServer:
     @property
     def url(self) -> str:
         auth = f":{self.password}@" if self.password else ""
-        return f"redis://{auth}127.0.0.1:{self.port}/0"
+        return f"redis://{auth}{self.bind}:{self.port}/0"
 
     @property
     def display_url(self) -> str:
         return settings.redacted_url(self.url)
 
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process is not None else None
+
     def start(self, timeout: float = 10.0) -> "RedisServer":
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        args = [find_redis_server(), "-", "--port", str(self.port), "--bind", "127.0.0.1",
+        args = [*self.prefix, find_redis_server(), "-", "--port", str(self.port), "--bind", self.bind,
                 "--dir", str(self.data_dir), "--save", "", "--daemonize", "no",
-                "--appendonly", "yes" if self.appendonly else "no",
+                "--appendonly", "yes" if self.appendonly else "no", "--appendfsync", self.appendfsync,
                 "--loglevel", "warning", "--logfile", str(self.data_dir / "redis.log")]
+        if self.unixsocket:
+            args += ["--unixsocket", self.unixsocket, "--unixsocketperm", "700"]
         self.process = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                         stderr=subprocess.PIPE)
         config = f"requirepass {self.password}\n" if self.password else ""
         self.process.stdin.write(config.encode())   # the config "file" is stdin ("-")
         self.process.stdin.close()
-        client = redis.Redis(port=self.port, password=self.password, socket_connect_timeout=0.5)
+        client = (redis.Redis(unix_socket_path=self.unixsocket, password=self.password, socket_connect_timeout=0.5)
+                  if self.unixsocket
+                  else redis.Redis(host=self.bind, port=self.port, password=self.password, socket_connect_timeout=0.5))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -105,6 +119,8 @@ class RedisServer:
             try:
                 if client.ping():
                     return self
+            except redis.BusyLoadingError:
+                time.sleep(0.05)   # replaying its AOF
             except redis.ConnectionError:
                 time.sleep(0.05)
         self.stop()
@@ -118,6 +134,16 @@ class RedisServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        self.process = None
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash or an OOM kill would: no shutdown, no final fsync."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
         self.process = None
 
     def restart(self) -> None:

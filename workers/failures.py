@@ -22,7 +22,7 @@ from rq.job_lifecycle import record_job_failure
 from rq.timeouts import JobTimeoutException
 
 from filters.errors import EngineError
-from workers import jobs, notify, settings, stats
+from workers import fencing, jobs, notify, settings, stats
 from workers.jobs import StartedJobRegistry
 from workers.logs import get_logger, log_event
 
@@ -116,11 +116,14 @@ def exception_handler(job: Job, exc_type: type | None, exc_value: BaseException 
         exc = exc_value if exc_value is not None else (exc_type() if exc_type else Exception("unknown"))
         failure_type, reason, explanation = classify(exc)
         wait_ms, processing_ms = run_times_ms(job)
-        with job.connection.pipeline(transaction=False) as pipe:
+
+        def writes(pipe: redis.client.Pipeline) -> None:
             record_failure(job, failure_type, reason, explanation, pipeline=pipe)
             stats.record_completion(job.connection, job, "failed", wait_ms, processing_ms,
                                     failure_type=failure_type, pipeline=pipe)
-            pipe.execute()
+
+        # In the worker's fenced commit: a superseded execution's failure is not recorded.
+        fencing.defer(job, "failed", writes)
         log_event(log, "failure_recorded", task=job.id, queue=job.origin, failure_type=failure_type, reason=reason)
     except Exception:  # noqa: BLE001 - the handler must not take the worker down
         log.exception("could not record the failure of task %s", getattr(job, "id", "?"),

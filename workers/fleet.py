@@ -10,7 +10,10 @@ the original system — worker-1 io, worker-2 cpu, worker-3 all — or the list 
 PIXELFLEET_WORKERS / --workers ("name:caps,…", several capabilities joined by '+').
 
 It supervises them: a child that exits while the fleet is not stopping is restarted
-with capped backoff. Ctrl-C / SIGTERM stops everything gracefully — workers finish
+with capped backoff. The embedded redis-server too: restarted on the same port with the
+same data folder, so its AOF (fsync on every write by default, PIXELFLEET_REDIS_FSYNC)
+gives back every task accepted before the crash; the workers and the API reconnect by
+themselves. Ctrl-C / SIGTERM stops everything gracefully — workers finish
 their current task (a second Ctrl-C makes them hand it back and exit at once), then
 the API, then Redis — and leaves no process behind. Children also get SIGTERM from the
 kernel if the fleet itself is killed (Linux PR_SET_PDEATHSIG).
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import logging
 import os
 import signal
 import subprocess
@@ -146,6 +150,11 @@ class Fleet:
         self.data_dir = data_dir
         self.stop_timeout = stop_timeout
         self.redis: RedisServer | None = None
+        self.redis_fsync = settings.env_str("PIXELFLEET_REDIS_FSYNC", "always")
+        self.redis_restarts = 0
+        self.redis_backoff = 1.0
+        self.redis_next_start = 0.0
+        self.redis_started = 0.0
         self.children: list[Child] = []
         self.stopping = False
         self.stop_signals = 0
@@ -158,8 +167,14 @@ class Fleet:
         if _port_busy(port):
             port = free_port()
             log_event(log, "redis_port_busy", wanted=self.redis_port, using=port)
+        if self.redis_fsync not in ("always", "everysec", "no"):
+            raise SystemExit(f"PIXELFLEET_REDIS_FSYNC must be always, everysec or no, got {self.redis_fsync!r}")
         self.redis = RedisServer(port=port, data_dir=self.data_dir, appendonly=True,
+                                 appendfsync=self.redis_fsync,
                                  password=load_or_create_password(self.data_dir)).start()
+        self.redis_started = time.monotonic()
+        log_event(log, "child_started", child="redis", pid=self.redis.pid, restarts=0, port=port,
+                  data_dir=str(self.data_dir), appendfsync=self.redis_fsync)
         write_url_file(self.data_dir, self.redis.url)
         return self.redis.url
 
@@ -200,7 +215,7 @@ class Fleet:
                  f"  Redis    {shown}" + (f"  (embedded, AOF in {self.data_dir})" if self.redis else "  (REDIS_URL)")]
         if self.api:
             base = f"http://{self.api_bind.split(',')[0]}"
-            lines += [f"  API      {base}/api/", f"  Docs     {base}/api/docs/"]
+            lines += [f"  API      {base}/api/", f"  Docs     {base}/api/docs/", f"  Web      {base}/dashboard/"]
         else:
             lines.append("  API      not started (--no-api)")
         lines.append("  Workers  " + ", ".join(f"{n} ({c})" for n, c in self.worker_specs))
@@ -216,7 +231,39 @@ class Fleet:
         return "\n".join(lines)
 
     # --- supervise ----------------------------------------------------------------------
+    def supervise_redis(self) -> None:
+        """The embedded redis-server died: the same port, data folder and AOF, with backoff."""
+        server = self.redis
+        if server is None or server.alive() or self.stopping:
+            return
+        now = time.monotonic()
+        if self.redis_next_start == 0.0:
+            code = server.process.poll() if server.process is not None else None
+            uptime = now - self.redis_started
+            if uptime > STABLE_AFTER_S:
+                self.redis_backoff = 1.0
+            self.redis_next_start = now + self.redis_backoff
+            log_event(log, "child_exited", logging.WARNING, child="redis", pid=server.pid, exit_code=code,
+                      uptime_s=round(uptime, 1), restart_in_s=self.redis_backoff)
+            self.redis_backoff = min(self.redis_backoff * 2, BACKOFF_MAX_S)
+            server.process = None
+        elif now >= self.redis_next_start:
+            self.redis_next_start = 0.0
+            self.redis_restarts += 1
+            try:
+                server.start(timeout=60)   # replaying a long AOF takes a while
+            except RuntimeError as exc:
+                log_event(log, "redis_restart_failed", logging.ERROR, child="redis", error=str(exc))
+                server.process = None
+                self.redis_started = time.monotonic()
+                return
+            self.redis_started = time.monotonic()
+            log_event(log, "child_started", child="redis", pid=server.pid, restarts=self.redis_restarts,
+                      port=server.port, data_dir=str(server.data_dir), appendfsync=server.appendfsync,
+                      start_s=round(self.redis_started - now, 2))
+
     def supervise_once(self) -> None:
+        self.supervise_redis()
         now = time.monotonic()
         for child in self.children:
             if child.proc is None or child.alive():

@@ -5,6 +5,13 @@ heartbeat would go silent during a long task and the reaper would requeue a task
 that is still running. A daemon thread keeps beating while numba kernels run
 (they release the GIL between Python steps), survives Redis outages (it logs the
 outage once and keeps trying), and also drives the fleet-wide reaper pass.
+
+Why the reaper waits after an outage: every heartbeat record expires during an outage
+longer than the TTL (or with the server restarted), so the first worker back would see
+every other worker as dead and give their running tasks back. A worker judges others
+only once they have had one full TTL plus one beat to write their records again,
+counted from its own reconnection or from a new Redis server (its run_id changed, or
+it is younger than that: a restart or a failover).
 """
 from __future__ import annotations
 
@@ -81,6 +88,12 @@ class HeartbeatThread(threading.Thread):
         self._process.cpu_percent(None)   # first call primes the counter
         self._outage_since: float | None = None
         self.beats = 0
+        # The reaper waits until every worker had a fair chance to beat again (module doc).
+        self.judge_grace_s = self.ttl + interval
+        self._judge_after = 0.0
+        self._redis_run_id: str | None = None
+        self._holding_logged = False
+        self._holding_reason = ""
         # RQ's own worker keys (hash, executions set), kept alive here instead of by RQ's
         # loop, which would spend 9 of its ~20 Redis round trips per task on it.
         self.keep_alive: tuple[str, ...] = ()
@@ -110,11 +123,13 @@ class HeartbeatThread(threading.Thread):
         try:
             keep_alive = self.keep_alive
             with self.conn.pipeline(transaction=False) as pipe:
+                pipe.info("server")
                 write_heartbeat(pipe, self.health.record(self._process), ttl=self.ttl)
                 for key in keep_alive:
                     pipe.expire(key, self.keep_alive_ttl)
                 results = pipe.execute()
-            if keep_alive and not results[1] and self.on_keys_lost is not None:
+            self._note_server(results[0])
+            if keep_alive and not results[2] and self.on_keys_lost is not None:
                 self.on_keys_lost(self.conn)
         except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
             if self._outage_since is None:
@@ -126,13 +141,43 @@ class HeartbeatThread(threading.Thread):
             log_event(log, "redis_reachable", worker=self.health.runtime.name, thread="heartbeat",
                       outage_s=round(time.monotonic() - self._outage_since, 1))
             self._outage_since = None
+            self._hold_judgement("reconnected after an outage", self.judge_grace_s)
         self.beats += 1
         return True
+
+    def _note_server(self, info: dict[str, Any]) -> None:
+        """A new Redis server (restart, failover) or a young one: hold judgement."""
+        run_id = str(info.get("run_id") or "")
+        if self._redis_run_id is not None and run_id != self._redis_run_id:
+            self._hold_judgement(f"new Redis server (run_id {run_id[:8]})", self.judge_grace_s)
+        self._redis_run_id = run_id
+        uptime = float(info.get("uptime_in_seconds") or 0)
+        if uptime < self.judge_grace_s:
+            self._hold_judgement(f"Redis up only {uptime:.0f} s", self.judge_grace_s - uptime)
+
+    def _hold_judgement(self, reason: str, seconds: float) -> None:
+        now = time.monotonic()
+        if now + seconds > self._judge_after:
+            if self._judge_after <= now:   # a new hold, not an extension: worth a line
+                self._holding_logged = False
+                self._holding_reason = reason
+            self._judge_after = now + seconds
+
+    def may_judge(self) -> bool:
+        """Whether this worker may declare others dead now (module doc)."""
+        left = self._judge_after - time.monotonic()
+        if left <= 0:
+            return True
+        if not self._holding_logged:
+            self._holding_logged = True
+            log_event(log, "reaper_holding", worker=self.health.runtime.name, reason=self._holding_reason,
+                      for_s=round(left, 1))
+        return False
 
     def run(self) -> None:
         while not self._stopped.is_set():
             ok = self.beat()
-            if ok and self.after_beat is not None and not self._stopped.is_set():
+            if ok and self.after_beat is not None and not self._stopped.is_set() and self.may_judge():
                 try:
                     self.after_beat()
                 except (redis.ConnectionError, redis.TimeoutError, OSError):

@@ -10,8 +10,9 @@ worker_failure (workers.failures.fail_lost_job), so a poison image that kills ev
 worker that touches it cannot take the fleet down.
 
 Every worker's heartbeat thread calls reap_once() each beat; a SET NX PX lock lets
-one pass run per HEARTBEAT_INTERVAL fleet-wide. Each requeue also claims its
-started-registry entry with ZREM first, so a job is never given back twice.
+one pass run per HEARTBEAT_INTERVAL fleet-wide. Each requeue first revokes the lost
+execution's fence (workers/fencing.py: if it comes back, its result is discarded), then
+claims its started-registry entry with ZREM, so a job is never given back twice.
 
 RQ 3.0 layout read here: `rq:wip:<queue>` is a zset of "<job_id>:<execution_id>";
 `rq:execution:<job_id>:<execution_id>` is a hash with worker_name and created_at;
@@ -30,7 +31,7 @@ from rq.executions import WORKER_EXECUTIONS_KEY_TEMPLATE, Execution, ExecutionRe
 from rq.job import Job, JobStatus
 from rq.utils import as_text, parse_composite_key
 
-from workers import jobs, settings
+from workers import claims, fencing, jobs, settings
 from workers.jobs import StartedJobRegistry
 from workers.logs import get_logger, log_event
 from workers.registry import read_workers
@@ -106,6 +107,12 @@ def give_back(conn: redis.Redis, lost: LostJob, count_loss: bool = True, by: str
     """
     registry = jobs.registry(StartedJobRegistry, conn, lost.queue)
     composite = f"{lost.job_id}:{lost.execution_id}"
+    if not fencing.revoke(conn, lost.job_id, lost.execution_id):
+        # The execution finished (or was given back by another pass) after we looked: its
+        # commit cleans its own entry; a leftover entry goes, nothing is requeued.
+        conn.zrem(registry.key, composite)
+        return None
+    # From here the lost execution can no longer finish the task (workers/fencing.py).
     if not conn.zrem(registry.key, composite):
         return None   # another pass (or the worker itself) already handled it
     with conn.pipeline() as pipe:
@@ -150,4 +157,21 @@ def reap_once(conn: redis.Redis, interval: float = settings.HEARTBEAT_INTERVAL,
         outcome = give_back(conn, lost, by=by)
         if outcome:
             done.append((lost, outcome))
+    rescue_claims(conn, by=by)
     return done
+
+
+def rescue_claims(conn: redis.Redis, by: str | None = None) -> list[str]:
+    """Tasks popped by workers that have no heartbeat any more (killed between popping a
+    task and starting it): back to the front of their queues (workers/claims.py)."""
+    waiting = claims.claimants(conn)
+    if not waiting:
+        return []
+    alive = {str(rec["name"]) for rec in read_workers(conn)}
+    moved = []
+    for worker in sorted(waiting - alive):
+        for task in claims.rescue(conn, worker):
+            moved.append(task)
+            log_event(log, "task_requeued", logging.WARNING, worker=by, task=task, lost_worker=worker, losses=0,
+                      counted=False, reason=f"worker {worker} popped the task and stopped heartbeating before starting it")
+    return moved

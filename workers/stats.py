@@ -3,7 +3,10 @@
 Why a separate record from RQ's registries: RQ keeps jobs, not measurements. One small
 JSON record per finished or failed task, in a zset scored by end time and trimmed to
 COMPLETIONS_WINDOW, gives throughput and latency percentiles with one ZRANGEBYSCORE;
-COUNTERS_KEY (a hash) keeps the running totals for ever.
+COUNTERS_KEY (a hash) keeps the running totals for ever, and HISTOGRAM_KEY hashes the
+latency histograms (bucket counts, sum, count) for ever too: Prometheus wants
+cumulative series that never go down, the window is for percentiles.
+Written only in a worker's fenced commit (workers/fencing.py): counted exactly once.
 """
 from __future__ import annotations
 
@@ -17,6 +20,45 @@ from rq.job import Job
 from workers import settings
 
 COUNTER_NAMES = ("submitted", "completed", "failed")
+# Latency histograms kept for ever (cumulative, like the counters), for Prometheus:
+# bucket upper bounds in seconds, from a tiny in-memory filter to the task time limit.
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                   60.0, 120.0)
+HISTOGRAMS = ("queue_wait", "processing")   # of wait_ms and processing_ms
+
+
+def bucket_label(seconds: float) -> str:
+    """The field of the one bucket `seconds` falls in: its upper bound, or "+Inf"."""
+    for bound in LATENCY_BUCKETS:
+        if seconds <= bound:
+            return repr(bound)
+    return "+Inf"
+
+
+def histogram_of(values_s: Iterable[float]) -> dict[str, Any]:
+    """{"buckets": cumulative counts per bound then +Inf, "sum", "count"} of `values_s`:
+    the shape read_histograms() returns."""
+    values = list(values_s)
+    buckets = [sum(1 for v in values if v <= bound) for bound in LATENCY_BUCKETS] + [len(values)]
+    return {"buckets": buckets, "sum": round(sum(values), 6), "count": len(values)}
+
+
+def read_histograms(conn: redis.Redis) -> dict[str, dict[str, Any]]:
+    """Every latency histogram as histogram_of() shapes it, from the counts in Redis."""
+    with conn.pipeline(transaction=False) as pipe:
+        for name in HISTOGRAMS:
+            pipe.hgetall(settings.HISTOGRAM_KEY.format(name=name))
+        raws = pipe.execute()
+    result = {}
+    for name, raw in zip(HISTOGRAMS, raws):
+        fields = {k.decode(): v for k, v in raw.items()}
+        running, buckets = 0, []
+        for label in [repr(b) for b in LATENCY_BUCKETS] + ["+Inf"]:
+            running += int(fields.get(label, 0))
+            buckets.append(running)
+        result[name] = {"buckets": buckets, "sum": round(float(fields.get("sum", 0)), 6),
+                        "count": int(fields.get("count", 0))}
+    return result
 
 
 def completion_record(job: Job, status: str, wait_ms: float | None, processing_ms: float | None,
@@ -51,6 +93,12 @@ def record_completion(conn: redis.Redis, job: Job, status: str, wait_ms: float |
     pipe.hincrby(settings.COUNTERS_KEY, "completed" if status == "finished" else "failed", 1)
     if failure_type:
         pipe.hincrby(settings.COUNTERS_KEY, f"failed_{failure_type}", 1)
+    for name, ms in zip(HISTOGRAMS, (wait_ms, processing_ms)):
+        if ms is not None:
+            key = settings.HISTOGRAM_KEY.format(name=name)
+            pipe.hincrby(key, bucket_label(ms / 1000), 1)
+            pipe.hincrbyfloat(key, "sum", round(ms / 1000, 6))
+            pipe.hincrby(key, "count", 1)
     if pipeline is None:
         pipe.execute()
     return record

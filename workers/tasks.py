@@ -4,7 +4,8 @@ Why it re-validates: the payload came out of Redis, which anything on the networ
 have written; the registry checks the steps again exactly as the API did. Why it counts
 round trips: the fleet's overhead over bare RQ is mostly Redis round trips, so the
 input read and the "started" meta share one, each later step saves progress once, and
-the output, the final meta and the completion statistics share the last one.
+the output, the final meta and the completion statistics join the worker's fenced commit
+(workers/fencing.py), so only the execution that still owns the task writes them.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from rq import get_current_job
 from rq.job import Job
 
 from filters.errors import EngineError
-from workers import runtime, settings, stats, storage
+from workers import fencing, runtime, settings, stats, storage
 from workers.logs import get_logger, log_context, log_event
 from workers.routing import capabilities_of_queue, normalise_options
 
@@ -65,10 +66,6 @@ def _current_job() -> Job:
     return job
 
 
-def _save_meta(job: Job, pipe: Any) -> None:
-    pipe.hset(job.key, "meta", job.serializer.dumps(job.meta))
-
-
 def process_image(payload: dict[str, Any]) -> dict[str, Any]:
     """Load, re-validate, filter, encode and store one task's image; returns its metadata.
 
@@ -89,9 +86,10 @@ def process_image(payload: dict[str, Any]) -> dict[str, Any]:
         job.meta.update({"worker": worker, "started_at": started,
                          "progress": {"step": 1, "total": total, "filter": steps[0].name}})
         with conn.pipeline(transaction=False) as pipe:
-            _save_meta(job, pipe)
+            fencing.save_meta(job, pipe)
             pipe.get(storage.input_key(task["digest"]))
-            _, data = pipe.execute()
+            saved, data = pipe.execute()
+        fencing.check_saved(job, saved)
         if data is None:
             storage.load_input(conn, task["digest"])   # raises InputMissing with the full story
         return _run(job, task, data, started, worker)
@@ -111,7 +109,10 @@ def _run(job: Job, task: dict[str, Any], data: bytes, started: float, worker: st
         calls += 1
         if calls > 1:
             job.meta["progress"] = {"step": calls, "total": total, "filter": name}
-            job.save_meta()
+            try:
+                fencing.save_meta(job)   # Superseded stops a task another worker now owns
+            except fencing.REDIS_ERRORS:
+                pass   # progress is best effort: an outage must not fail the task
 
     # Decoded as small as the first geometric step allows (filters.shrink): a 24 MP JPEG
     # headed for a thumbnail is decoded at 1/4 or 1/8 scale by libjpeg.
@@ -134,11 +135,14 @@ def _run(job: Job, task: dict[str, Any], data: bytes, started: float, worker: st
         "queue_wait_ms": round(max(0.0, started - enqueued) * 1000, 3),
         "processing_ms": round((ended - started) * 1000, 3),
     }
-    with conn.pipeline(transaction=False) as pipe:
+    def writes(pipe: Any) -> None:
         storage.store_output(conn, job.id, encoded, task["format"], pipeline=pipe)
         stats.record_completion(conn, job, "finished", metadata["queue_wait_ms"],
                                 metadata["processing_ms"], pipeline=pipe)
-        pipe.execute()
+
+    # Written by the worker's fenced commit, with RQ's status and result: exactly once,
+    # and never by an execution that lost the task to another worker.
+    fencing.defer(job, "finished", writes)
     # DEBUG: the worker already logs "done" per task; this adds the task's own figures.
     log_event(log, "processed", logging.DEBUG, queue=job.origin, steps=len(steps), backend=result.backend,
               decode=decoded.label, size=f"{width}x{height}", bytes=len(encoded),

@@ -16,8 +16,15 @@ Hooks overridden, each for one reason:
 - heartbeat / check_for_suspension: our heartbeat thread keeps RQ's keys alive, so
   RQ's loop stops spending 9 of its 20 Redis round trips per task on them;
 - request_stop / request_force_stop: "stopping" state; the second signal requeues;
-- _finalize_failure: let the forced-stop exception through instead of failing the task;
-- register_birth / teardown: survive a predecessor's stale RQ key and a Redis outage.
+- prepare_execution / handle_job_success / handle_job_failure: fencing (workers/fencing.py):
+  the execution takes the task's fence when it starts, and finishes it only while it
+  still owns it, in one WATCH/MULTI; a superseded execution's result is discarded;
+- _finalize_failure: let the forced-stop exception through instead of failing the task,
+  and end a superseded execution without recording anything;
+- register_birth / teardown: survive a predecessor's stale RQ key and a Redis outage,
+  and give back what a predecessor left claimed;
+- queue_class: the pop claims the task into the worker's own list (workers/claims.py),
+  so a worker killed between pop and start loses nothing.
 """
 from __future__ import annotations
 
@@ -32,14 +39,16 @@ import redis
 from rq import worker_registration
 from rq.exceptions import DeserializationError
 from rq.job import Job, JobStatus
+from rq.executions import Execution
 from rq.job_lifecycle import call_exception_handlers
 from rq.timeouts import JobTimeoutException
 from rq.queue import Queue
 from rq.utils import now
 from rq.worker import SimpleWorker
+from rq.worker.base import WorkerStatus
 
 from filters.errors import EngineError
-from workers import notify, settings
+from workers import claims, fencing, notify, settings
 from workers.failures import exception_handler
 from workers.heartbeat import HeartbeatThread, WorkerHealth
 from workers.jobs import FleetJob
@@ -87,7 +96,8 @@ class PixelfleetWorker(SimpleWorker):
         super().__init__(list(queues), name=health.runtime.name, connection=connection,
                          exception_handlers=[exception_handler],   # W-core: failure_type, reason
                          default_result_ttl=settings.RESULT_TTL, job_class=FleetJob,
-                         serializer=settings.SERIALIZER, **kwargs)
+                         serializer=settings.SERIALIZER,
+                         queue_class=claims.claiming_queue_class(health.runtime.name), **kwargs)
         self.health = health
         self.heartbeat_thread = heartbeat
         self.max_rss_mb = max_rss_mb
@@ -96,6 +106,7 @@ class PixelfleetWorker(SimpleWorker):
         self._process = psutil.Process()
         self._task_started = 0.0
         self._suspension_checked = 0.0
+        self._outcome: str | None = None   # how the current task ended: committed / fenced
         self._paused = PausedQueues(connection)
 
     # --- state ------------------------------------------------------------------------
@@ -193,6 +204,7 @@ class PixelfleetWorker(SimpleWorker):
             self.health.state = "busy"   # the beat below must not say "idle" with a current task
         self._beat()
         self._task_started = time.monotonic()
+        self._outcome = None
         if job.meta.get("losses"):   # a task back from a lost worker is worth a line
             log_event(log, "taken", logging.WARNING, worker=self.name, task=job.id, queue=queue.name,
                       losses=job.meta["losses"])
@@ -209,7 +221,7 @@ class PixelfleetWorker(SimpleWorker):
         finally:
             self.health.last_task = job.id
             self.health.current_task = None
-            if ran:   # counted before the beat: an "idle" record already counts this task
+            if ran and self._outcome != fencing.FENCED:   # counted before the beat: "idle" counts it
                 status = job.get_status(refresh=False)
                 ok = status == JobStatus.FINISHED
                 if ok:
@@ -217,6 +229,9 @@ class PixelfleetWorker(SimpleWorker):
                 else:
                     self.health.failed += 1
             self._beat()   # the record says idle, without the task, now rather than next period
+        if self._outcome == fencing.FENCED:   # superseded: not ours to count or log as done
+            self._check_memory()
+            return
         self._wake_waiters(job, status)
         log_event(log, "done" if ok else "failed", logging.INFO if ok else logging.WARNING,
                   worker=self.name, task=job.id, queue=queue.name, status=str(getattr(status, "value", status)),
@@ -256,7 +271,113 @@ class PixelfleetWorker(SimpleWorker):
     def _finalize_failure(self, job, queue, execution, exc_info) -> None:
         if exc_info[0] is not None and issubclass(exc_info[0], ForcedStop):
             raise exc_info[1]   # not the task's failure: execute_job hands it back
+        if exc_info[0] is not None and issubclass(exc_info[0], fencing.Superseded):
+            self._fenced(job, queue, execution, "failed", f"stopped early: {exc_info[1]}")
+            return
+        if exc_info[0] is not None and issubclass(exc_info[0], REDIS_ERRORS):
+            self._give_back_after_outage(job, queue, execution, exc_info[1])
+            return
         super()._finalize_failure(job, queue, execution, exc_info)
+
+    def _give_back_after_outage(self, job: Job, queue: Queue, execution: Execution, exc: BaseException) -> None:
+        """Redis went away under the task (it cannot read its input or save its state):
+        not the task's failure. Once Redis is back, the task goes to the front of its
+        queue, no loss counted (as a forced stop does)."""
+        self._outcome = fencing.FENCED   # nothing of this execution is recorded or counted
+        fencing.discard_deferred(job)
+        self.executions.pop(execution.id, None)
+        delay, since = 0.2, time.monotonic()
+        while True:
+            try:
+                outcome = give_back(self.connection, LostJob(job.id, execution.id, queue.name, self.name,
+                                                             f"Redis went away mid-task ({exc})"),
+                                    count_loss=False, by=self.name)
+                break
+            except REDIS_ERRORS:
+                if time.monotonic() - since > fencing.COMMIT_PATIENCE_S:
+                    outcome = "not requeued, Redis unreachable; the reaper will return it"
+                    break
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+        log_event(log, "task_handed_back", logging.WARNING, worker=self.name, task=job.id, queue=queue.name,
+                  outcome=outcome, reason=f"Redis went away mid-task: {exc}",
+                  waited_s=round(time.monotonic() - since, 1))
+
+    # --- fencing ----------------------------------------------------------------------
+    def prepare_execution(self, job: Job) -> Execution:
+        """RQ's prepare_execution, plus: this execution takes the task's fence, in the same MULTI."""
+        with self.connection.pipeline() as pipe:
+            execution = Execution.create(job, self.get_heartbeat_ttl(job), pipeline=pipe, worker_name=self.name)
+            fencing.take(pipe, job.id, execution.id)
+            claims.forget(pipe, self.name, job.id)
+            self.executions[execution.id] = execution
+            self.set_state(WorkerStatus.BUSY, pipeline=pipe)
+            pipe.execute()
+        fencing.bind(job, execution.id)
+        return execution
+
+    def handle_job_success(self, job: Job, queue: Queue, started_job_registry, execution: Execution) -> None:
+        """RQ's success writes (status, result, counts, execution cleanup) and the task's
+        deferred writes (output, statistics), committed only while we own the task.
+        Our tasks have no dependents and no repeats; RQ's handling of those is not needed."""
+        result_ttl = job.get_result_ttl(self.default_result_ttl)
+
+        def writes(pipe) -> None:
+            self.increment_successful_job_count(pipeline=pipe)
+            self.increment_total_working_time(job.ended_at - job.started_at, pipe)
+            if result_ttl != 0:
+                job._handle_success(result_ttl, pipeline=pipe, worker_name=self.name, execution_id=execution.id,
+                                    execution_started_at=execution.created_at, execution_ended_at=job.ended_at)
+            job.cleanup(result_ttl, pipeline=pipe, remove_from_queue=False)
+            self.cleanup_execution(job, pipeline=pipe, execution=execution)
+
+        self._commit(job, queue, execution, "finished", writes)
+
+    def handle_job_failure(self, job: Job, queue: Queue, started_job_registry=None, exc_string: str = "",
+                           execution: Execution | None = None) -> None:
+        """RQ's failure writes and the failure statistics, committed only while we own the task.
+        Without an execution (RQ's own clean-ups) or with RQ retries/stops, RQ's path."""
+        if execution is None or fencing.execution_of(job) != execution.id or job.should_retry \
+                or self._stopped_job_id == job.id:
+            super().handle_job_failure(job, queue, started_job_registry, exc_string, execution)
+            return
+
+        def writes(pipe) -> None:
+            job.set_status(JobStatus.FAILED, pipeline=pipe)
+            self.cleanup_execution(job, pipeline=pipe, execution=execution)
+            if not self.disable_default_exception_handler:
+                job._handle_failure(exc_string, pipeline=pipe, worker_name=self.name, execution_id=execution.id,
+                                    execution_started_at=execution.created_at, execution_ended_at=job.ended_at)
+            self.increment_failed_job_count(pipe)
+            if job.started_at and job.ended_at:
+                self.increment_total_working_time(job.ended_at - job.started_at, pipe)
+
+        self._commit(job, queue, execution, "failed", writes)
+
+    def handle_execution_ended(self, job: Job, queue: Queue, heartbeat_ttl: int) -> None:
+        """RQ stamps the end and a last heartbeat; with Redis away the stamp waits for the
+        commit (which retries) instead of turning a finished task into a failure."""
+        job.ended_at = now()
+        try:
+            job.heartbeat(now(), heartbeat_ttl)
+        except REDIS_ERRORS:
+            pass
+
+    def _commit(self, job: Job, queue: Queue, execution: Execution, status: str, writes) -> None:
+        outcome = fencing.commit(self.connection, job, execution.id, status, writes, worker=self.name)
+        if outcome == fencing.FENCED:
+            self._fenced(job, queue, execution, status, "another execution owns the task")
+        else:
+            self._outcome = outcome
+
+    def _fenced(self, job: Job, queue: Queue, execution: Execution, status: str, why: str) -> None:
+        """A superseded execution ends: nothing of it is written, nothing counted."""
+        self._outcome = fencing.FENCED
+        fencing.discard_deferred(job)
+        self.executions.pop(execution.id, None)
+        log_event(log, "fenced", logging.WARNING, worker=self.name, task=job.id, queue=queue.name,
+                  execution=execution.id, discarded=status, fence=fencing.current_fence(self.connection, job.id),
+                  reason=why, ms=round((time.monotonic() - self._task_started) * 1000, 1))
 
     def _hand_back(self, job: Job, queue: Queue) -> None:
         """Forced stop mid-task: the task goes back to the front of its queue, no loss counted."""
@@ -266,8 +387,8 @@ class PixelfleetWorker(SimpleWorker):
                 outcome = give_back(self.connection,
                                     LostJob(job.id, execution.id, queue.name, self.name, "worker forced to stop"),
                                     count_loss=False, by=self.name)
-            else:   # dequeued but not yet registered as started: push it back as it was
-                queue.enqueue_job(job, at_front=True)
+            else:   # claimed but not yet started: back to the front of its queue
+                claims.rescue(self.connection, self.name)
                 outcome = "requeued"
         except REDIS_ERRORS as exc:
             outcome = f"not requeued, Redis unreachable ({exc}); the reaper will return it"
@@ -300,14 +421,19 @@ class PixelfleetWorker(SimpleWorker):
                 pipe.execute()
             log_event(log, "stale_registration_cleared", worker=self.name, key=key)
         super().register_birth()
+        moved = claims.register(self.connection, self.name)
+        if moved:
+            log_event(log, "claims_rescued", logging.WARNING, worker=self.name, tasks=",".join(moved),
+                      reason="a predecessor under this name popped them and never started them")
 
     def teardown(self) -> None:
         if self.heartbeat_thread is not None:
             self.heartbeat_thread.keep_alive = ()   # let the dead worker's keys expire
         try:
             self.register_death()
+            claims.rescue(self.connection, self.name)   # nothing normally; and leave the claimants
         except REDIS_ERRORS:
-            pass   # its key expires on its own
+            pass   # its key expires on its own; the reaper rescues its claims
         try:
             self.unsubscribe()
         except Exception:   # noqa: BLE001 — a broken pubsub socket must not block the exit

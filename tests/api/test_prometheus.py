@@ -9,6 +9,7 @@ import pytest
 from api.metrics import FleetData
 from api.prometheus import LATENCY_BUCKETS, render
 from tests.api.conftest import submit_io_task
+from workers.stats import histogram_of
 
 NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
 SAMPLE_RE = re.compile(rf"^({NAME})(?:\{{(.*)\}})? (\S+)(?: (-?\d+))?$")
@@ -104,8 +105,7 @@ def test_render_is_strictly_valid_and_counts_right():
                  {"name": "w2", "capabilities": ["all"], "state": "idle"}],
         queue_depths={"pixelfleet:io": 3, "pixelfleet:cpu+io": 0},
         counters={"submitted": 7, "completed": 5, "failed": 2, "failed_timeout": 1, "failed_job_failure": 1},
-        completions=[{"ended_at": 999, "status": "finished", "wait_ms": 4.0, "processing_ms": 300.0},
-                     {"ended_at": 998, "status": "finished", "wait_ms": 20.0, "processing_ms": 7000.0}],
+        histograms={"queue_wait": histogram_of([0.004, 0.020]), "processing": histogram_of([0.3, 7.0])},
         host={"cpu_usage": 12.0, "memory_usage": 50.5, "memory_available_gb": 1.25})
     families = parse_exposition(render(data))
     assert values(families, "pixelfleet_queue_depth")[(("capabilities", "io"), ("queue", "pixelfleet:io"))] == 3
@@ -181,3 +181,60 @@ def test_scrape_needs_the_token_only_when_reads_require_one(api, monkeypatch):
     assert api.get("/metrics", HTTP_AUTHORIZATION="Bearer s3cret").status_code == 200
     not_allowed = api.post("/metrics", HTTP_AUTHORIZATION="Bearer s3cret")
     assert not_allowed.status_code == 405 and not_allowed.json()["error"]["code"] == "method_not_allowed"
+
+
+def _scrape(api) -> dict:
+    response = api.get("/metrics")
+    assert response.status_code == 200
+    return parse_exposition(response.content.decode())
+
+
+def test_counters_and_histograms_across_a_redis_outage(api, tmp_path, monkeypatch):
+    """Counters and histograms never go down: left out while Redis is away (not 0, which
+    Prometheus would read as a reset), the same after it comes back (AOF), then growing."""
+    from tests.api.conftest import run_burst_worker
+    from workers.embedded_redis import RedisServer
+
+    server = RedisServer(data_dir=tmp_path / "redis", appendonly=True, appendfsync="always").start()
+    monkeypatch.setenv("REDIS_URL", server.url)
+    conn = redis_client(server.url)
+    try:
+        for _ in range(3):
+            submit_io_task(conn)
+        assert run_burst_worker(conn, ("io",)) == 3
+        before = _scrape(api)
+        completed = values(before, "pixelfleet_tasks_completed_total")[()]
+        hist = "pixelfleet_task_processing_seconds"
+        count = values(before, f"{hist}_count", hist)[()]
+        buckets = values(before, f"{hist}_bucket", hist)
+        assert completed == 3 and count == 3 and buckets[(("le", "+Inf"),)] == 3
+
+        server.kill()
+        down = _scrape(api)
+        assert values(down, "pixelfleet_redis_up") == {(): 0}
+        leaked = [name for name in down if name.startswith("pixelfleet_tasks_") or name.startswith(
+            "pixelfleet_task_") or name in ("pixelfleet_queue_depth", "pixelfleet_workers")]
+        assert leaked == [], f"series read from Redis reported while it is down: {leaked}"
+
+        server.start()
+        after = _scrape(api)
+        assert values(after, "pixelfleet_redis_up") == {(): 1}
+        assert values(after, "pixelfleet_tasks_completed_total")[()] == completed
+        assert values(after, f"{hist}_count", hist)[()] == count
+        assert values(after, f"{hist}_bucket", hist) == buckets
+
+        submit_io_task(conn)
+        assert run_burst_worker(conn, ("io",)) == 1
+        grown = _scrape(api)
+        assert values(grown, "pixelfleet_tasks_completed_total")[()] == completed + 1
+        assert values(grown, f"{hist}_count", hist)[()] == count + 1
+        new_buckets = values(grown, f"{hist}_bucket", hist)
+        assert all(new_buckets[le] >= n for le, n in buckets.items())
+    finally:
+        server.stop()
+
+
+def redis_client(url: str):
+    import redis
+
+    return redis.Redis.from_url(url, socket_connect_timeout=1)

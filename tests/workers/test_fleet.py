@@ -7,6 +7,7 @@ import signal
 import stat
 import subprocess
 import sys
+import time
 
 import psutil
 import pytest
@@ -14,6 +15,7 @@ import redis
 import requests
 
 from tests.fleet_helpers import ROOT, process_tree_alive, wait_for_worker, wait_until, worker_record
+from workers import settings
 from workers.embedded_redis import free_port
 from workers.fleet import parse_worker_specs
 
@@ -127,3 +129,55 @@ def test_benchmark_command_runs_and_reports_a_ratio():
     assert set(kinds) == {("bare_rq_noop", 1), ("fleet_tiny_task", 1)}
     assert all(r["failed"] == 0 and r["tasks_per_s"] > 0 for r in kinds.values())
     assert report["ratio_fleet_over_bare"]["1"] > 0
+
+
+@pytest.mark.slow
+def test_fleet_restarts_its_redis_and_every_accepted_task_completes(tmp_path):
+    """`make run`'s embedded Redis killed with SIGKILL while tasks are queued and running:
+    the fleet restarts it (same port, data folder, AOF), the workers and the API carry
+    on by themselves, and every task answered 202 before the crash completes once."""
+    port, bind = free_port(), f"127.0.0.1:{free_port()}"
+    proc, out = _start_fleet(tmp_path, "--workers", "fr-1:io", "--api-bind", bind, "--redis-port", str(port),
+                             "--data-dir", str(tmp_path / "redis"), env={"PIXELFLEET_API_WORKERS": "1"})
+    base = f"http://{bind}/api"
+    try:
+        url = f"redis://127.0.0.1:{port}/0"
+        wait_until(lambda: "Pixelfleet is up" in out.read_text(), 120, what="the banner")
+        conn = redis.Redis.from_url(url, socket_connect_timeout=1)
+        wait_for_worker(conn, "fr-1", "idle", timeout=120)
+        assert conn.config_get("appendfsync")["appendfsync"] == "always"
+        accepted = []
+        for i in range(12):
+            body = {"sample": "small", "steps": [{"filter": "blur", "params": {"radius": 3.0 + i}}]}
+            response = requests.post(f"{base}/tasks/", json=body, timeout=30)
+            assert response.status_code == 202, response.text
+            accepted.append(response.json()["task_id"])
+        old_pid = int(re.findall(r"event=child_started child=redis pid=(\d+)", out.read_text())[-1])
+        os.kill(old_pid, signal.SIGKILL)
+        killed = time.monotonic()
+        wait_until(lambda: len(re.findall(r"event=child_started child=redis", out.read_text())) == 2, 30,
+                   what="the fleet to restart Redis")
+        restarted = time.monotonic() - killed
+        assert re.search(r"event=child_exited child=redis .*exit_code=-9", out.read_text())
+
+        def all_finished():
+            try:
+                return all(conn.hget(f"rq:job:{t}", "status") == b"finished" for t in accepted)
+            except redis.ConnectionError:
+                return False
+        wait_until(all_finished, 120, interval=0.3, what="every accepted task to finish")
+        resumed = time.monotonic() - killed
+        assert int(conn.hget(settings.COUNTERS_KEY, "completed")) == len(accepted)
+        assert conn.hlen(settings.LOSSES_KEY) == 0
+        after = requests.post(f"{base}/tasks/", json={"sample": "small", "steps": [{"filter": "grayscale"}]},
+                              timeout=30)
+        assert after.status_code == 202, after.text
+        print(f"redis restarted {restarted:.1f} s after the kill; all {len(accepted)} accepted tasks "
+              f"finished {resumed:.1f} s after it")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0, out.read_text()
+    finally:
+        if proc.poll() is None:
+            for pid in _descendants(proc.pid):
+                os.kill(pid, signal.SIGKILL)
+            proc.kill()

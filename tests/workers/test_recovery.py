@@ -118,14 +118,18 @@ def test_worker_survives_redis_restart(redis_conn, tmp_path):
 
 
 def _fake_start(conn, task_id, worker_name):
-    """Mark a queued task started by `worker_name`, exactly as RQ 3.0's worker does."""
+    """Mark a queued task started by `worker_name`, exactly as PixelfleetWorker does
+    (RQ 3.0's execution records, plus the task's fence)."""
     from rq.executions import Execution
+
+    from workers import fencing
 
     job = fetch_job(conn, task_id)
     queue = jobs.queue(conn, job.origin)
     assert conn.lrem(queue.key, 1, task_id) == 1
     with conn.pipeline() as pipe:
         execution = Execution.create(job, 180, pipeline=pipe, worker_name=worker_name)
+        fencing.take(pipe, job.id, execution.id)
         job.prepare_for_execution(worker_name, pipeline=pipe)
         pipe.execute()
     return queue, execution

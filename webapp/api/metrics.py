@@ -48,6 +48,9 @@ class FleetData:
     # count), when `completions` is only the most recent part of the window (a busy
     # fleet ends more tasks than are worth decoding per request). None: it is all of it.
     window_counts: dict[int, int] | None = None
+    # Cumulative latency histograms since the Redis data was created
+    # (workers.stats.read_histograms); None when not read.
+    histograms: dict[str, dict] | None = None
 
 
 # --- Small helpers ------------------------------------------------------------------------

@@ -2,9 +2,12 @@
 
 The format is small and a hand-written renderer avoids a dependency and a second
 registry of metrics: every value comes from the same `FleetData` that GET /api/metrics/
-uses. Latency histograms are computed from the completions window (the last
-COMPLETIONS_WINDOW seconds kept in Redis), so they describe recent behaviour; the
-`_count` can go down when old completions leave the window - the HELP text says so.
+uses. Counters and latency histograms are cumulative totals kept in Redis
+(workers.stats: counted once, in the worker's fenced commit), so `rate()` and
+`histogram_quantile()` work as Prometheus users expect; the sliding-window percentiles
+stay in /api/metrics/. When Redis cannot be read, `pixelfleet_redis_up` is 0 and every
+series read from Redis is left out — never reported as 0, which Prometheus would take
+for a counter reset.
 """
 from __future__ import annotations
 
@@ -15,11 +18,9 @@ from workers.failures import FAILURE_TYPES
 from workers.registry import STATES as WORKER_STATES
 from workers.routing import capabilities_of_queue
 from workers.settings import CAPABILITIES
+from workers.stats import LATENCY_BUCKETS
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-# Bucket upper bounds in seconds: from a tiny in-memory filter to the task time limit.
-LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-                   60.0, 120.0)
 
 
 def escape_label(value: str) -> str:
@@ -57,15 +58,14 @@ class Exposition:
         else:
             self.lines.append(f"{name} {format_value(value)}")
 
-    def histogram(self, name: str, help_text: str, values_s: list[float]) -> None:
-        """Cumulative buckets, then _sum and _count, as a Prometheus histogram."""
+    def histogram(self, name: str, help_text: str, histogram: dict) -> None:
+        """Cumulative buckets, then _sum and _count (workers.stats.read_histograms' shape)."""
         self.family(name, "histogram", help_text)
-        for bound in LATENCY_BUCKETS:
-            self.sample(f"{name}_bucket", sum(1 for v in values_s if v <= bound),
-                        {"le": format_value(bound)})
-        self.sample(f"{name}_bucket", len(values_s), {"le": "+Inf"})
-        self.sample(f"{name}_sum", round(sum(values_s), 6))
-        self.sample(f"{name}_count", len(values_s))
+        for bound, count in zip(LATENCY_BUCKETS, histogram["buckets"]):
+            self.sample(f"{name}_bucket", count, {"le": format_value(bound)})
+        self.sample(f"{name}_bucket", histogram["buckets"][-1], {"le": "+Inf"})
+        self.sample(f"{name}_sum", histogram["sum"])
+        self.sample(f"{name}_count", histogram["count"])
 
     def text(self) -> str:
         return "\n".join(self.lines) + "\n"
@@ -74,9 +74,17 @@ class Exposition:
 def render(data: FleetData, redis_up: bool = True) -> str:
     """The whole exposition for one reading of the fleet."""
     out = Exposition()
-    out.family("pixelfleet_redis_up", "gauge", "1 when Redis answered this scrape, else 0.")
+    out.family("pixelfleet_redis_up", "gauge", "1 when Redis answered this scrape, else 0 "
+               "(and the series read from Redis are left out).")
     out.sample("pixelfleet_redis_up", 1 if redis_up else 0)
+    if redis_up:
+        _fleet_series(out, data)
+    _host_series(out, data)
+    return out.text()
 
+
+def _fleet_series(out: Exposition, data: FleetData) -> None:
+    """Everything read from Redis: queues, workers, counters, histograms."""
     out.family("pixelfleet_queue_depth", "gauge", "Tasks waiting in each capability queue.")
     for queue, depth in sorted(data.queue_depths.items()):
         out.sample("pixelfleet_queue_depth", depth,
@@ -106,14 +114,23 @@ def render(data: FleetData, redis_up: bool = True) -> str:
     for failure_type, count in sorted(by_type.items()):
         out.sample("pixelfleet_tasks_failed_total", count, {"failure_type": failure_type})
 
-    waits = [float(c["wait_ms"]) / 1000 for c in data.completions if c.get("wait_ms") is not None]
-    procs = [float(c["processing_ms"]) / 1000 for c in data.completions
-             if c.get("processing_ms") is not None]
-    out.histogram("pixelfleet_task_queue_wait_seconds",
-                  "Time tasks waited in their queue, over the recent completions window.", waits)
-    out.histogram("pixelfleet_task_processing_seconds",
-                  "Time workers spent on tasks, over the recent completions window.", procs)
+    if data.histograms is not None:
+        out.histogram("pixelfleet_task_queue_wait_seconds",
+                      "Time tasks waited in their queue, since the Redis data was created.",
+                      data.histograms["queue_wait"])
+        out.histogram("pixelfleet_task_processing_seconds",
+                      "Time workers spent on tasks, since the Redis data was created.",
+                      data.histograms["processing"])
+    for key, name, help_text in (
+            ("cpu_percent", "pixelfleet_worker_cpu_percent", "CPU use of each worker, percent."),
+            ("rss_mb", "pixelfleet_worker_rss_mb", "Resident memory of each worker, MB.")):
+        out.family(name, "gauge", help_text)
+        for worker in data.workers:
+            out.sample(name, float(worker.get(key) or 0), {"worker": worker.get("name", "?")})
 
+
+def _host_series(out: Exposition, data: FleetData) -> None:
+    """The API host's own gauges: known with or without Redis."""
     for key, name, help_text in (
             ("cpu_usage", "pixelfleet_host_cpu_percent", "CPU use of the API host, percent."),
             ("memory_usage", "pixelfleet_host_memory_percent", "Memory use of the API host, percent."),
@@ -122,10 +139,3 @@ def render(data: FleetData, redis_up: bool = True) -> str:
         if data.host.get(key) is not None:
             out.family(name, "gauge", help_text)
             out.sample(name, float(data.host[key]))
-    for key, name, help_text in (
-            ("cpu_percent", "pixelfleet_worker_cpu_percent", "CPU use of each worker, percent."),
-            ("rss_mb", "pixelfleet_worker_rss_mb", "Resident memory of each worker, MB.")):
-        out.family(name, "gauge", help_text)
-        for worker in data.workers:
-            out.sample(name, float(worker.get(key) or 0), {"worker": worker.get("name", "?")})
-    return out.text()

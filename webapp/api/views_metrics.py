@@ -114,13 +114,13 @@ def read_completions(conn: redis.Redis, window_s: float, limit: int,
 def collect_fleet_data(conn: redis.Redis, window_s: int = LATENCY_WINDOW_S) -> FleetData:
     """One reading of everything the metrics need; Redis errors propagate to the caller."""
     from workers.registry import read_workers
-    from workers.stats import counters
+    from workers.stats import counters, read_histograms
 
     now = time.time()
     completions, window_counts = read_completions(conn, window_s, max_samples(), now)
     return FleetData(now=now, workers=read_workers(conn), queue_depths=queue_depths(conn),
                      counters=counters(conn), completions=completions, host=host_usage(),
-                     window_counts=window_counts)
+                     window_counts=window_counts, histograms=read_histograms(conn))
 
 
 class MetricsView(APIView):
