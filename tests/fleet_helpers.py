@@ -32,6 +32,12 @@ ROOT = Path(__file__).resolve().parent.parent
 TEST_HEARTBEAT_INTERVAL = "1.0"
 
 
+# The helpers below that tests enqueue as tasks: a worker runs them only when its own
+# environment names them (workers.jobs.allowed_functions); the fleet never does.
+TEST_TASKS = ("tests.fleet_helpers.die_now", "tests.fleet_helpers.sleep_task",
+              "tests.fleet_helpers.process_then_linger")
+
+
 def worker_env(redis_url: str, **extra: str) -> dict[str, str]:
     """Environment for a worker subprocess: our Redis, no CUDA probing, fast beats."""
     env = dict(os.environ)
@@ -39,7 +45,7 @@ def worker_env(redis_url: str, **extra: str) -> dict[str, str]:
                 "PIXELFLEET_HEARTBEAT_INTERVAL": TEST_HEARTBEAT_INTERVAL,
                 # The poison and sleep helpers below: a worker runs only the fleet's task
                 # function unless its own environment names "tests.*" extras.
-                "PIXELFLEET_TEST_TASK_FUNCTIONS": "tests.fleet_helpers.die_now,tests.fleet_helpers.sleep_task"})
+                "PIXELFLEET_TEST_TASK_FUNCTIONS": ",".join(TEST_TASKS)})
     env.update(extra)
     return env
 
