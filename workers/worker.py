@@ -10,7 +10,7 @@ fleet restarts it, and a forced stop hands the running task back instead of fail
 Hooks overridden, each for one reason:
 - job_class / serializer: FleetJob and strict JSON (workers.jobs): nothing read from
   Redis is unpickled, and only the fleet's task function is ever called;
-- execute_job: tell the heartbeat which task runs, count it, check RSS afterwards;
+- execute_job: tell the heartbeat which task runs, count it, release its input, check RSS;
 - set_state: mirror RQ's idle/busy into the heartbeat record (and skip a repeated HSET);
 - dequeue_job_and_maintain_ttl: skip paused queues (workers.queues), "paused" when all are;
 - heartbeat / check_for_suspension: our heartbeat thread keeps RQ's keys alive, so
@@ -48,7 +48,7 @@ from rq.worker import SimpleWorker
 from rq.worker.base import WorkerStatus
 
 from filters.errors import EngineError
-from workers import claims, fencing, notify, settings
+from workers import claims, fencing, notify, settings, storage
 from workers.failures import exception_handler
 from workers.heartbeat import HeartbeatThread, WorkerHealth
 from workers.jobs import FleetJob
@@ -210,29 +210,27 @@ class PixelfleetWorker(SimpleWorker):
                       losses=job.meta["losses"])
         else:   # the heartbeat shows the current task; "done" is the line per task
             log_event(log, "taken", logging.DEBUG, worker=self.name, task=job.id, queue=queue.name)
-        ran = False
         try:
             with log_context(task=job.id):
                 super().execute_job(job, queue)
-            ran = True
         except ForcedStop:
             self._hand_back(job, queue)
             raise SystemExit(EXIT_OK) from None
         finally:
             self.health.last_task = job.id
             self.health.current_task = None
-            if ran and self._outcome != fencing.FENCED:   # counted before the beat: "idle" counts it
-                status = job.get_status(refresh=False)
-                ok = status == JobStatus.FINISHED
-                if ok:
-                    self.health.done += 1
-                else:
-                    self.health.failed += 1
-            self._beat()   # the record says idle, without the task, now rather than next period
-        if self._outcome == fencing.FENCED:   # superseded: not ours to count or log as done
+        if self._outcome == fencing.FENCED:   # superseded: not ours to count, log or release
             self._check_memory()
             return
+        status = job.get_status(refresh=False)
         self._wake_waiters(job, status)
+        ok = status == JobStatus.FINISHED
+        if ok:
+            self.health.done += 1
+        else:
+            self.health.failed += 1
+        self._beat()   # idle, without the task, counted: now rather than a period later
+        storage.release_task_input(self.connection, job)   # no-op unless the task has ended
         log_event(log, "done" if ok else "failed", logging.INFO if ok else logging.WARNING,
                   worker=self.name, task=job.id, queue=queue.name, status=str(getattr(status, "value", status)),
                   ms=round((time.monotonic() - self._task_started) * 1000, 1),
