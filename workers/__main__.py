@@ -29,7 +29,7 @@ import time
 import psutil
 import redis
 
-from workers import settings
+from workers import settings, storage
 from workers.logs import configure_logging, get_logger, log_event, set_context
 
 log = get_logger("workers.main")
@@ -124,6 +124,11 @@ def main(argv: list[str] | None = None) -> int:
         backend, device = "gpu", gpu_device_name()
     runtime = set_current(Runtime(name=args.name, capabilities=caps, backend=backend, device=device))
 
+    try:
+        storage.current_store()
+    except storage.StorageMisconfigured as exc:
+        print(f"python -m workers: {exc.message}", file=sys.stderr)
+        return 2
     url = args.redis_url or settings.redis_url()
     conn = connect(url)
     try:
@@ -134,7 +139,12 @@ def main(argv: list[str] | None = None) -> int:
 
     health = WorkerHealth(runtime=runtime)
     beat_conn = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=3)
-    heartbeat = HeartbeatThread(beat_conn, health, after_beat=lambda: reap_once(beat_conn, by=args.name))
+
+    def housekeeping() -> None:   # fleet-wide passes, each behind its own Redis lock
+        reap_once(beat_conn, by=args.name)
+        storage.housekeeping(beat_conn)
+
+    heartbeat = HeartbeatThread(beat_conn, health, after_beat=housekeeping)
     queues = queues_for(caps)
 
     def stop_before_start(signum, frame):

@@ -36,12 +36,15 @@ def free_port() -> int:
 class RedisServer:
     """One redis-server process on loopback; `start()`, `stop()`, `restart()`.
 
-    With `appendonly=True` and a `data_dir`, queued tasks survive a restart.
+    With `appendonly=True` and a `data_dir`, queued tasks survive a restart. With
+    `maxmemory_mb` the server refuses writes past that size (`noeviction`: it never evicts
+    a queue or job key; the API's high-water mark keeps submits below it).
     """
 
     def __init__(self, port: int | None = None, data_dir: str | os.PathLike | None = None,
                  appendonly: bool = False, appendfsync: str = "everysec", bind: str = "127.0.0.1",
-                 unixsocket: str | os.PathLike | None = None, prefix: list[str] | None = None) -> None:
+                 unixsocket: str | os.PathLike | None = None, prefix: list[str] | None = None,
+                 maxmemory_mb: int | None = None) -> None:
         self.port = port or free_port()
         self.data_dir = Path(data_dir) if data_dir else Path(tempfile.mkdtemp(prefix="pixelfleet-redis-"))
         self.appendonly = appendonly
@@ -49,6 +52,7 @@ class RedisServer:
         self.bind = bind
         self.unixsocket = str(unixsocket) if unixsocket else None
         self.prefix = list(prefix or [])    # e.g. ["ip", "netns", "exec", NAME]: run it elsewhere
+        self.maxmemory_mb = maxmemory_mb
         self.process: subprocess.Popen | None = None
 
     @property
@@ -64,7 +68,8 @@ class RedisServer:
         args = [*self.prefix, find_redis_server(), "--port", str(self.port), "--bind", self.bind,
                 "--dir", str(self.data_dir), "--save", "", "--daemonize", "no",
                 "--appendonly", "yes" if self.appendonly else "no", "--appendfsync", self.appendfsync,
-                "--loglevel", "warning", "--logfile", str(self.data_dir / "redis.log")]
+                "--loglevel", "warning", "--logfile", str(self.data_dir / "redis.log"),
+                "--maxmemory", f"{self.maxmemory_mb or 0}mb", "--maxmemory-policy", "noeviction"]
         if self.unixsocket:
             args += ["--unixsocket", self.unixsocket, "--unixsocketperm", "700"]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -8,6 +8,7 @@
 The worker (W-runtime) installs `exception_handler` as its RQ exception handler and the
 reaper calls `fail_lost_job` on its last strike; both end in `record_failure` meta and
 one completion record, so the API, the dashboard and /metrics all read the same thing.
+A task failed here has ended, so its input reference is released (workers.storage).
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from rq.registry import StartedJobRegistry
 from rq.timeouts import JobTimeoutException
 
 from filters.errors import EngineError
-from workers import fencing, notify, settings, stats
+from workers import fencing, notify, settings, stats, storage
 from workers.logs import get_logger, log_event
 
 JOB_FAILURE = "job_failure"
@@ -147,4 +148,5 @@ def fail_lost_job(conn: redis.Redis, job: Job, reason: str) -> None:
                                 failure_type=WORKER_FAILURE, pipeline=pipe)
         notify.push_done(conn, job.id, "failed", pipeline=pipe)
         pipe.execute()
+    storage.release_task_input(conn, job)
     log_event(log, "failure_recorded", task=job.id, queue=job.origin, failure_type=WORKER_FAILURE, reason=reason)

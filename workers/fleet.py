@@ -1,7 +1,8 @@
 """Bring the whole fleet up locally: `python -m workers.fleet` (what `make run` runs).
 
 Starts, in order: the embedded redis-server (AOF on, data in ./var/redis, so queued
-tasks survive a restart) unless REDIS_URL is set; the API under gunicorn with uvicorn
+tasks survive a restart; maxmemory PIXELFLEET_STORAGE_MAX_MB, default a quarter of the
+machine's memory, with noeviction) unless REDIS_URL is set; the API under gunicorn with uvicorn
 workers (ASGI, webapp/gunicorn.conf.py; cwd webapp/,
 bind PIXELFLEET_API_BIND, default 127.0.0.1:8000) unless --no-api; and the workers of
 the original system — worker-1 io, worker-2 cpu, worker-3 all — or the list in
@@ -166,8 +167,10 @@ class Fleet:
             log_event(log, "redis_port_busy", wanted=self.redis_port, using=port)
         if self.redis_fsync not in ("always", "everysec", "no"):
             raise SystemExit(f"PIXELFLEET_REDIS_FSYNC must be always, everysec or no, got {self.redis_fsync!r}")
+        from workers.storage_budget import embedded_maxmemory_mb
+
         self.redis = RedisServer(port=port, data_dir=self.data_dir, appendonly=True,
-                                 appendfsync=self.redis_fsync).start()
+                                 appendfsync=self.redis_fsync, maxmemory_mb=embedded_maxmemory_mb()).start()
         self.redis_started = time.monotonic()
         log_event(log, "child_started", child="redis", pid=self.redis.pid, restarts=0, port=port,
                   data_dir=str(self.data_dir), appendfsync=self.redis_fsync)
@@ -207,7 +210,9 @@ class Fleet:
             head = (f"Pixelfleet is NOT fully up after {watch.elapsed:.0f} s; still waiting for: "
                     f"{', '.join(watch.waiting_for())} (tasks for it wait in their queues; see the log above).")
         lines = ["", head,
-                 f"  Redis    {url}" + (f"  (embedded, AOF in {self.data_dir})" if self.redis else "  (REDIS_URL)")]
+                 f"  Redis    {url}" + (f"  (embedded, AOF in {self.data_dir}, maxmemory {self.redis.maxmemory_mb} MB)"
+                                           if self.redis else "  (REDIS_URL)"),
+                 f"  Images   {settings.storage_url()}  (PIXELFLEET_STORAGE_URL)"]
         if self.api:
             base = f"http://{self.api_bind.split(',')[0]}"
             lines += [f"  API      {base}/api/", f"  Docs     {base}/api/docs/", f"  Web      {base}/dashboard/"]

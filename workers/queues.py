@@ -19,7 +19,7 @@ from rq.queue import Queue
 from rq.utils import str_to_date
 
 from filters.errors import EngineError
-from workers import settings
+from workers import settings, storage
 from workers.logs import get_logger, log_event, utc_timestamp
 from workers.routing import all_queue_names, parse_capabilities, queue_name
 
@@ -167,6 +167,7 @@ def empty_queue(conn: redis.Redis, name: str) -> list[str]:
             if job is None or job.is_canceled:
                 continue
             job.cancel()
+            storage.release_task_input(conn, job)   # canceled: its input may be freed
             canceled.append(job.id)
     log_event(log, "queue_emptied", queue=name, canceled=len(canceled))
     return canceled

@@ -18,7 +18,7 @@ from rq.registry import CanceledJobRegistry, FailedJobRegistry
 from rq.results import Result
 
 from filters.errors import EngineError
-from workers import failures, notify, settings
+from workers import failures, notify, settings, storage
 from workers.logs import get_logger, log_event, utc_timestamp
 
 log = get_logger(__name__)
@@ -53,6 +53,12 @@ class TaskConflict(TaskError):
 
     code = "task_conflict"
     http_status = 409
+
+
+class InputGone(TaskConflict):
+    """A retry needs the task's input, which was freed when the task ended."""
+
+    code = "input_gone"
 
 
 def _iso(moment: datetime | float | None) -> str | None:
@@ -249,6 +255,7 @@ def cancel_task(conn: redis.Redis, task_id: str) -> dict[str, Any]:
         now_status = _status_of(_fetch(conn, task_id))
         raise TaskConflict(f"task {task_id} is {now_status}; a worker took it before it could be canceled")
     job.cancel()
+    storage.release_task_input(conn, job)
     notify.push_done(conn, job.id, "canceled")
     log_event(log, "canceled", task=job.id, queue=job.origin)
     return summary(job)
@@ -259,12 +266,22 @@ def retry_task(conn: redis.Redis, task_id: str) -> dict[str, Any]:
 
     The previous failure is kept in meta["history"] (last 10) and the failure fields and
     worker-loss count are reset, so the retried task gets a fresh MAX_WORKER_LOSSES.
-    Raises TaskNotFound (404) or TaskConflict (409) for any other status.
+    The task takes a reference on its input again; InputGone (409) when the input was
+    freed (no other task shares it). Raises TaskNotFound (404) or TaskConflict (409)
+    for any other status.
     """
     job = _fetch(conn, task_id)
     status = _status_of(job)
     if status not in ("failed", "canceled"):
         raise TaskConflict(f"task {task_id} is {status}; only failed or canceled tasks can be retried")
+    digest = storage.task_digest(job)
+    try:
+        storage.acquire_input(conn, job.id, digest)   # the retry needs its input again
+    except (storage.InputMissing, storage.InvalidDigest):
+        raise InputGone(f"task {task_id} cannot be retried: its input image is no longer stored (inputs are "
+                        f"freed when their last task ends); submit the image again") from None
+    from workers.storage_budget import UNKNOWN_OUTPUT_BYTES
+    storage.reserve_output(conn, job.id, int(job.meta.get("reserve_bytes") or UNKNOWN_OUTPUT_BYTES))
     meta = job.meta
     history = list(meta.get("history") or [])
     history.append({"status": status, "failure_type": meta.get("failure_type"),
@@ -282,6 +299,7 @@ def retry_task(conn: redis.Redis, task_id: str) -> dict[str, Any]:
     try:
         job = registry.requeue(job)
     except Exception as exc:   # InvalidJobOperation: someone else retried it first
+        storage.release_task_input(conn, job)   # a no-op if that retry queued it
         raise TaskConflict(f"task {task_id} could not be retried: it is no longer {status} ({type(exc).__name__})") from None
     conn.hincrby(settings.COUNTERS_KEY, "retried", 1)
     log_event(log, "retried", task=job.id, queue=job.origin, previous=status)

@@ -8,7 +8,7 @@ a memory ceiling (WORKER_MAX_RSS_MB) stops a bloated worker after its task so th
 fleet restarts it, and a forced stop hands the running task back instead of failing it.
 
 Hooks overridden, each for one reason:
-- execute_job: tell the heartbeat which task runs, count it, check RSS afterwards;
+- execute_job: tell the heartbeat which task runs, count it, release its input, check RSS;
 - set_state: mirror RQ's idle/busy into the heartbeat record (and skip a repeated HSET);
 - dequeue_job_and_maintain_ttl: skip paused queues (workers.queues), "paused" when all are;
 - heartbeat / check_for_suspension: our heartbeat thread keeps RQ's keys alive, so
@@ -45,7 +45,7 @@ from rq.worker import SimpleWorker
 from rq.worker.base import WorkerStatus
 
 from filters.errors import EngineError
-from workers import claims, fencing, notify, settings
+from workers import claims, fencing, notify, settings, storage
 from workers.failures import exception_handler
 from workers.heartbeat import HeartbeatThread, WorkerHealth
 from workers.logs import get_logger, log_context, log_event
@@ -214,7 +214,7 @@ class PixelfleetWorker(SimpleWorker):
         finally:
             self.health.last_task = job.id
             self.health.current_task = None
-        if self._outcome == fencing.FENCED:   # superseded: not ours to count or log as done
+        if self._outcome == fencing.FENCED:   # superseded: not ours to count, log or release
             self._check_memory()
             return
         status = job.get_status(refresh=False)
@@ -225,6 +225,7 @@ class PixelfleetWorker(SimpleWorker):
         else:
             self.health.failed += 1
         self._beat()   # idle, without the task, counted: now rather than a period later
+        storage.release_task_input(self.connection, job)   # no-op unless the task has ended
         log_event(log, "done" if ok else "failed", logging.INFO if ok else logging.WARNING,
                   worker=self.name, task=job.id, queue=queue.name, status=str(getattr(status, "value", status)),
                   ms=round((time.monotonic() - self._task_started) * 1000, 1),

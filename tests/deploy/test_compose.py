@@ -73,6 +73,8 @@ def test_compose_has_the_fleet_of_the_original_system():
 def test_redis_is_durable_and_checked():
     redis = SERVICES["redis"]
     assert "--appendonly" in redis["command"] and "yes" in redis["command"]
+    policy = redis["command"][redis["command"].index("--maxmemory-policy") + 1]
+    assert policy == "noeviction" and "--maxmemory" in redis["command"]   # a queue key is never evicted
     assert any(v.endswith(":/data") for v in redis["volumes"])
     assert "healthcheck" in redis
 

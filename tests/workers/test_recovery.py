@@ -9,7 +9,7 @@ from rq.job import Job
 
 from tests.fleet_helpers import (WorkerSet, enqueue_poison, enqueue_sleep, job_status, submit, submit_slow,
                                  wait_for_status, wait_for_worker, wait_until, worker_record)
-from workers import settings
+from workers import settings, storage
 from workers.embedded_redis import RedisServer
 
 
@@ -43,6 +43,9 @@ def test_sigkilled_worker_task_completes_on_another_worker(redis_server, redis_c
         assert int(redis_conn.hget(settings.LOSSES_KEY, task_id)) == 1
         assert recovered_in < 30, f"recovered in {recovered_in:.1f}s"
         assert f"task={task_id} event=task_requeued" in fleet.workers[survivor].log_text()
+        # The requeue kept the task's input (it ran again); its end freed it.
+        digest = job.args[0]["digest"]
+        assert not redis_conn.exists(storage.input_key(digest)) and not storage.input_holders(redis_conn, digest)
 
 
 def test_worker_restarted_under_same_name_gets_its_lost_task_back(redis_server, redis_conn, tmp_path):

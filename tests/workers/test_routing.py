@@ -134,9 +134,10 @@ def test_invalid_steps_are_refused_with_the_registry_message(redis_conn):
 
 def test_enqueue_without_stored_input_is_refused(redis_conn):
     missing = storage.digest_of(b"never stored")
-    with pytest.raises(storage.InputMissing, match="not in Redis"):
+    with pytest.raises(storage.InputMissing, match="not stored"):
         routing.enqueue_task(redis_conn, missing, [{"filter": "grayscale"}], {})
     assert redis_conn.zcard(settings.TASK_INDEX_KEY) == 0
+    assert not redis_conn.exists(storage.refs_key(missing))       # no reference left behind
 
 
 # --- real workers ----------------------------------------------------------------------

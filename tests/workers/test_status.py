@@ -154,10 +154,26 @@ def test_retry_failed_task_requeues_on_its_queue_and_keeps_history(redis_conn):
 
 def test_retry_canceled_task(redis_conn):
     task_id = submit(redis_conn)
+    sibling = submit(redis_conn)                       # same bytes: shares the stored input
     status.cancel_task(redis_conn, task_id)
+    assert storage.input_holders(redis_conn, storage.digest_of(png())) == {sibling}
     assert status.retry_task(redis_conn, task_id)["status"] == "queued"
     burst(redis_conn)
     assert status.task_status(redis_conn, task_id)["status"] == "finished"
+    assert status.task_status(redis_conn, sibling)["status"] == "finished"
+
+
+def test_retry_refuses_clearly_when_the_input_was_freed(redis_conn, monkeypatch):
+    monkeypatch.setenv("PIXELFLEET_RETRY_WINDOW_S", "0")     # no retry window: freed at the cancel
+    task_id = submit(redis_conn)
+    status.cancel_task(redis_conn, task_id)            # its only task ended: the input is freed
+    assert not redis_conn.exists(storage.input_key(storage.digest_of(png())))
+    with pytest.raises(status.InputGone) as info:
+        status.retry_task(redis_conn, task_id)
+    assert info.value.http_status == 409 and "submit the image again" in info.value.message
+    assert status.task_status(redis_conn, task_id)["status"] == "canceled"      # unchanged
+    storage.store_input(redis_conn, png())             # the same bytes again: the retry works
+    assert status.retry_task(redis_conn, task_id)["status"] == "queued"
 
 
 def test_retry_resets_worker_losses(redis_conn):
@@ -166,7 +182,10 @@ def test_retry_resets_worker_losses(redis_conn):
     job.meta["losses"] = settings.MAX_WORKER_LOSSES
     redis_conn.hset(settings.LOSSES_KEY, task_id, settings.MAX_WORKER_LOSSES)
     failures.fail_lost_job(redis_conn, job, "killed three times")
+    key = storage.input_key(storage.digest_of(png()))
+    assert 0 < redis_conn.ttl(key) <= settings.retry_window_s()     # kept for a retry, no longer
     info = status.retry_task(redis_conn, task_id)
+    assert redis_conn.ttl(key) > settings.retry_window_s()          # needed again: the full TTL
     assert info["losses"] == 0 and redis_conn.hget(settings.LOSSES_KEY, task_id) is None
     assert info["history"][-1] == {**info["history"][-1], "failure_type": "worker_failure",
                                      "losses": settings.MAX_WORKER_LOSSES}

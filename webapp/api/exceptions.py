@@ -142,6 +142,9 @@ def to_response_parts(exc: BaseException) -> tuple[int, dict[str, Any], dict[str
             headers["WWW-Authenticate"] = 'Bearer realm="pixelfleet"'
         return exc.status_code, error_body(exc.error_code, exc.message, exc.details), headers
     if isinstance(exc, EngineError):
+        retry_after = getattr(exc, "retry_after", None)   # storage full or busy: come back later
+        if retry_after is not None:
+            headers["Retry-After"] = str(int(retry_after))
         return exc.http_status, error_body(exc.code, exc.message, exc.details or None), headers
     if isinstance(exc, drf.ParseError):
         return 400, error_body("malformed_request", f"The request body could not be parsed: {exc.detail}"), headers

@@ -116,12 +116,14 @@ def collect_fleet_data(conn: redis.Redis, window_s: int = LATENCY_WINDOW_S) -> F
     """One reading of everything the metrics need; Redis errors propagate to the caller."""
     from workers.registry import read_workers
     from workers.stats import counters, read_histograms
+    from workers.storage_budget import measure
 
     now = time.time()
     completions, window_counts = read_completions(conn, window_s, max_samples(), now)
     return FleetData(now=now, workers=read_workers(conn), queue_depths=queue_depths(conn),
                      counters=counters(conn), completions=completions, host=host_usage(),
-                     window_counts=window_counts, histograms=read_histograms(conn))
+                     window_counts=window_counts, histograms=read_histograms(conn),
+                     storage=measure(conn).as_dict())
 
 
 class MetricsView(APIView):
