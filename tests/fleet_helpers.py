@@ -290,3 +290,16 @@ def process_then_linger(payload: dict) -> dict:
     if seconds:
         time.sleep(float(seconds))
     return result
+
+
+def touch_redis_after(seconds: float) -> float:
+    """A task that sleeps, then reads Redis on a client without retries: with Redis away
+    at that moment it raises a Redis ConnectionError, as a real task's input read would."""
+    import redis as redis_lib
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    time.sleep(seconds)
+    client = redis_lib.Redis.from_url(os.environ["REDIS_URL"], socket_connect_timeout=1, retry=Retry(NoBackoff(), 0))
+    client.get("pixelfleet-test:touch")
+    return seconds
