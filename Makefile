@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cksum requirements.txt | cut -d' ' -f1)
 
-.PHONY: install run test test-slow test-gpu-sim bench bench-workers clean
+.PHONY: install run test test-slow test-gpu-sim bench bench-workers clean screenshots
 
 install: $(STAMP)
 
@@ -21,6 +21,10 @@ run: install
 
 test: install
 	$(PY) -m pytest
+
+# The dashboard's browser tests (Chromium: apt-get install chromium), saving each page to docs/screenshots/.
+screenshots: install
+	PIXELFLEET_SCREENSHOTS=docs/screenshots $(PY) -m pytest tests/dashboard -q
 
 test-slow: install
 	$(PY) -m pytest -m slow

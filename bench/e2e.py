@@ -37,7 +37,7 @@ POLL_INTERVAL_S = 0.010
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    work = Path(args.work)
+    work = Path(args.work).resolve()
     work.mkdir(parents=True, exist_ok=True)
     sizes = photos.SMOKE_SIZES if args.smoke else photos.SIZES
     images = photos.ensure_photos(work / "images", sizes)

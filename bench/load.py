@@ -5,21 +5,59 @@ One function per way of asking for a thumbnail, each returning the JPEG bytes:
 - `pixelfleet_poll`: POST, then GET the status every `interval` s until it ended, then
   GET the result: what a client without `wait` does;
 - `thumbor`: GET /unsafe/fit-in/WxH/<file> (thumbor reads the file itself: file loader).
+
+Why http.client and a multipart body encoded once: the clients share the machine with
+the systems they measure, so they must cost little (requests re-encodes a 6 MB upload
+in Python on every call, and adds its own overhead to every poll); every system gets the
+same client.
 """
 from __future__ import annotations
 
+import http.client
 import json
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Callable
-
-import requests
+from urllib.parse import urlsplit
 
 from workers.stats import percentile
 
-Fetch = Callable[[requests.Session], bytes]
 ENDED = ("finished", "failed", "canceled", "stopped")
+NETWORK_ERRORS = (OSError, http.client.HTTPException)
+
+
+class Client:
+    """One keep-alive HTTP/1.1 connection; reconnects once when the server closed it."""
+
+    def __init__(self, base_url: str, timeout: float = 90.0) -> None:
+        parts = urlsplit(base_url)
+        self.host, self.port, self.timeout = parts.hostname, parts.port, timeout
+        self.conn: http.client.HTTPConnection | None = None
+
+    def request(self, method: str, path: str, body: bytes | None = None,
+                headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+        for attempt in (1, 2):
+            if self.conn is None:
+                self.conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+            try:
+                self.conn.request(method, path, body=body, headers=headers or {})
+                response = self.conn.getresponse()
+                return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
+            except NETWORK_ERRORS:
+                self.close()
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+
+Fetch = Callable[[Client], bytes]
 
 
 class BadAnswer(Exception):
@@ -50,11 +88,21 @@ def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 1)
 
 
-def _jpeg(response: requests.Response) -> bytes:
-    if response.status_code != 200 or not response.content.startswith(b"\xff\xd8"):
-        raise BadAnswer(f"HTTP {response.status_code} {response.headers.get('Content-Type')}: "
-                        f"{response.content[:160]!r}")
-    return response.content
+def _jpeg(status: int, headers: dict[str, str], body: bytes) -> bytes:
+    if status != 200 or not body.startswith(b"\xff\xd8"):
+        raise BadAnswer(f"HTTP {status} {headers.get('content-type')}: {body[:160]!r}")
+    return body
+
+
+def multipart(image: bytes, fields: dict[str, str]) -> tuple[bytes, str]:
+    """A multipart/form-data body (fields + the image as `image`) and its content type."""
+    boundary = uuid.uuid4().hex
+    parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
+             for name, value in fields.items()]
+    parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="photo.jpg"\r\n'
+                 "Content-Type: image/jpeg\r\n\r\n".encode() + image + b"\r\n")
+    parts.append(f"--{boundary}--\r\n".encode())
+    return b"".join(parts), f"multipart/form-data; boundary={boundary}"
 
 
 def pixelfleet_form(box: int, quality: int) -> dict[str, str]:
@@ -62,52 +110,56 @@ def pixelfleet_form(box: int, quality: int) -> dict[str, str]:
     return {"steps": json.dumps(steps), "format": "jpeg", "quality": str(quality)}
 
 
-def pixelfleet_wait(url: str, image: bytes, box: int, quality: int) -> Fetch:
-    form = pixelfleet_form(box, quality)
+def pixelfleet_wait(url: str, image: bytes, box: int, quality: int) -> tuple[str, Fetch]:
+    body, content_type = multipart(image, pixelfleet_form(box, quality))
+    headers = {"Content-Type": content_type}
 
-    def fetch(session: requests.Session) -> bytes:
-        return _jpeg(session.post(f"{url}/api/tasks/?wait=60", files={"image": ("photo.jpg", image, "image/jpeg")},
-                                  data=form, timeout=90))
-    return fetch
+    def fetch(client: Client) -> bytes:
+        return _jpeg(*client.request("POST", "/api/tasks/?wait=60", body, headers))
+    return url, fetch
 
 
-def pixelfleet_poll(url: str, image: bytes, box: int, quality: int, interval: float) -> Fetch:
-    form = pixelfleet_form(box, quality)
+def pixelfleet_poll(url: str, image: bytes, box: int, quality: int, interval: float) -> tuple[str, Fetch]:
+    body, content_type = multipart(image, pixelfleet_form(box, quality))
+    headers = {"Content-Type": content_type}
 
-    def fetch(session: requests.Session) -> bytes:
-        accepted = session.post(f"{url}/api/tasks/", files={"image": ("photo.jpg", image, "image/jpeg")},
-                                data=form, timeout=90)
-        if accepted.status_code != 202:
-            raise BadAnswer(f"submit: HTTP {accepted.status_code}: {accepted.content[:160]!r}")
-        task_id = accepted.json()["task_id"]
+    def fetch(client: Client) -> bytes:
+        status, _, answer = client.request("POST", "/api/tasks/", body, headers)
+        if status != 202:
+            raise BadAnswer(f"submit: HTTP {status}: {answer[:160]!r}")
+        task_id = json.loads(answer)["task_id"]
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             time.sleep(interval)
-            state = session.get(f"{url}/api/tasks/{task_id}/", timeout=30).json()["status"]
-            if state in ENDED:
-                return _jpeg(session.get(f"{url}/api/tasks/{task_id}/result/", timeout=30))
+            status, _, answer = client.request("GET", f"/api/tasks/{task_id}/")
+            if status == 200 and json.loads(answer)["status"] in ENDED:
+                return _jpeg(*client.request("GET", f"/api/tasks/{task_id}/result/"))
         raise BadAnswer(f"task {task_id} did not end in 90 s")
-    return fetch
+    return url, fetch
 
 
-def thumbor(url: str, filename: str, box: int) -> Fetch:
-    def fetch(session: requests.Session) -> bytes:
-        return _jpeg(session.get(f"{url}/unsafe/fit-in/{box}x{box}/{filename}", timeout=90))
-    return fetch
+def thumbor(url: str, filename: str, box: int) -> tuple[str, Fetch]:
+    path = f"/unsafe/fit-in/{box}x{box}/{filename}"
+
+    def fetch(client: Client) -> bytes:
+        return _jpeg(*client.request("GET", path))
+    return url, fetch
 
 
-def closed_loop(fetch: Fetch, clients: int, seconds: float) -> RunResult:
+def closed_loop(system: tuple[str, Fetch], clients: int, seconds: float) -> RunResult:
     """`clients` threads asking one after another for `seconds`; what ended in time counts."""
+    url, fetch = system
     result = RunResult(seconds)
     lock = threading.Lock()
     start = threading.Barrier(clients + 1)
     deadline = [0.0]
 
     def client() -> None:
-        with requests.Session() as session:
+        session = Client(url)
+        try:
             try:
                 fetch(session)   # warm-up: connection, first-request paths (not counted)
-            except (requests.RequestException, BadAnswer, ValueError, KeyError) as exc:
+            except (*NETWORK_ERRORS, BadAnswer, ValueError, KeyError) as exc:
                 with lock:
                     result.errors.append(f"warm-up: {type(exc).__name__}: {str(exc)[:200]}")
             start.wait()
@@ -117,7 +169,7 @@ def closed_loop(fetch: Fetch, clients: int, seconds: float) -> RunResult:
                     return
                 try:
                     fetch(session)
-                except (requests.RequestException, BadAnswer, ValueError, KeyError) as exc:
+                except (*NETWORK_ERRORS, BadAnswer, ValueError, KeyError) as exc:
                     with lock:
                         result.errors.append(f"{type(exc).__name__}: {str(exc)[:200]}")
                     continue
@@ -125,6 +177,8 @@ def closed_loop(fetch: Fetch, clients: int, seconds: float) -> RunResult:
                 if ended <= deadline[0]:
                     with lock:
                         result.latencies.append(ended - began)
+        finally:
+            session.close()
 
     threads = [threading.Thread(target=client, daemon=True) for _ in range(clients)]
     for thread in threads:

@@ -210,7 +210,7 @@ class Fleet:
                  f"  Redis    {url}" + (f"  (embedded, AOF in {self.data_dir})" if self.redis else "  (REDIS_URL)")]
         if self.api:
             base = f"http://{self.api_bind.split(',')[0]}"
-            lines += [f"  API      {base}/api/", f"  Docs     {base}/api/docs/"]
+            lines += [f"  API      {base}/api/", f"  Docs     {base}/api/docs/", f"  Web      {base}/dashboard/"]
         else:
             lines.append("  API      not started (--no-api)")
         lines.append("  Workers  " + ", ".join(f"{n} ({c})" for n, c in self.worker_specs))

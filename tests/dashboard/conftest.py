@@ -1,6 +1,6 @@
 """A real fleet and a real browser for the dashboard's tests.
 
-`dash_fleet`: gunicorn serving the API and the dashboard, and two worker processes (io;
+`dash_fleet` (one per run of this package, stopped at its end): gunicorn serving the API and the dashboard, and two worker processes (io;
 io+cpu), on the test redis-server (own database), with API tokens configured — the
 ops tests' LiveFleet, started the same way. `browser`: headless Chromium from the
 system's package (/usr/bin/chromium, or PIXELFLEET_CHROMIUM) driven by Playwright for
@@ -41,9 +41,14 @@ def chromium_path() -> str | None:
     return None
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser():
-    """One headless Chromium for the session (skips, saying why, when there is none)."""
+    """One headless Chromium for this package (skips, saying why, when there is none).
+
+    Package scope, not session: Playwright's sync API keeps an asyncio loop in the main
+    thread while it runs, and later packages' in-process ASGI calls (async_to_sync)
+    refuse to run beside one. Put Django test-client tests before the browser tests.
+    """
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
@@ -60,7 +65,7 @@ def browser():
         chromium.close()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def dash_fleet(redis_server, tmp_path_factory):
     """API (gunicorn) + two workers on the test redis-server; tokens required for actions."""
     import redis as redis_lib
@@ -105,6 +110,20 @@ def sign_in(page, fleet: LiveFleet, next_path: str = "/dashboard/") -> None:
     page.get_by_label("API token").fill(fleet.token)
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_url(f"{fleet.url}{next_path}")
+
+
+UNLABELLED = """[...document.querySelectorAll('input, select, textarea, button')]
+  .filter(e => e.type !== 'hidden' && !(e.labels && e.labels.length) && !e.getAttribute('aria-label')
+               && !e.textContent.trim())
+  .map(e => e.outerHTML.slice(0, 100))"""
+
+
+def accessibility_basics(page) -> None:
+    """Every control has a name, the first Tab reaches the skip link, one h1 (on a fresh page)."""
+    assert page.evaluate(UNLABELLED) == [], "controls without a label"
+    assert page.locator("h1").count() == 1
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Skip to content"
 
 
 @pytest.fixture

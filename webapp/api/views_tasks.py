@@ -40,6 +40,12 @@ def check_task_id(task_id: str) -> str:
     return task_id
 
 
+def wait_parameter(answer: str) -> OpenApiParameter:
+    """`?wait=S` (api.views_wait does the waiting; documented on the DRF views it fronts)."""
+    return OpenApiParameter("wait", float, required=False,
+                            description=f"Seconds (0 to {settings.MAX_WAIT}) to wait for the task to end; {answer}")
+
+
 def task_urls(task_id: str) -> dict[str, str]:
     return {"status_url": f"/api/tasks/{task_id}/", "result_url": f"/api/tasks/{task_id}/result/"}
 
@@ -142,8 +148,11 @@ class TaskListView(APIView):
         summary="Submit images to a filter pipeline", operation_id="tasks_submit",
         description="Multipart (`image` / `images` files) or JSON (`image_base64`, string or list), or a `sample` "
                     "name. Steps as `filters` + `filter_params` or ordered `steps`. One task per image.",
+        parameters=[wait_parameter("one image only: 200 with the result image when it finishes in time, "
+                                   "422 task_failed when it fails, else the usual 202.")],
         request={"application/json": TaskSubmitSerializer, "multipart/form-data": TaskSubmitSerializer},
-        responses={202: PolymorphicProxySerializer(
+        responses={(200, "image/*"): OpenApiResponse(description="With `wait`: the result image."),
+                   202: PolymorphicProxySerializer(
             component_name="TaskSubmitAccepted", serializers=[TaskAcceptedSerializer, TaskBatchAcceptedSerializer],
             resource_type_field_name=None), **ERRORS})
     def post(self, request: Request) -> Response:
@@ -153,7 +162,9 @@ class TaskListView(APIView):
 class TaskDetailView(APIView):
     """GET: the task's status. DELETE: cancel it while it is still queued."""
 
-    @extend_schema(summary="Task status", operation_id="tasks_status", responses={200: TaskStatusSerializer, **ERRORS})
+    @extend_schema(summary="Task status", operation_id="tasks_status",
+                   parameters=[wait_parameter("the status once it ended, or as it is after that many seconds.")],
+                   responses={200: TaskStatusSerializer, **ERRORS})
     def get(self, request: Request, task_id: str) -> Response:
         return Response(load_status(task_id))
 
@@ -184,7 +195,10 @@ class TaskResultView(APIView):
     """GET: the result image with its content type; 404 unknown/expired, 409 not finished."""
 
     @extend_schema(summary="Download the result image",
-                   responses={(200, "image/*"): OpenApiResponse(description="The encoded image."), **ERRORS})
+                   parameters=[wait_parameter("then the image, 409 when it failed, or 202 with the status "
+                                              "when the time ran out first.")],
+                   responses={(200, "image/*"): OpenApiResponse(description="The encoded image."),
+                              202: TaskStatusSerializer, **ERRORS})
     def get(self, request: Request, task_id: str) -> HttpResponse:
         state = load_status(task_id)
         if state["status"] != "finished":
@@ -214,7 +228,9 @@ class LegacyTaskStatusView(TaskDetailView):
 
     http_method_names = ["get", "head", "options"]
 
-    @extend_schema(summary="Task status (original path)", operation_id="task_status_original", responses={200: TaskStatusSerializer, **ERRORS})
+    @extend_schema(summary="Task status (original path)", operation_id="task_status_original",
+                   parameters=[wait_parameter("the status once it ended, or as it is after that many seconds.")],
+                   responses={200: TaskStatusSerializer, **ERRORS})
     def get(self, request: Request, task_id: str) -> Response:
         return Response(load_status(task_id))
 

@@ -176,5 +176,7 @@ LOGGING = {
         # logger would repeat every 4xx as a second, multi-line event.
         "django.request": {"handlers": ["null"], "propagate": False},
         "django.server": {"handlers": ["null"], "propagate": False},
+        # The dashboard logs a refused action as its own line (dashboard_action, error=csrf_failed).
+        "django.security.csrf": {"handlers": ["null"], "propagate": False},
     },
 }

@@ -6,6 +6,14 @@
   const id = root.dataset.taskId;
   const path = "tasks/" + encodeURIComponent(id) + "/";
   let last = null, shownOutput = false;
+  document.getElementById("input-img").addEventListener("error", (ev) => {
+    ev.target.hidden = true;   // expired (PIXELFLEET_INPUT_TTL) or never stored: say so instead of a broken image
+    document.getElementById("input-caption").textContent = "Input: no longer stored";
+  });
+  document.getElementById("output-img").addEventListener("error", (ev) => {
+    ev.target.hidden = true;
+    document.getElementById("output-caption").textContent = "Result: no longer stored";
+  });
 
   function fact(label, value, key) {
     return [h("dt", { text: label }), h("dd", { "data-fact": key }, value === null || value === undefined || value === "" ? "–" : value)];
