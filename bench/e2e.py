@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if use_thumbor:
             peer = servers.start_thumbor(work, images=work / "images", quality=QUALITY)
         results: dict[str, Any] = {}
-        for name, path in images.items():
+        for name, path in sorted(images.items(), key=lambda item: sizes[item[0]][0] * sizes[item[0]][1]):
             data = path.read_bytes()
             systems = {"pixelfleet": load.pixelfleet_wait(fleet.url, data, BOX, QUALITY)}
             if not args.no_poll:

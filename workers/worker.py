@@ -209,35 +209,28 @@ class PixelfleetWorker(SimpleWorker):
             with log_context(task=job.id):
                 super().execute_job(job, queue)
         except ForcedStop:
-            self._task_left(job)
             self._hand_back(job, queue)
             raise SystemExit(EXIT_OK) from None
-        except BaseException:
-            self._task_left(job)
-            raise
+        finally:
+            self.health.last_task = job.id
+            self.health.current_task = None
         if self._outcome == fencing.FENCED:   # superseded: not ours to count or log as done
-            self._task_left(job)
+            self._beat()
             self._check_memory()
             return
         status = job.get_status(refresh=False)
+        self._wake_waiters(job, status)
         ok = status == JobStatus.FINISHED
         if ok:
             self.health.done += 1
         else:
             self.health.failed += 1
-        self._task_left(job)   # after the count: the idle record already includes this task
-        self._wake_waiters(job, status)
+        self._beat()   # idle, without the task, counted: now rather than a period later
         log_event(log, "done" if ok else "failed", logging.INFO if ok else logging.WARNING,
                   worker=self.name, task=job.id, queue=queue.name, status=str(getattr(status, "value", status)),
                   ms=round((time.monotonic() - self._task_started) * 1000, 1),
                   **({"decode": job.meta["decode"]} if job.meta.get("decode") else {}))
         self._check_memory()
-
-    def _task_left(self, job: Job) -> None:
-        """The record says idle, without the task, now rather than next period."""
-        self.health.last_task = job.id
-        self.health.current_task = None
-        self._beat()
 
     def _wake_waiters(self, job: Job, status: JobStatus | str) -> None:
         """After RQ has persisted the task's end: wake its `?wait=` requests (workers.notify)."""

@@ -261,3 +261,40 @@ def test_status_polls_are_answered_in_front_of_django_with_the_same_answers(flee
     assert task_id in html.text
     access = (fleet.log_dir / "api.log").read_text()
     assert f"path=/api/tasks/{task_id}/ status=200" in access
+
+
+def test_chunked_body_past_the_limit_gets_413(fleet):
+    """No Content-Length to refuse by: the guard counts the chunks and answers 413 once past."""
+    from django.conf import settings as django_settings
+
+    limit = django_settings.MAX_REQUEST_BYTES
+    chunk = b"x" * (1 << 20)
+
+    def body():
+        for _ in range(limit // len(chunk) + 2):
+            yield chunk
+
+    response = requests.post(f"{fleet.url}/api/tasks/", data=body(), timeout=60,
+                             headers={"Content-Type": "application/octet-stream"})
+    assert response.status_code == 413, response.text[:300]
+    assert response.json()["error"]["code"] == "request_too_large"
+
+
+def test_a_waiter_that_hangs_up_stops_waiting(fleet):
+    """The client's disconnect ends its wait: its BLPOP (a Redis connection) is released."""
+    import socket
+
+    parked = submit(fleet, **NEVER_ENDS).json()["task_id"]
+    conn = redis.Redis.from_url(fleet.redis_url)
+
+    def blpops() -> int:
+        return sum(c.get("cmd") == "blpop" for c in conn.client_list())
+
+    before = blpops()
+    host, port = fleet.url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=10)
+    sock.sendall(f"GET /api/tasks/{parked}/?wait=50 HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+    wait_until(lambda: blpops() > before, 30, what="the request to park in BLPOP")
+    sock.close()
+    wait_until(lambda: blpops() == before, 30, what="the BLPOP to end once the client left")
+    requests.delete(f"{fleet.url}/api/tasks/{parked}/", timeout=10)

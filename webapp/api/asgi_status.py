@@ -15,6 +15,7 @@ other path or method, goes on to Django.
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -57,6 +58,12 @@ def _security_headers() -> list[tuple[bytes, bytes]]:
     return headers
 
 
+async def _client_gone(receive: Receive) -> None:
+    """Returns when the client disconnects (a GET's one body message is read and skipped)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
 class FastStatus:
     """ASGI middleware: GET /api/tasks/<id>/ and /api/task/<id>/status/ (JSON) served here."""
 
@@ -73,7 +80,21 @@ class FastStatus:
         started = time.perf_counter()
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers") or []}
         counted: list[bool] = []
-        status, body, extra = await self._answer(task_id, scope, headers, counted)
+        if WAIT_PARAM.encode() not in scope.get("query_string", b""):   # a plain poll: answered at once
+            status, body, extra = await self._answer(task_id, scope, headers, counted)
+        else:
+            answer = asyncio.ensure_future(self._answer(task_id, scope, headers, counted))
+            gone = asyncio.ensure_future(_client_gone(receive))
+            await asyncio.wait({answer, gone}, return_when=asyncio.FIRST_COMPLETED)
+            if not answer.done():   # the client left while waiting: stop waiting (frees the BLPOP)
+                answer.cancel()
+                await asyncio.gather(answer, return_exceptions=True)
+                log_event(log, "request", method="GET", path=scope["path"], status=499,
+                          ms=round((time.perf_counter() - started) * 1000, 1),
+                          client=(scope.get("client") or ("-",))[0], bytes=0, error="client_gone")
+                return
+            gone.cancel()
+            status, body, extra = answer.result()
         payload = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
         response_headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()),
                             (b"vary", b"Accept"), *self.extra_headers,

@@ -94,10 +94,10 @@ class TaskStatusSerializer(serializers.Serializer):
     processing_ms = serializers.FloatField(allow_null=True, required=False)
     result = serializers.DictField(allow_null=True, required=False)
     failure_type = serializers.ChoiceField(choices=["job_failure", "timeout", "worker_failure"], required=False)
-    failure_reason = serializers.CharField(required=False)
-    explanation = serializers.CharField(required=False)
-    error = serializers.CharField(required=False)
-    waiting_reason = serializers.CharField(required=False)
+    failure_reason = serializers.CharField(required=False, allow_null=True)
+    explanation = serializers.CharField(required=False, allow_null=True)
+    error = serializers.CharField(required=False, allow_null=True)
+    waiting_reason = serializers.CharField(required=False, allow_null=True)
 
 
 class TaskListSerializer(serializers.Serializer):

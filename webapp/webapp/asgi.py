@@ -44,21 +44,29 @@ class BodyLimit:
             await self._refuse(send, int(declared))
             return
         seen = 0
+        started = False
 
         async def limited() -> dict[str, Any]:
             nonlocal seen
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.limit:   # a chunked body past the limit: the client is gone for us
+                if seen > self.limit:   # a chunked body past the limit: Django stops reading
                     return {"type": "http.disconnect"}
             return message
 
-        await self.app(scope, limited, send)
+        async def tracked(message: dict[str, Any]) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        await self.app(scope, limited, tracked)
+        if seen > self.limit and not started:   # Django gave up on the body: say why
+            await self._refuse(send, seen)
 
     async def _refuse(self, send: Send, length: int) -> None:
         body = _error(413, "request_too_large",
-                      f"The request body has {length} bytes; the limit is {self.limit} bytes "
+                      f"The request body has {length} bytes or more; the limit is {self.limit} bytes "
                       "(PIXELFLEET_MAX_REQUEST_BYTES; images are limited to PIXELFLEET_MAX_BYTES each).",
                       {"bytes": length, "limit": self.limit})
         await send({"type": "http.response.start", "status": 413,

@@ -161,6 +161,8 @@ SPECTACULAR_SETTINGS = {
     "SECURITY": [{"bearerAuth": []}],
     "APPEND_COMPONENTS": {"securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}}},
     "PREPROCESSING_HOOKS": ["api.schema.drop_slashless_aliases"],
+    # Request bodies and parameters as strict as the validation (api/schema_bodies.py).
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "api.schema.tighten_to_validation"],
     # Schema warnings are for developers (`manage.py spectacular --fail-on-warn`, the
     # tests); printed on every /api/schema/ request they would break the one-line logs.
     "DISABLE_ERRORS_AND_WARNINGS": not DEBUG,
