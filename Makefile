@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cksum requirements.txt | cut -d' ' -f1)
 
-.PHONY: install run test test-slow test-gpu-sim bench bench-workers clean screenshots
+.PHONY: install run test test-slow test-gpu-sim bench bench-workers bench-pixelart clean screenshots
 
 install: $(STAMP)
 
@@ -26,11 +26,25 @@ test: install
 screenshots: install
 	PIXELFLEET_SCREENSHOTS=docs/screenshots $(PY) -m pytest tests/dashboard -q
 
+# The long runs `make test` leaves out (marked slow), e.g. the storage soak (a few minutes).
 test-slow: install
-	$(PY) -m pytest -m slow
+	$(PY) -m pytest -m slow -s
 
 bench: install
 	$(PY) -m filters.benchmark
+
+# Pixel-art quality against libimagequant, which lives in its own venv (never the project's).
+IQ_VENV := var/bench/imagequant-venv
+IQ_STAMP := $(IQ_VENV)/.installed-$(shell cksum bench/imagequant-requirements.txt | cut -d' ' -f1)
+
+$(IQ_STAMP): bench/imagequant-requirements.txt
+	test -x $(IQ_VENV)/bin/python || $(PYTHON) -m venv $(IQ_VENV)
+	$(IQ_VENV)/bin/python -m pip install --quiet -r bench/imagequant-requirements.txt
+	rm -f $(IQ_VENV)/.installed-*
+	touch $@
+
+bench-pixelart: install $(IQ_STAMP)
+	$(PY) -m filters.benchmark_pixelart
 
 bench-workers: install
 	$(PY) -m workers.benchmark
@@ -58,13 +72,14 @@ clean:
 # API wants one). N tasks, SECONDS of sending, RATE per second, DEPTH tasks in flight;
 # ARGS adds any other option of the script, e.g. ARGS='--json out.json'.
 .PHONY: check metrics monitor stress rq-info simple-stress burst-stress continuous-stress \
-        sustained-stress distributed-stress
+        sustained-stress distributed-stress storage-stress
 N       ?= 20
 RATE    ?= 5
 DEPTH   ?= 8
 SECONDS ?= 30
 ARGS    ?=
-# The Redis `make run` started (it writes its URL to var/redis/url; a free port if 6379 was busy).
+# The Redis `make run` started (it writes its URL, password included, to var/redis/url, mode 0600;
+# a free port if 6379 was busy).
 FLEET_REDIS_URL = $(or $(REDIS_URL),$(shell cat var/redis/url 2>/dev/null),redis://127.0.0.1:6379/0)
 
 check: install
@@ -79,11 +94,16 @@ monitor: install
 stress: install
 	$(PY) simple_monitoring/cli.py stress $(N) $(ARGS)
 
+# The URL carries the Redis password: passed in RQ's own RQ_REDIS_URL, not echoed, not on ps.
 rq-info: install
-	$(VENV)/bin/rq info --url $(FLEET_REDIS_URL) $(ARGS)
+	@echo "$(VENV)/bin/rq info $(ARGS)   (RQ_REDIS_URL: the fleet's Redis, password not shown)"
+	@RQ_REDIS_URL='$(FLEET_REDIS_URL)' $(VENV)/bin/rq info $(ARGS)
 
 simple-stress: install
 	$(PY) stress/simple_stress.py $(N) $(ARGS)
+
+storage-stress: install
+	$(PY) stress/storage_stress.py $(N) $(ARGS)
 
 burst-stress: install
 	$(PY) stress/burst_stress.py $(N) $(ARGS)

@@ -12,7 +12,7 @@ What runs where, and why:
   stencil on the small image: GPU.
 - Fitting an adaptive palette (k-means / median cut) and error diffusion (both
   Floyd-Steinberg choices) run on the host with filters.palettes, on the SMALL image only
-  (<= ceil(H/b) x ceil(W/b) pixels): the fit is a few Lloyd iterations over at most 32768
+  (<= ceil(H/b) x ceil(W/b) pixels): the fit is Lloyd iterations over at most 32768
   samples, and error diffusion is sequential (each pixel's error feeds its successors), so a GPU gains
   nothing there. Sharing that code also makes the palettes identical on both backends.
   The small image crosses to the host only when one of those two is needed.

@@ -8,7 +8,9 @@ a memory ceiling (WORKER_MAX_RSS_MB) stops a bloated worker after its task so th
 fleet restarts it, and a forced stop hands the running task back instead of failing it.
 
 Hooks overridden, each for one reason:
-- execute_job: tell the heartbeat which task runs, count it, check RSS afterwards;
+- job_class / serializer: FleetJob and strict JSON (workers.jobs): nothing read from
+  Redis is unpickled, and only the fleet's task function is ever called;
+- execute_job: tell the heartbeat which task runs, count it, release its input, check RSS;
 - set_state: mirror RQ's idle/busy into the heartbeat record (and skip a repeated HSET);
 - dequeue_job_and_maintain_ttl: skip paused queues (workers.queues), "paused" when all are;
 - heartbeat / check_for_suspension: our heartbeat thread keeps RQ's keys alive, so
@@ -35,6 +37,7 @@ from datetime import timedelta
 import psutil
 import redis
 from rq import worker_registration
+from rq.exceptions import DeserializationError
 from rq.job import Job, JobStatus
 from rq.executions import Execution
 from rq.job_lifecycle import call_exception_handlers
@@ -45,9 +48,10 @@ from rq.worker import SimpleWorker
 from rq.worker.base import WorkerStatus
 
 from filters.errors import EngineError
-from workers import claims, fencing, notify, settings
+from workers import claims, fencing, notify, settings, storage
 from workers.failures import exception_handler
 from workers.heartbeat import HeartbeatThread, WorkerHealth
+from workers.jobs import FleetJob
 from workers.logs import get_logger, log_context, log_event
 from workers.queues import PausedQueues
 from workers.reaper import LostJob, give_back
@@ -60,7 +64,7 @@ EXIT_OK = 0            # stopped on request (or burst done)
 EXIT_RESTART = 75      # stopped itself for a reason the fleet should restart it for (memory)
 REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError)
 SUSPENSION_CHECK_S = 1.0
-EXPECTED_FAILURES = (EngineError, JobTimeoutException, TimeoutError)
+EXPECTED_FAILURES = (EngineError, JobTimeoutException, TimeoutError, DeserializationError)
 
 
 class ForcedStop(BaseException):
@@ -91,7 +95,8 @@ class PixelfleetWorker(SimpleWorker):
                  max_rss_mb: int = settings.WORKER_MAX_RSS_MB, **kwargs) -> None:
         super().__init__(list(queues), name=health.runtime.name, connection=connection,
                          exception_handlers=[exception_handler],   # W-core: failure_type, reason
-                         default_result_ttl=settings.RESULT_TTL,
+                         default_result_ttl=settings.RESULT_TTL, job_class=FleetJob,
+                         serializer=settings.SERIALIZER,
                          queue_class=claims.claiming_queue_class(health.runtime.name), **kwargs)
         self.health = health
         self.heartbeat_thread = heartbeat
@@ -214,7 +219,7 @@ class PixelfleetWorker(SimpleWorker):
         finally:
             self.health.last_task = job.id
             self.health.current_task = None
-        if self._outcome == fencing.FENCED:   # superseded: not ours to count or log as done
+        if self._outcome == fencing.FENCED:   # superseded: not ours to count, log or release
             self._beat()
             self._check_memory()
             return
@@ -226,6 +231,7 @@ class PixelfleetWorker(SimpleWorker):
         else:
             self.health.failed += 1
         self._beat()   # idle, without the task, counted: now rather than a period later
+        storage.release_task_input(self.connection, job)   # no-op unless the task has ended
         log_event(log, "done" if ok else "failed", logging.INFO if ok else logging.WARNING,
                   worker=self.name, task=job.id, queue=queue.name, status=str(getattr(status, "value", status)),
                   ms=round((time.monotonic() - self._task_started) * 1000, 1),

@@ -150,3 +150,35 @@ def test_adaptive_dither_diffuses_less_on_edges():
     assert np.all(gain[20, 2:18] == 1.0)            # smooth ramp: full diffusion
     assert gain[20, 43] == pytest.approx(palettes_map.EDGE_GAIN)  # patch edge (90 vs 178)
     assert np.all((gain >= palettes_map.EDGE_GAIN - 1e-6) & (gain <= 1.0))
+
+
+def test_flower_buds_keep_a_colour_at_8_colours(shared_images):
+    """flower.jpg's small dark-red buds (a few hundred of 172 800 pixels) win one of
+    8 adaptive entries: one within CIEDE2000 10 of the buds' colour, and the bud pixels
+    are mapped to it. Fitted to counts alone, the nearest entry was 30 away."""
+    from filters.io import decode_image
+    img = decode_image((shared_images / "valid" / "flower.jpg").read_bytes())
+    out = cpu.pixelate(img, block_size=1, palette_size=8, upscale=False)
+    palette = np.unique(out.reshape(-1, 3), axis=0)
+    assert len(palette) <= 8
+    bud = colour.srgb_to_cielab(np.array([129, 36, 44]))  # the buds' reference colour
+    de = colour.delta_e_2000(colour.srgb_to_cielab(palette), bud)
+    assert de.min() <= 10, de.min()
+    entry = palette[int(np.argmin(de))]
+    buds = (img[..., 0].astype(int) - img[..., 1] > 70) & (img[..., 0] < 170)
+    assert buds.sum() >= 100
+    assert np.all(out[buds] == entry, axis=-1).mean() >= 0.5
+
+
+def test_salience_scores_small_vivid_spots_not_grey_or_large_areas():
+    from filters import palettes_fit, palettes_salience
+    img = np.zeros((40, 40, 3), np.uint8) + (90, 110, 70)   # muted green field
+    img[:, 30:] = (230, 40, 40)                             # a large vivid area
+    img[10:13, 10:13] = (220, 30, 40)                       # a small vivid spot
+    img[25:28, 10:13] = (128, 128, 128)                     # a small grey spot
+    index = palettes_fit.sample_indices(40 * 40)
+    sal = palettes_salience.salience(img, index).reshape(40, 40)
+    assert sal[11, 11] > 0.5                 # small, vivid, unlike its surround
+    assert sal[26, 11] == 0.0                # grey: no chroma
+    assert sal[20, 36] == 0.0                # inside the large red area: like its surround
+    assert sal[2, 2] == 0.0                  # the muted field

@@ -198,7 +198,7 @@ def _load_delivered(task_id: str) -> tuple[bytes, str] | None:
     conn = settings.get_redis()
     found = storage.load_output(conn, task_id)
     if found is not None:
-        conn.expire(storage.output_key(task_id), min(settings.DELIVERED_TTL, settings.OUTPUT_TTL))
+        storage.shorten_output(conn, task_id, min(settings.DELIVERED_TTL, settings.OUTPUT_TTL))
     return found
 
 

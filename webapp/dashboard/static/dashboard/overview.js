@@ -21,8 +21,8 @@
       stat("Success rate", `${num(m.success_rate, 1)}%`, `${m.tasks.completed} done · ${m.tasks.failed} failed`
         + (failedTypes ? ` (${failedTypes})` : ""), "stat-success"),
       stat("Throughput", `${num(t1.per_second, 2)}/s`, `last minute · ${num(m.throughput["5m"].per_minute, 1)}/min over 5 min`, "stat-throughput"),
-      stat("Queue wait", ms(lat.queue_wait_ms.p50), `p50 · p95 ${ms(lat.queue_wait_ms.p95)} (5 min)`, "stat-wait"),
-      stat("Processing", ms(lat.processing_ms.p50), `p50 · p95 ${ms(lat.processing_ms.p95)} (5 min)`, "stat-processing"),
+      stat("Queue wait, p50", ms(lat.queue_wait_ms.p50), `p95 ${ms(lat.queue_wait_ms.p95)}, last 5 min`, "stat-wait"),
+      stat("Processing, p50", ms(lat.processing_ms.p50), `p95 ${ms(lat.processing_ms.p95)}, last 5 min`, "stat-processing"),
       stat("Host", `${num(m.cpu_usage, 0)}% CPU`, `${num(m.memory_usage, 0)}% memory used`, "stat-host"));
   }
 
