@@ -35,7 +35,7 @@ TEST_HEARTBEAT_INTERVAL = "1.0"
 # The helpers below that tests enqueue as tasks: a worker runs them only when its own
 # environment names them (workers.jobs.allowed_functions); the fleet never does.
 TEST_TASKS = ("tests.fleet_helpers.die_now", "tests.fleet_helpers.sleep_task",
-              "tests.fleet_helpers.process_then_linger")
+              "tests.fleet_helpers.process_then_linger", "tests.fleet_helpers.touch_redis_after")
 
 
 def worker_env(redis_url: str, **extra: str) -> dict[str, str]:

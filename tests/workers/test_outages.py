@@ -125,7 +125,7 @@ def test_task_whose_redis_goes_away_is_handed_back_not_failed(tmp_path):
     """Redis disappears under a running task (its own Redis call fails): not the task's
     failure. Once Redis is back the task goes to the front of its queue, no loss counted,
     and runs again to the end."""
-    from rq import Queue
+    from workers.jobs import fetch_job, queue
 
     server = RedisServer(data_dir=tmp_path / "redis", appendonly=True, appendfsync="always").start()
     conn = redis.Redis.from_url(server.url, socket_connect_timeout=1)
@@ -133,7 +133,7 @@ def test_task_whose_redis_goes_away_is_handed_back_not_failed(tmp_path):
         with WorkerSet(server.url, tmp_path) as fleet:
             fleet.start("gone-a", "io", "--no-warmup")
             wait_for_worker(conn, "gone-a", "idle", timeout=90)
-            job = Queue("pixelfleet:io", connection=conn).enqueue_call(
+            job = queue(conn, "pixelfleet:io").enqueue_call(
                 "tests.fleet_helpers.touch_redis_after", args=(1.5,), meta={"capabilities": ["io"]})
             wait_until(lambda: conn.hget(job.key, "status") == b"started", 20, interval=0.02,
                        what="the task running")
@@ -147,6 +147,6 @@ def test_task_whose_redis_goes_away_is_handed_back_not_failed(tmp_path):
             assert logs.count(f"task={job.id} event=done") == 1
             assert conn.hlen(settings.LOSSES_KEY) == 0
             assert stats.counters(conn)["failed"] == 0
-            assert "failure_type" not in Job.fetch(job.id, connection=conn).meta
+            assert "failure_type" not in fetch_job(conn, job.id).meta
     finally:
         server.stop()
