@@ -220,6 +220,7 @@ class PixelfleetWorker(SimpleWorker):
             self.health.last_task = job.id
             self.health.current_task = None
         if self._outcome == fencing.FENCED:   # superseded: not ours to count, log or release
+            self._beat()
             self._check_memory()
             return
         status = job.get_status(refresh=False)
