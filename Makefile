@@ -78,7 +78,8 @@ RATE    ?= 5
 DEPTH   ?= 8
 SECONDS ?= 30
 ARGS    ?=
-# The Redis `make run` started (it writes its URL to var/redis/url; a free port if 6379 was busy).
+# The Redis `make run` started (it writes its URL, password included, to var/redis/url, mode 0600;
+# a free port if 6379 was busy).
 FLEET_REDIS_URL = $(or $(REDIS_URL),$(shell cat var/redis/url 2>/dev/null),redis://127.0.0.1:6379/0)
 
 check: install
@@ -93,8 +94,10 @@ monitor: install
 stress: install
 	$(PY) simple_monitoring/cli.py stress $(N) $(ARGS)
 
+# The URL carries the Redis password: passed in RQ's own RQ_REDIS_URL, not echoed, not on ps.
 rq-info: install
-	$(VENV)/bin/rq info --url $(FLEET_REDIS_URL) $(ARGS)
+	@echo "$(VENV)/bin/rq info $(ARGS)   (RQ_REDIS_URL: the fleet's Redis, password not shown)"
+	@RQ_REDIS_URL='$(FLEET_REDIS_URL)' $(VENV)/bin/rq info $(ARGS)
 
 simple-stress: install
 	$(PY) stress/simple_stress.py $(N) $(ARGS)

@@ -14,11 +14,10 @@ from itertools import combinations
 from typing import Any, Iterable, Mapping
 
 import redis
-from rq import Queue
 
 from filters.errors import EngineError
 from filters.registry import DEVICES
-from workers import settings, storage
+from workers import jobs, settings, storage
 from workers.storage_budget import output_bound
 
 TASK_FUNCTION = "workers.tasks.process_image"   # a string: the API never imports numba
@@ -159,7 +158,7 @@ def enqueue_task(conn: redis.Redis, digest: str | None, steps: Any, options: Map
     meta = {"capabilities": sorted(caps), "submitted_at": submitted_at,
             "source": opts["source"], "device": opts["device"], "reserve_bytes": reserve}
     description = f"{describe_steps(plain_steps)} -> {opts['format']}"[:240]
-    queue = Queue(name, connection=conn)
+    queue = jobs.queue(conn, name)
     try:
         with conn.pipeline() as pipe:
             job = queue.enqueue_call(

@@ -7,11 +7,16 @@ environment; the names of keys do not.
 from __future__ import annotations
 
 import os
+import re
 import weakref
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import redis
+
+from workers.serializer import StrictJSONSerializer
 
 
 def env_str(name: str, default: str) -> str:
@@ -43,12 +48,54 @@ def env_float(name: str, default: float) -> float:
 
 
 # --- Connection -----------------------------------------------------------------------
+ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+REDIS_PASSWORD_FILE = "password"          # in the embedded server's data folder, mode 0600
+_URL_SAFE = re.compile(r"[A-Za-z0-9_-]+")
+_SECRET_QUERY = re.compile(r"(?i)((?:^|&)password=)[^&]*")
+
+
+def redis_dir() -> Path:
+    """The embedded server's data folder (`make run`): PIXELFLEET_REDIS_DIR or ./var/redis."""
+    return Path(env_str("PIXELFLEET_REDIS_DIR", str(ROOT / "var" / "redis")))
+
+
+def is_url_safe(secret: str) -> bool:
+    return bool(_URL_SAFE.fullmatch(secret))
 
 
 def redis_url() -> str:
-    """REDIS_URL, read at call time so that tests and the fleet launcher can set it."""
-    return env_str("REDIS_URL", DEFAULT_REDIS_URL)
+    """REDIS_URL, read at call time so that tests and the fleet launcher can set it.
+
+    Unset, the local embedded server's: DEFAULT_REDIS_URL with the password `make run`
+    keeps in redis_dir(), so a tool or worker started by hand on the same host gets in.
+    """
+    url = os.environ.get("REDIS_URL", "").strip()
+    if url:
+        return url
+    try:
+        secret = (redis_dir() / REDIS_PASSWORD_FILE).read_text().strip()
+    except OSError:
+        return DEFAULT_REDIS_URL
+    return DEFAULT_REDIS_URL.replace("redis://", f"redis://:{secret}@", 1) if is_url_safe(secret) else DEFAULT_REDIS_URL
+
+
+def redacted_url(url: str) -> str:
+    """`url` fit to print or log: its password (user-info or ?password=) replaced by ***."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "(unparseable Redis URL)"
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, host = netloc.rsplit("@", 1)
+        user, sep, _secret = userinfo.partition(":")
+        netloc = f"{user}:***@{host}" if sep else f"***@{host}"   # redis://secret@host: the secret
+    query = _SECRET_QUERY.sub(r"\1***", parts.query)
+    if netloc == parts.netloc and query == parts.query:
+        return url
+    return f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "") + (
+        f"#{parts.fragment}" if parts.fragment else "")
 
 
 @lru_cache(maxsize=8)
@@ -177,3 +224,9 @@ def storage_high_water() -> float:
     if not 0.05 <= value <= 0.95:
         raise SystemExit(f"PIXELFLEET_STORAGE_HIGH_WATER must be between 0.05 and 0.95, got {value}")
     return value
+
+
+# --- Serialization ---------------------------------------------------------------------
+# Every RQ job, meta and result: strict JSON, never pickle (build RQ objects with
+# workers.jobs.queue / fetch_job / fetch_jobs / registry, which pass it).
+SERIALIZER = StrictJSONSerializer

@@ -388,7 +388,13 @@ def load_output(conn: redis.Redis, task_id: str) -> tuple[bytes, str] | None:
     """(bytes, content_type) of a task's result, or None when absent, expired or deleted."""
     if not isinstance(task_id, str) or not _TASK_ID.match(task_id):
         return None
-    return current_store().get_output(conn, task_id)
+    found = current_store().get_output(conn, task_id)
+    if found is None:
+        return None
+    # Served as is by the API: only our own image types, never a type planted in Redis
+    # (text/html there would be stored script on the API's origin).
+    data, content_type = found
+    return data, content_type if content_type in _CONTENT_TYPES.values() else "application/octet-stream"
 
 
 def shorten_output(conn: redis.Redis, task_id: str, ttl: int) -> None:

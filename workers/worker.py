@@ -8,6 +8,8 @@ a memory ceiling (WORKER_MAX_RSS_MB) stops a bloated worker after its task so th
 fleet restarts it, and a forced stop hands the running task back instead of failing it.
 
 Hooks overridden, each for one reason:
+- job_class / serializer: FleetJob and strict JSON (workers.jobs): nothing read from
+  Redis is unpickled, and only the fleet's task function is ever called;
 - execute_job: tell the heartbeat which task runs, count it, release its input, check RSS;
 - set_state: mirror RQ's idle/busy into the heartbeat record (and skip a repeated HSET);
 - dequeue_job_and_maintain_ttl: skip paused queues (workers.queues), "paused" when all are;
@@ -35,6 +37,7 @@ from datetime import timedelta
 import psutil
 import redis
 from rq import worker_registration
+from rq.exceptions import DeserializationError
 from rq.job import Job, JobStatus
 from rq.executions import Execution
 from rq.job_lifecycle import call_exception_handlers
@@ -48,6 +51,7 @@ from filters.errors import EngineError
 from workers import claims, fencing, notify, settings, storage
 from workers.failures import exception_handler
 from workers.heartbeat import HeartbeatThread, WorkerHealth
+from workers.jobs import FleetJob
 from workers.logs import get_logger, log_context, log_event
 from workers.queues import PausedQueues
 from workers.reaper import LostJob, give_back
@@ -64,7 +68,7 @@ SUSPENSION_CHECK_S = 1.0
 # idle, at once) unless the previous wake was less than this long ago: back-to-back tiny
 # tasks then cost no extra beats, and the periodic beat catches up within the interval.
 START_BEAT_MIN_S = 0.5
-EXPECTED_FAILURES = (EngineError, JobTimeoutException, TimeoutError)
+EXPECTED_FAILURES = (EngineError, JobTimeoutException, TimeoutError, DeserializationError)
 
 
 class ForcedStop(BaseException):
@@ -95,7 +99,8 @@ class PixelfleetWorker(SimpleWorker):
                  max_rss_mb: int = settings.WORKER_MAX_RSS_MB, **kwargs) -> None:
         super().__init__(list(queues), name=health.runtime.name, connection=connection,
                          exception_handlers=[exception_handler],   # W-core: failure_type, reason
-                         default_result_ttl=settings.RESULT_TTL,
+                         default_result_ttl=settings.RESULT_TTL, job_class=FleetJob,
+                         serializer=settings.SERIALIZER,
                          queue_class=claims.claiming_queue_class(health.runtime.name), **kwargs)
         self.health = health
         self.heartbeat_thread = heartbeat

@@ -7,10 +7,12 @@ import time
 import pytest
 from PIL import Image
 from rq import SimpleWorker
-from rq.job import Job, JobStatus
+from rq.job import JobStatus
 
 from workers import failures, routing, settings, status, storage
+from workers.jobs import fetch_job
 from workers.registry import write_heartbeat
+from workers.settings import SERIALIZER
 
 
 def png(width: int = 8, height: int = 8) -> bytes:
@@ -20,7 +22,7 @@ def png(width: int = 8, height: int = 8) -> bytes:
 
 
 def burst(conn, caps=("io", "cpu")) -> None:
-    SimpleWorker(routing.queues_for(caps), connection=conn,
+    SimpleWorker(routing.queues_for(caps), connection=conn, serializer=SERIALIZER,
                  exception_handlers=[failures.exception_handler]).work(burst=True, logging_level="WARNING")
 
 
@@ -94,7 +96,7 @@ def test_list_tasks_newest_first_bounded_and_filtered(redis_conn):
 
 def test_list_drops_tasks_rq_has_forgotten(redis_conn):
     task_id = submit(redis_conn)
-    Job.fetch(task_id, connection=redis_conn).delete()
+    fetch_job(redis_conn, task_id).delete()
     assert status.list_tasks(redis_conn) == []
     assert redis_conn.zcard(settings.TASK_INDEX_KEY) == 0
 
@@ -104,7 +106,7 @@ def test_cancel_queued_task_then_no_worker_runs_it(redis_conn):
     info = status.cancel_task(redis_conn, task_id)
     assert info["status"] == "canceled"
     burst(redis_conn)
-    assert Job.fetch(task_id, connection=redis_conn).get_status() == JobStatus.CANCELED
+    assert fetch_job(redis_conn, task_id).get_status() == JobStatus.CANCELED
     assert storage.load_output(redis_conn, task_id) is None
     with pytest.raises(status.TaskConflict, match="is canceled; only queued"):
         status.cancel_task(redis_conn, task_id)
@@ -178,7 +180,7 @@ def test_retry_refuses_clearly_when_the_input_was_freed(redis_conn, monkeypatch)
 
 def test_retry_resets_worker_losses(redis_conn):
     task_id = submit(redis_conn)
-    job = Job.fetch(task_id, connection=redis_conn)
+    job = fetch_job(redis_conn, task_id)
     job.meta["losses"] = settings.MAX_WORKER_LOSSES
     redis_conn.hset(settings.LOSSES_KEY, task_id, settings.MAX_WORKER_LOSSES)
     failures.fail_lost_job(redis_conn, job, "killed three times")

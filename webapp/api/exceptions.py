@@ -140,6 +140,8 @@ def to_response_parts(exc: BaseException) -> tuple[int, dict[str, Any], dict[str
     if isinstance(exc, ApiError):
         if isinstance(exc, Unauthorized):
             headers["WWW-Authenticate"] = 'Bearer realm="pixelfleet"'
+        if getattr(exc, "retry_after_s", None):   # api.limits.TooBusy
+            headers["Retry-After"] = str(exc.retry_after_s)
         return exc.status_code, error_body(exc.error_code, exc.message, exc.details), headers
     if isinstance(exc, EngineError):
         retry_after = getattr(exc, "retry_after", None)   # storage full or busy: come back later

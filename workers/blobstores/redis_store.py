@@ -55,7 +55,7 @@ class RedisBlobStore(BlobStore):
         data, content_type = conn.hmget(output_key(task_id), ["data", "content_type"])
         if data is None:
             return None
-        return data, (content_type or b"application/octet-stream").decode()
+        return data, (content_type or b"application/octet-stream").decode("ascii", "replace")
 
     def shorten_output(self, conn: redis.Redis, task_id: str, ttl: int) -> None:
         left = conn.ttl(output_key(task_id))   # EXPIRE … LT needs Redis 7; the fleet runs on 6.2 too
