@@ -146,12 +146,15 @@ def test_docs_api_ops_commands_run_verbatim(live_api, tmp_path):
     assert ran >= 8, commands
 
 
-def run_schemathesis(url: str, *args: str, timeout: float, config: Path = SCHEMATHESIS_CONFIG) -> subprocess.CompletedProcess:
+def run_schemathesis(url: str, *args: str, timeout: float, config: Path = SCHEMATHESIS_CONFIG,
+                     cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """The schemathesis CLI; run in `cwd` (a temp folder) so its .schemathesis/ cache stays out
+    of the repository."""
     st = Path(sys.executable).with_name("schemathesis")
     return subprocess.run([str(st), "--config-file", str(config), "run", f"{url}/api/schema/",
                            "--mode", "positive", "--seed", "20261202", "--request-timeout", "60",
                            "--no-color", *args],
-                          capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+                          capture_output=True, text=True, timeout=timeout, cwd=cwd)
 
 
 def _summary(out: subprocess.CompletedProcess) -> str:
@@ -167,13 +170,13 @@ def test_schemathesis_finds_the_schema_as_strict_as_the_validation(live_api, tmp
     quick.write_text(SCHEMATHESIS_CONFIG.read_text() + '\n[parameters]\n"query.wait" = 0.2\n')
     out = run_schemathesis(live_api.url, "-n", "3", "-w", "2", "--max-failures", "20",
                            "--exclude-path-regex", HEAVY_BATCH_MODES, "--exclude-path", "/api/image/slow/",
-                           timeout=170, config=quick)
+                           timeout=170, config=quick, cwd=tmp_path)
     assert out.returncode == 0, _summary(out)
     assert "generated" in out.stdout and "Server error" not in out.stdout, _summary(out)
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-def test_schemathesis_on_every_operation_at_length(live_api):
-    out = run_schemathesis(live_api.url, "-n", "25", "-w", "4", "--max-failures", "50", timeout=880)
+def test_schemathesis_on_every_operation_at_length(live_api, tmp_path):
+    out = run_schemathesis(live_api.url, "-n", "25", "-w", "4", "--max-failures", "50", timeout=880, cwd=tmp_path)
     assert out.returncode == 0, _summary(out)
