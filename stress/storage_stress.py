@@ -25,7 +25,15 @@ from stress.photos import parse_size, photo_jpeg
 MB = 2**20
 
 
-def storage_of(client: ApiClient) -> dict[str, Any]:
+def storage_of(client: ApiClient, redis_url: str | None = None) -> dict[str, Any]:
+    """/api/metrics/'s `storage`; with `redis_url`, used_memory read from Redis itself (for a
+    fleet whose API does not report storage, e.g. a version before the storage budget)."""
+    if redis_url:
+        import redis
+
+        memory = redis.Redis.from_url(redis_url).info("memory")
+        return {"redis_used_bytes": memory["used_memory"], "used_bytes": memory["used_memory"],
+                "budget_bytes": memory.get("maxmemory", 0), "backend": "redis (INFO)"}
     response = client.get("/api/metrics/")
     if response.status != 200 or not isinstance(response.data, dict):
         raise SystemExit(f"GET /api/metrics/ answered {response.status}: {response.error or response.content[:200]!r}")
@@ -44,16 +52,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--delete", action="store_true", help="DELETE each result once fetched")
     parser.add_argument("--timeout", type=float, default=900, help="give up after this many seconds")
     parser.add_argument("--json", help="write the figures to this file too")
+    parser.add_argument("--redis-url", help="read used_memory from this Redis instead of /api/metrics/")
     args = parser.parse_args(argv)
     if not 1 <= args.count <= 5000:
         raise SystemExit("N must be 1..5000")
     width, height = parse_size(args.size)
     client = ApiClient(args.url, args.token, timeout=60)
     steps = [{"filter": "resize", "params": {"width": args.width}}] if args.width else [{"filter": "grayscale"}]
-    before = storage_of(client)
+    before = storage_of(client, args.redis_url)
     started = time.monotonic()
     in_flight: list[str] = []
-    done = failed = refused = uploaded = sent = 0
+    done = failed = refused = uploaded = sent = results = 0
     while done + failed < args.count:
         if time.monotonic() - started > args.timeout:
             print(f"timeout after {args.timeout:g} s", file=sys.stderr)
@@ -80,13 +89,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                     failed += 1
                     continue
                 done += 1
-                if client.get(f"/api/tasks/{task_id}/result/").status != 200:
+                fetched = client.get(f"/api/tasks/{task_id}/result/")
+                if fetched.status != 200:
                     raise SystemExit(f"result of {task_id} could not be fetched")
+                results += len(fetched.content)
                 if args.delete:
                     client.request("DELETE", f"/api/tasks/{task_id}/result/")
         time.sleep(0.02)
     elapsed = time.monotonic() - started
-    after = storage_of(client)
+    after = storage_of(client, args.redis_url)
     grown = int(after.get("redis_used_bytes", 0)) - int(before.get("redis_used_bytes", 0))
     figures = {
         "tasks": done, "failed": failed, "refused_503": refused, "seconds": round(elapsed, 1),
@@ -94,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "resize_width": args.width, "deleted_results": args.delete, "backend": after.get("backend"),
         "redis_used_growth_mb": round(grown / MB, 2),
         "redis_used_growth_kb_per_task": round(grown / max(done, 1) / 1024, 1),
-        "average_output_kb": round(int(after.get("average_output_bytes", 0)) / 1024, 1),
+        "average_output_kb": round(results / max(done, 1) / 1024, 1),
         "stored_used_mb": round(int(after.get("used_bytes", 0)) / MB, 2),
         "budget_mb": round(int(after.get("budget_bytes", 0)) / MB, 1),
     }

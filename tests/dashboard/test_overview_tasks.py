@@ -55,6 +55,8 @@ def test_overview_shows_workers_and_a_burst_rising_then_falling(dash_fleet, flee
     wait_until(lambda: page.locator("#stat-success .sub").inner_text().startswith("24 done")
                or int(page.locator("#stat-success .sub").inner_text().split()[0]) >= 24, 20, what="done count")
     assert page.locator("#advice-fleet").inner_text().strip()
+    storage = page.locator("#stat-storage").inner_text()               # storage against its budget
+    assert "% of budget" in storage and "MB of" in storage and "submits stop at" in storage
 
 
 def test_failed_task_page_shows_reason_and_retry_requeues_it(dash_fleet, fleet_redis, page, shoot):
