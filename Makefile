@@ -26,8 +26,9 @@ test: install
 screenshots: install
 	PIXELFLEET_SCREENSHOTS=docs/screenshots $(PY) -m pytest tests/dashboard -q
 
+# The long runs `make test` leaves out (marked slow), e.g. the storage soak (a few minutes).
 test-slow: install
-	$(PY) -m pytest -m slow
+	$(PY) -m pytest -m slow -s
 
 bench: install
 	$(PY) -m filters.benchmark
@@ -71,13 +72,14 @@ clean:
 # API wants one). N tasks, SECONDS of sending, RATE per second, DEPTH tasks in flight;
 # ARGS adds any other option of the script, e.g. ARGS='--json out.json'.
 .PHONY: check metrics monitor stress rq-info simple-stress burst-stress continuous-stress \
-        sustained-stress distributed-stress
+        sustained-stress distributed-stress storage-stress
 N       ?= 20
 RATE    ?= 5
 DEPTH   ?= 8
 SECONDS ?= 30
 ARGS    ?=
-# The Redis `make run` started (it writes its URL to var/redis/url; a free port if 6379 was busy).
+# The Redis `make run` started (it writes its URL, password included, to var/redis/url, mode 0600;
+# a free port if 6379 was busy).
 FLEET_REDIS_URL = $(or $(REDIS_URL),$(shell cat var/redis/url 2>/dev/null),redis://127.0.0.1:6379/0)
 
 check: install
@@ -92,11 +94,16 @@ monitor: install
 stress: install
 	$(PY) simple_monitoring/cli.py stress $(N) $(ARGS)
 
+# The URL carries the Redis password: passed in RQ's own RQ_REDIS_URL, not echoed, not on ps.
 rq-info: install
-	$(VENV)/bin/rq info --url $(FLEET_REDIS_URL) $(ARGS)
+	@echo "$(VENV)/bin/rq info $(ARGS)   (RQ_REDIS_URL: the fleet's Redis, password not shown)"
+	@RQ_REDIS_URL='$(FLEET_REDIS_URL)' $(VENV)/bin/rq info $(ARGS)
 
 simple-stress: install
 	$(PY) stress/simple_stress.py $(N) $(ARGS)
+
+storage-stress: install
+	$(PY) stress/storage_stress.py $(N) $(ARGS)
 
 burst-stress: install
 	$(PY) stress/burst_stress.py $(N) $(ARGS)

@@ -308,6 +308,20 @@ def decode_scaled(data: bytes, reduction_for: ReductionFor | None = None) -> Dec
     return decoded
 
 
+class _Smallest:
+    """The largest reduction any decoder offers: for checks that only need a decode to finish."""
+
+    @staticmethod
+    def factor_from(candidates: Iterable[int]) -> int:
+        return max(candidates, default=1)
+
+
+def verify_decodes(data: bytes) -> Decoded:
+    """Decode all of `data` as small as possible (JPEG at 1/8: the entropy data is still
+    read to its end, so truncation and most damage raise). Same errors as decode_image."""
+    return decode_scaled(data, lambda height, width: _Smallest())
+
+
 def _upright_size(im: Image.Image) -> tuple[int, int]:
     """(height, width) once EXIF orientation is applied (5..8 swap the sides). Only for
     JPEG before loading: other formats' getexif may load (and hide a decode error)."""

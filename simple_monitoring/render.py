@@ -90,7 +90,26 @@ def system_text(snap: Snapshot) -> Text:
     text.append(f"{fmt(m.get('active_workers'))} workers, {fmt(m.get('busy_workers'))} busy "
                 f"({fmt(m.get('utilization'), '%')})  queued {fmt(m.get('queue_length'))}  "
                 f"success {fmt(m.get('success_rate'), '%')}")
+    if m.get("storage"):
+        text.append("\nStorage ", style="bold blue")
+        text.append(storage_summary(m["storage"]), style="bold red" if m["storage"].get("full") else None)
     return text
+
+
+def storage_summary(storage: dict) -> str:
+    """`redis 12.3 MB of 30 MB (41%), mark 22.5 MB, 1.2 MB reserved for 4 task(s)` (+ FULL)."""
+    if not storage:
+        return "-"
+    mb = 2**20
+
+    def size(key: str) -> str:
+        value = storage.get(key)
+        return f"{float(value) / mb:.1f} MB" if isinstance(value, (int, float)) else "?"
+
+    text = (f"{storage.get('backend', '?')} {size('used_bytes')} of {size('budget_bytes')} "
+            f"({fmt(storage.get('used_percent'), '%')}), mark {size('high_water_bytes')}, "
+            f"{size('reserved_bytes')} reserved for {fmt(storage.get('pending_tasks'))} task(s)")
+    return text + ("  FULL: new submits get 503" if storage.get("full") else "")
 
 
 def _by_capability(snap: Snapshot) -> str:
@@ -224,6 +243,7 @@ def metrics_lines(snap: Snapshot) -> list[str]:
              f"  Utilization:       {fmt(m.get('utilization'), '%')}",
              f"  Queue length:      {fmt(m.get('queue_length'))}",
              f"  Success rate:      {fmt(m.get('success_rate'), '%')}",
+             f"Storage:             {storage_summary(m.get('storage') or {})}",
              "Scaling recommendation:",
              f"  Current workers:   {fmt(s.get('current_workers'))}",
              f"  Recommended:       {fmt(s.get('recommended'))}",

@@ -146,9 +146,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             slot_s = args.depth * duration
             submitting = sum(r.submit_ms or 0.0 for r in records) / 1000 / slot_s
             in_fleet = held["total"] * duration / slot_s
+            verdict = ("the queue stayed near empty: the fleet runs tasks faster than they reach it"
+                       if held["queued"] < 1 else "tasks did queue: the workers set the pace")
             notes.append(f"the senders' time: {submitting:.0%} waiting for POST /api/tasks/ to answer, "
                          f"{in_fleet:.0%} with the task in the fleet, the rest noticing its end (a poll every "
-                         f"{args.check:g} s): the fleet runs tasks faster than they reach it")
+                         f"{args.check:g} s); {verdict}")
     if depths:
         notes.append(f"queue depth from /api/metrics/: min {min(depths)}, mean {sum(depths) / len(depths):.1f}, "
                      f"max {max(depths)}")

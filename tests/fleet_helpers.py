@@ -32,11 +32,20 @@ ROOT = Path(__file__).resolve().parent.parent
 TEST_HEARTBEAT_INTERVAL = "1.0"
 
 
+# The helpers below that tests enqueue as tasks: a worker runs them only when its own
+# environment names them (workers.jobs.allowed_functions); the fleet never does.
+TEST_TASKS = ("tests.fleet_helpers.die_now", "tests.fleet_helpers.sleep_task",
+              "tests.fleet_helpers.process_then_linger", "tests.fleet_helpers.touch_redis_after")
+
+
 def worker_env(redis_url: str, **extra: str) -> dict[str, str]:
     """Environment for a worker subprocess: our Redis, no CUDA probing, fast beats."""
     env = dict(os.environ)
     env.update({"REDIS_URL": redis_url, "SKIP_CUDA_CHECK": "1", "PYTHONUNBUFFERED": "1",
-                "PIXELFLEET_HEARTBEAT_INTERVAL": TEST_HEARTBEAT_INTERVAL})
+                "PIXELFLEET_HEARTBEAT_INTERVAL": TEST_HEARTBEAT_INTERVAL,
+                # The poison and sleep helpers below: a worker runs only the fleet's task
+                # function unless its own environment names "tests.*" extras.
+                "PIXELFLEET_TEST_TASK_FUNCTIONS": ",".join(TEST_TASKS)})
     env.update(extra)
     return env
 
@@ -251,10 +260,10 @@ def die_now() -> None:
 
 def enqueue_poison(conn: redis.Redis, queue: str = "pixelfleet:io") -> str:
     """Put a task that kills every worker taking it on `queue`; returns its id."""
-    from rq import Queue
+    from workers import jobs
 
-    job = Queue(queue, connection=conn).enqueue_call("tests.fleet_helpers.die_now",
-                                                     meta={"capabilities": ["io"], "submitted_at": time.time()})
+    job = jobs.queue(conn, queue).enqueue_call("tests.fleet_helpers.die_now",
+                                               meta={"capabilities": ["io"], "submitted_at": time.time()})
     return job.id
 
 
@@ -265,10 +274,10 @@ def sleep_task(seconds: float) -> float:
 
 
 def enqueue_sleep(conn: redis.Redis, seconds: float, queue: str = "pixelfleet:io") -> str:
-    from rq import Queue
+    from workers import jobs
 
-    job = Queue(queue, connection=conn).enqueue_call("tests.fleet_helpers.sleep_task", args=(seconds,),
-                                                     meta={"capabilities": ["io"], "submitted_at": time.time()})
+    job = jobs.queue(conn, queue).enqueue_call("tests.fleet_helpers.sleep_task", args=(seconds,),
+                                               meta={"capabilities": ["io"], "submitted_at": time.time()})
     return job.id
 
 
@@ -290,3 +299,16 @@ def process_then_linger(payload: dict) -> dict:
     if seconds:
         time.sleep(float(seconds))
     return result
+
+
+def touch_redis_after(seconds: float) -> float:
+    """A task that sleeps, then reads Redis on a client without retries: with Redis away
+    at that moment it raises a Redis ConnectionError, as a real task's input read would."""
+    import redis as redis_lib
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    time.sleep(seconds)
+    client = redis_lib.Redis.from_url(os.environ["REDIS_URL"], socket_connect_timeout=1, retry=Retry(NoBackoff(), 0))
+    client.get("pixelfleet-test:touch")
+    return seconds

@@ -29,7 +29,7 @@ import time
 import psutil
 import redis
 
-from workers import settings
+from workers import settings, storage
 from workers.logs import configure_logging, get_logger, log_event, set_context
 
 log = get_logger("workers.main")
@@ -44,7 +44,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--name", default=settings.env_str("WORKER_NAME", f"{socket.gethostname()}-{os.getpid()}"))
     parser.add_argument("--capabilities", default=settings.env_str("WORKER_CAPABILITIES", "all"),
                         help="io, cpu, gpu or all; several comma- or plus-separated")
-    parser.add_argument("--redis-url", default=None, help="default: REDIS_URL or " + settings.DEFAULT_REDIS_URL)
+    parser.add_argument("--redis-url", default=None,
+                        help="default: REDIS_URL (preferred: a command line is visible to ps) or the local "
+                             "embedded server's")
     parser.add_argument("--burst", action="store_true", help="run what is queued, then exit")
     parser.add_argument("--max-jobs", type=int, default=None, help="exit after this many tasks")
     parser.add_argument("--no-warmup", action="store_true", help="skip kernel warm-up (tests, io-only)")
@@ -62,12 +64,12 @@ def connect(url: str) -> redis.Redis:
         try:
             conn.ping()
             if logged:
-                log_event(log, "redis_reachable", url=url)
+                log_event(log, "redis_reachable", url=settings.redacted_url(url))
             return conn
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             if not logged:
-                log_event(log, "redis_unreachable", logging.WARNING, url=url, error=str(exc),
-                          action="retrying with backoff")
+                log_event(log, "redis_unreachable", logging.WARNING, url=settings.redacted_url(url),
+                          error=str(exc), action="retrying with backoff")
                 logged = True
             time.sleep(delay)
             delay = min(delay * 2, 8.0)
@@ -124,6 +126,11 @@ def main(argv: list[str] | None = None) -> int:
         backend, device = "gpu", gpu_device_name()
     runtime = set_current(Runtime(name=args.name, capabilities=caps, backend=backend, device=device))
 
+    try:
+        storage.current_store()
+    except storage.StorageMisconfigured as exc:
+        print(f"python -m workers: {exc.message}", file=sys.stderr)
+        return 2
     url = args.redis_url or settings.redis_url()
     conn = connect(url)
     try:
@@ -134,7 +141,12 @@ def main(argv: list[str] | None = None) -> int:
 
     health = WorkerHealth(runtime=runtime)
     beat_conn = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=3)
-    heartbeat = HeartbeatThread(beat_conn, health, after_beat=lambda: reap_once(beat_conn, by=args.name))
+
+    def housekeeping() -> None:   # fleet-wide passes, each behind its own Redis lock
+        reap_once(beat_conn, by=args.name)
+        storage.housekeeping(beat_conn)
+
+    heartbeat = HeartbeatThread(beat_conn, health, after_beat=housekeeping)
     queues = queues_for(caps)
 
     def stop_before_start(signum, frame):
@@ -144,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, stop_before_start)
     heartbeat.start()
     log_event(log, "starting", capabilities=sorted(caps), backend=backend, device=device,
-              queues=queues, redis=url, pid=os.getpid())
+              queues=queues, redis=settings.redacted_url(url), pid=os.getpid())
     exit_code = 0
     try:
         if not args.no_warmup:

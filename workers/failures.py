@@ -8,6 +8,7 @@
 The worker (W-runtime) installs `exception_handler` as its RQ exception handler and the
 reaper calls `fail_lost_job` on its last strike; both end in `record_failure` meta and
 one completion record, so the API, the dashboard and /metrics all read the same thing.
+A task failed here has ended, so its input reference is released (workers.storage).
 """
 from __future__ import annotations
 
@@ -19,11 +20,11 @@ import redis
 from rq.exceptions import AbandonedJobError, DeserializationError
 from rq.job import Job
 from rq.job_lifecycle import record_job_failure
-from rq.registry import StartedJobRegistry
 from rq.timeouts import JobTimeoutException
 
 from filters.errors import EngineError
-from workers import fencing, notify, settings, stats
+from workers import fencing, jobs, notify, settings, stats, storage
+from workers.jobs import StartedJobRegistry
 from workers.logs import get_logger, log_event
 
 JOB_FAILURE = "job_failure"
@@ -43,7 +44,14 @@ _EXPLANATIONS = {
     "invalid_digest": "The task points at no valid input; submit the image again.",
     "invalid_payload": "The task's data in Redis is not what the API enqueued (edited or foreign). Not retried.",
     "invalid_options": "The task's format, quality, device or timeout is not valid; fix the request. Not retried.",
+    "untrusted_task": ("The task's record in Redis was not written by the API (it names other code, or "
+                       "cannot be read as JSON); it was not run. Not retried. Check who can write to Redis."),
 }
+
+
+def explain(code: str) -> str:
+    """The explanation recorded with an engine error `code`."""
+    return _EXPLANATIONS.get(code, "The engine refused this task; it will fail the same way again. Not retried.")
 
 
 def classify(exc: BaseException) -> tuple[str, str, str]:
@@ -63,8 +71,8 @@ def classify(exc: BaseException) -> tuple[str, str, str]:
         return JOB_FAILURE, f"{exc.code}: {exc.message}", _EXPLANATIONS.get(
             exc.code, "The engine refused this task; it will fail the same way again. Not retried.")
     if isinstance(exc, DeserializationError):
-        return JOB_FAILURE, f"task data in Redis could not be read: {exc}", (
-            "The task's stored data is corrupt or was written by another program. Not retried.")
+        return JOB_FAILURE, f"task data in Redis could not be read: {exc.__cause__ or exc}; it was not run", (
+            _EXPLANATIONS["untrusted_task"])
     if isinstance(exc, MemoryError):
         return JOB_FAILURE, "the task ran out of memory", (
             "The image and steps need more memory than the worker has; use a smaller image.")
@@ -133,7 +141,7 @@ def fail_lost_job(conn: redis.Redis, job: Job, reason: str) -> None:
     explanation = (f"The task was running on a worker that died or vanished {job.meta.get('losses', '?')} "
                    f"time(s) (limit {settings.MAX_WORKER_LOSSES}); it is failed so that one poison "
                    "image cannot take the fleet down. Retry it once the cause is fixed.")
-    started = StartedJobRegistry(job.origin, connection=conn)
+    started = jobs.registry(StartedJobRegistry, conn, job.origin)
     stale = [m for m in conn.zrange(started.key, 0, -1) if m.decode().split(":", 1)[0] == job.id]
     ended = time.time()
     wait_ms, processing_ms = run_times_ms(job, ended)
@@ -147,4 +155,5 @@ def fail_lost_job(conn: redis.Redis, job: Job, reason: str) -> None:
                                 failure_type=WORKER_FAILURE, pipeline=pipe)
         notify.push_done(conn, job.id, "failed", pipeline=pipe)
         pipe.execute()
+    storage.release_task_input(conn, job)
     log_event(log, "failure_recorded", task=job.id, queue=job.origin, failure_type=WORKER_FAILURE, reason=reason)

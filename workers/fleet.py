@@ -1,7 +1,10 @@
 """Bring the whole fleet up locally: `python -m workers.fleet` (what `make run` runs).
 
 Starts, in order: the embedded redis-server (AOF on, data in ./var/redis, so queued
-tasks survive a restart) unless REDIS_URL is set; the API under gunicorn with uvicorn
+tasks survive a restart; a password made on first start and kept in
+./var/redis/password, mode 0600, which reaches the API and workers in REDIS_URL;
+maxmemory PIXELFLEET_STORAGE_MAX_MB, default a quarter of the machine's memory, with
+noeviction) unless REDIS_URL is set; the API under gunicorn with uvicorn
 workers (ASGI, webapp/gunicorn.conf.py; cwd webapp/,
 bind PIXELFLEET_API_BIND, default 127.0.0.1:8000) unless --no-api; and the workers of
 the original system — worker-1 io, worker-2 cpu, worker-3 all — or the list in
@@ -30,13 +33,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from workers import settings
-from workers.embedded_redis import RedisServer, free_port
+from workers.embedded_redis import RedisServer, free_port, load_or_create_password
 from workers.logs import configure_logging, get_logger, log_event
 
 log = get_logger("workers.fleet")
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_WORKERS = "worker-1:io,worker-2:cpu,worker-3:all"
 BACKOFF_MAX_S = 30.0
+URL_FILE = "url"           # in the data folder: the embedded Redis's URL, for make rq-info
 STABLE_AFTER_S = 60.0      # a child up this long gets its backoff reset
 
 
@@ -166,8 +170,11 @@ class Fleet:
             log_event(log, "redis_port_busy", wanted=self.redis_port, using=port)
         if self.redis_fsync not in ("always", "everysec", "no"):
             raise SystemExit(f"PIXELFLEET_REDIS_FSYNC must be always, everysec or no, got {self.redis_fsync!r}")
+        from workers.storage_budget import embedded_maxmemory_mb
+
         self.redis = RedisServer(port=port, data_dir=self.data_dir, appendonly=True,
-                                 appendfsync=self.redis_fsync).start()
+                                 appendfsync=self.redis_fsync, maxmemory_mb=embedded_maxmemory_mb(),
+                                 password=load_or_create_password(self.data_dir)).start()
         self.redis_started = time.monotonic()
         log_event(log, "child_started", child="redis", pid=self.redis.pid, restarts=0, port=port,
                   data_dir=str(self.data_dir), appendfsync=self.redis_fsync)
@@ -194,11 +201,11 @@ class Fleet:
 
         what = ("the API and " if self.api else "") + f"{len(self.worker_specs)} worker(s)"
         estimate = WARM_ESTIMATE if kernels_cached(lock_dir()) else COLD_ESTIMATE
-        return f"Pixelfleet is starting (Redis {url}): waiting for {what}; {estimate}."
+        return f"Pixelfleet is starting (Redis {settings.redacted_url(url)}): waiting for {what}; {estimate}."
 
     def banner(self, url: str, watch=None) -> str:
         """The banner; with `watch` (a workers.fleet_ready.ReadinessWatch), its first line says
-        whether the fleet is really up and how long it took."""
+        whether the fleet is really up and how long it took. The Redis password is never shown."""
         if watch is None:
             head = "Pixelfleet is up."
         elif watch.done:
@@ -206,8 +213,11 @@ class Fleet:
         else:
             head = (f"Pixelfleet is NOT fully up after {watch.elapsed:.0f} s; still waiting for: "
                     f"{', '.join(watch.waiting_for())} (tasks for it wait in their queues; see the log above).")
+        shown = settings.redacted_url(url)
         lines = ["", head,
-                 f"  Redis    {url}" + (f"  (embedded, AOF in {self.data_dir})" if self.redis else "  (REDIS_URL)")]
+                 f"  Redis    {shown}" + (f"  (embedded, AOF in {self.data_dir}, maxmemory {self.redis.maxmemory_mb} MB)"
+                                             if self.redis else "  (REDIS_URL)"),
+                 f"  Images   {settings.redacted_url(settings.storage_url())}  (PIXELFLEET_STORAGE_URL)"]
         if self.api:
             base = f"http://{self.api_bind.split(',')[0]}"
             lines += [f"  API      {base}/api/", f"  Docs     {base}/api/docs/", f"  Web      {base}/dashboard/"]
@@ -215,8 +225,12 @@ class Fleet:
             lines.append("  API      not started (--no-api)")
         lines.append("  Workers  " + ", ".join(f"{n} ({c})" for n, c in self.worker_specs))
         rq = Path(sys.executable).with_name("rq")
-        rq_cmd = os.path.relpath(rq, Path.cwd()) if rq.is_relative_to(Path.cwd()) else str(rq)
-        lines += [f"  Queues   make rq-info   ({rq_cmd} info --url {url})",
+        rq_cmd = _relative(rq)
+        if self.redis is not None:   # the URL file (mode 0600) holds the secret, the banner does not
+            url_arg = f'"$(cat {_relative(self.data_dir.resolve() / URL_FILE)})"'
+        else:
+            url_arg = '"$REDIS_URL"' if shown != url else url
+        lines += [f"  Queues   make rq-info   ({rq_cmd} info --url {url_arg})",
                   "  Tools    make check | make metrics | make monitor | make stress N=50   (README: Operator tools)",
                   "  Stop     Ctrl-C (twice: running tasks are handed back to their queues)", ""]
         return "\n".join(lines)
@@ -355,15 +369,22 @@ class Fleet:
 
 def write_url_file(data_dir: Path, url: str | None) -> None:
     """<data dir>/url (var/redis/url): the embedded Redis's URL for `make rq-info` (a free
-    port if 6379 was busy); removed when the fleet stops. Embedded server only (no secret)."""
-    path = data_dir / "url"
+    port if 6379 was busy); removed when the fleet stops. It carries the password, so it is
+    written with mode 0600, like the password file beside it."""
+    path = data_dir / URL_FILE
     try:
-        if url is None:
-            path.unlink(missing_ok=True)
-        else:
-            path.write_text(url + "\n")
+        path.unlink(missing_ok=True)
+        if url is not None:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(url + "\n")
     except OSError:
         pass
+
+
+def _relative(path: Path) -> str:
+    """`path` relative to the working directory when inside it (shorter commands to copy)."""
+    return os.path.relpath(path, Path.cwd()) if path.is_relative_to(Path.cwd()) else str(path)
 
 
 def _port_busy(port: int) -> bool:
@@ -382,7 +403,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--api-bind", default=settings.env_str("PIXELFLEET_API_BIND", "127.0.0.1:8000"))
     parser.add_argument("--redis-port", type=int, default=settings.env_int("PIXELFLEET_REDIS_PORT", 6379),
                         help="port of the embedded redis-server (a free one if busy)")
-    parser.add_argument("--data-dir", default=settings.env_str("PIXELFLEET_REDIS_DIR", str(ROOT / "var" / "redis")))
+    parser.add_argument("--data-dir", default=str(settings.redis_dir()),
+                        help="embedded Redis data and its password file (default ./var/redis)")
     parser.add_argument("--stop-timeout", type=float, default=settings.env_float("PIXELFLEET_STOP_TIMEOUT", 60.0),
                         help="s to let workers finish their tasks on Ctrl-C before handing them back")
     args = parser.parse_args(argv)

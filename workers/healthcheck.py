@@ -30,7 +30,7 @@ def main() -> int:
     try:
         record = find_own_record(settings.get_redis())
     except redis.RedisError as exc:
-        print(f"unhealthy: Redis unreachable at {settings.redis_url()}: {exc}")
+        print(f"unhealthy: Redis unreachable at {settings.redacted_url(settings.redis_url())}: {exc}")
         return 1
     if record is None:
         print("unhealthy: no live heartbeat record for this worker")

@@ -15,11 +15,10 @@ from typing import Any
 
 import redis
 from rq.job import Job
-from rq.queue import Queue
 from rq.utils import str_to_date
 
 from filters.errors import EngineError
-from workers import settings
+from workers import jobs, settings, storage
 from workers.logs import get_logger, log_event, utc_timestamp
 from workers.routing import all_queue_names, parse_capabilities, queue_name
 
@@ -115,7 +114,7 @@ def oldest_enqueued(conn: redis.Redis, names: list[str]) -> dict[str, float | No
     """
     with conn.pipeline(transaction=False) as pipe:
         for name in names:
-            pipe.lindex(Queue(name, connection=conn).key, 0)
+            pipe.lindex(jobs.queue(conn, name).key, 0)
         heads = pipe.execute()
     found = [(name, head.decode()) for name, head in zip(names, heads) if head]
     with conn.pipeline(transaction=False) as pipe:
@@ -154,7 +153,7 @@ def empty_queue(conn: redis.Redis, name: str) -> list[str]:
     them halfway; each task is then marked canceled (retryable, like DELETE /api/tasks/<id>/).
     """
     name = check_queue(name)
-    key = Queue(name, connection=conn).key
+    key = jobs.queue(conn, name).key
     with conn.pipeline() as pipe:
         pipe.lrange(key, 0, -1)
         pipe.delete(key)
@@ -163,10 +162,11 @@ def empty_queue(conn: redis.Redis, name: str) -> list[str]:
     canceled = []
     for start in range(0, len(ids), 500):
         batch = ids[start:start + 500]
-        for job in Job.fetch_many(batch, connection=conn):
+        for job in jobs.fetch_jobs(conn, batch):
             if job is None or job.is_canceled:
                 continue
             job.cancel()
+            storage.release_task_input(conn, job)   # canceled: its input may be freed
             canceled.append(job.id)
     log_event(log, "queue_emptied", queue=name, canceled=len(canceled))
     return canceled

@@ -26,14 +26,13 @@ import uuid
 from dataclasses import dataclass
 
 import redis
-from rq import Queue
 from rq.exceptions import NoSuchJobError
 from rq.executions import WORKER_EXECUTIONS_KEY_TEMPLATE, Execution, ExecutionRegistry
 from rq.job import Job, JobStatus
-from rq.registry import StartedJobRegistry
 from rq.utils import as_text, parse_composite_key
 
-from workers import claims, fencing, settings
+from workers import claims, fencing, jobs, settings
+from workers.jobs import StartedJobRegistry
 from workers.logs import get_logger, log_event
 from workers.registry import read_workers
 from workers.routing import all_queue_names
@@ -63,7 +62,7 @@ def find_lost_jobs(conn: redis.Redis, now: float | None = None) -> list[LostJob]
     queues = all_queue_names()
     with conn.pipeline(transaction=False) as pipe:
         for name in queues:
-            pipe.zrange(StartedJobRegistry(name, connection=conn).key, 0, -1)
+            pipe.zrange(jobs.registry(StartedJobRegistry, conn, name).key, 0, -1)
         entries = [(name, parse_composite_key(as_text(member)))
                    for name, members in zip(queues, pipe.execute()) for member in members]
     if not entries:
@@ -106,7 +105,7 @@ def give_back(conn: redis.Redis, lost: LostJob, count_loss: bool = True, by: str
     that is the operator's doing, not the task's, so it is not held against it.
     `by` names the worker doing it, for the log line.
     """
-    registry = StartedJobRegistry(lost.queue, connection=conn)
+    registry = jobs.registry(StartedJobRegistry, conn, lost.queue)
     composite = f"{lost.job_id}:{lost.execution_id}"
     if not fencing.revoke(conn, lost.job_id, lost.execution_id):
         # The execution finished (or was given back by another pass) after we looked: its
@@ -120,12 +119,14 @@ def give_back(conn: redis.Redis, lost: LostJob, count_loss: bool = True, by: str
         _forget_execution(pipe, lost.job_id, lost.execution_id, lost.worker)
         pipe.execute()
     try:
-        job = Job.fetch(lost.job_id, connection=conn)
+        job = jobs.fetch_job(conn, lost.job_id)
         status = job.get_status(refresh=False)
     except NoSuchJobError:
         return None
-    if status != JobStatus.STARTED:
-        return None   # it finished or failed after all; only the registry entry was stale
+    if status in (JobStatus.FINISHED, JobStatus.FAILED, JobStatus.CANCELED, JobStatus.STOPPED):
+        return None   # it ended after all (or an operator ended it); only the registry entry was stale
+    # Otherwise back it goes — "queued" too: an execution whose start failed half-way
+    # (Redis went away between its execution record and RQ's "started") still owned it.
     losses = int(job.meta.get("losses", 0))
     if count_loss:
         with conn.pipeline() as pipe:
@@ -142,7 +143,7 @@ def give_back(conn: redis.Redis, lost: LostJob, count_loss: bool = True, by: str
         log_event(log, "task_failed_lost", logging.WARNING, worker=by, task=job.id, queue=lost.queue,
                   lost_worker=lost.worker, losses=losses, reason=reason)
         return "failed"
-    Queue(lost.queue, connection=conn).enqueue_job(job, at_front=True)   # saves meta too
+    jobs.queue(conn, lost.queue).enqueue_job(job, at_front=True)   # saves meta too
     log_event(log, "task_requeued", logging.WARNING, worker=by, task=job.id, queue=lost.queue, lost_worker=lost.worker,
               losses=losses, counted=count_loss, reason=lost.reason)
     return "requeued"

@@ -21,6 +21,14 @@ import redis
 from workers import settings
 
 STATES = ("warming", "idle", "busy", "paused", "stopping")
+# The JSON type of each field a reader uses; a record whose field has another type
+# (written by something else) gets None there, so no reader meets a surprise.
+_TEXT, _NUMBER = (str,), (int, float)
+FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "host": _TEXT, "backend": _TEXT, "device": _TEXT, "state": _TEXT, "current_task": _TEXT,
+    "pid": (int,), "done": (int,), "failed": (int,), "cpu_percent": _NUMBER, "rss_mb": _NUMBER,
+    "started_at": _NUMBER, "last_seen": _NUMBER, "capabilities": (list,),
+}
 
 
 def heartbeat_key(name: str) -> str:
@@ -43,10 +51,16 @@ def _decode(raw: bytes | str | None, now: float) -> dict[str, Any] | None:
         return None
     try:
         record = json.loads(raw)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):
         return None   # a foreign or torn value is not a worker; never crash a reader
-    if not isinstance(record, dict) or "name" not in record:
+    if not isinstance(record, dict) or not isinstance(record.get("name"), str):
         return None
+    for field, types in FIELD_TYPES.items():
+        value = record.get(field)
+        if value is not None and (not isinstance(value, types) or isinstance(value, bool)):
+            record[field] = None
+    if record.get("capabilities") is not None and not all(isinstance(c, str) for c in record["capabilities"]):
+        record["capabilities"] = None
     last_seen = record.get("last_seen")
     record["heartbeat_age_s"] = round(max(0.0, now - last_seen), 3) if isinstance(last_seen, (int, float)) else None
     return record

@@ -9,15 +9,16 @@ listening order and its trade-off.
 from __future__ import annotations
 
 import time
+import uuid
 from itertools import combinations
 from typing import Any, Iterable, Mapping
 
 import redis
-from rq import Queue
 
 from filters.errors import EngineError
 from filters.registry import DEVICES
-from workers import settings, storage
+from workers import jobs, settings, storage
+from workers.storage_budget import output_bound
 
 TASK_FUNCTION = "workers.tasks.process_image"   # a string: the API never imports numba
 MAX_TIMEOUT = 3600                                  # s; a longer task is a mistake, not a need
@@ -128,12 +129,18 @@ def describe_steps(steps: list[dict[str, Any]]) -> str:
     return " | ".join(parts)
 
 
-def enqueue_task(conn: redis.Redis, digest: str, steps: Any, options: Mapping[str, Any] | None = None) -> str:
-    """Validate, route and enqueue one task on an already stored input; returns its id.
+def enqueue_task(conn: redis.Redis, digest: str | None, steps: Any, options: Mapping[str, Any] | None = None,
+                 data: bytes | None = None, reserve_bytes: int | None = None) -> str:
+    """Validate, route and enqueue one task on its input; returns its id.
 
-    Two round trips: EXPIRE on the input (it must exist, and it must outlive the task's
-    wait), then one MULTI with the RQ job, the queue push, the task index and the
-    `submitted` counter — a task is never indexed without being queued, or vice versa.
+    The input is either already stored (`digest`) or stored here (`data`, with `digest`
+    when known: a sample's bytes then travel only when the store lost them). Either way
+    the new task takes a reference on it (workers.storage.acquire_input) before one MULTI
+    writes the RQ job, the queue push, the task index and the `submitted` counter — a
+    task is never indexed without being queued, or vice versa. The same MULTI reserves
+    the bytes its result may take (workers.storage_budget.output_bound, or
+    `reserve_bytes`) for the API's storage high-water mark. If that MULTI fails, the
+    reference is given back.
     """
     from filters.registry import required_capabilities, validate_steps
 
@@ -141,26 +148,48 @@ def enqueue_task(conn: redis.Redis, digest: str, steps: Any, options: Mapping[st
     opts = normalise_options(options)
     caps = required_capabilities(checked, opts["device"])
     name = queue_name(caps)
-    if not storage.touch_input(conn, digest):
-        raise storage.InputMissing(f"input image {digest[:12]}… is not in Redis (expired or never stored); "
-                                   "store it before enqueueing")
+    task_id = str(uuid.uuid4())
+    reserve = output_bound(data, checked, opts["format"]) if reserve_bytes is None else int(reserve_bytes)
+    digest = _acquire(conn, task_id, digest, data)
     plain_steps = [{"filter": s.name, "params": dict(s.params)} for s in checked]
     payload = {"digest": digest, "steps": plain_steps, "format": opts["format"],
                "quality": opts["quality"], "device": opts["device"]}
     submitted_at = time.time()
     meta = {"capabilities": sorted(caps), "submitted_at": submitted_at,
-            "source": opts["source"], "device": opts["device"]}
+            "source": opts["source"], "device": opts["device"], "reserve_bytes": reserve}
     description = f"{describe_steps(plain_steps)} -> {opts['format']}"[:240]
-    queue = Queue(name, connection=conn)
-    with conn.pipeline() as pipe:
-        job = queue.enqueue_call(
-            TASK_FUNCTION, args=(payload,), timeout=opts["timeout"],
-            result_ttl=settings.RESULT_TTL, failure_ttl=settings.FAILURE_TTL,
-            description=description, meta=meta, pipeline=pipe,
-        )
-        pipe.zadd(settings.TASK_INDEX_KEY, {job.id: submitted_at})
-        # Forget index entries older than anything RQ still remembers.
-        pipe.zremrangebyscore(settings.TASK_INDEX_KEY, 0, submitted_at - max(settings.FAILURE_TTL, settings.RESULT_TTL))
-        pipe.hincrby(settings.COUNTERS_KEY, "submitted", 1)
-        pipe.execute()
+    queue = jobs.queue(conn, name)
+    try:
+        with conn.pipeline() as pipe:
+            job = queue.enqueue_call(
+                TASK_FUNCTION, args=(payload,), timeout=opts["timeout"],
+                result_ttl=settings.RESULT_TTL, failure_ttl=settings.FAILURE_TTL,
+                description=description, meta=meta, job_id=task_id, pipeline=pipe,
+            )
+            pipe.zadd(settings.TASK_INDEX_KEY, {job.id: submitted_at})
+            # Forget index entries older than anything RQ still remembers.
+            pipe.zremrangebyscore(settings.TASK_INDEX_KEY, 0,
+                                  submitted_at - max(settings.FAILURE_TTL, settings.RESULT_TTL))
+            pipe.hincrby(settings.COUNTERS_KEY, "submitted", 1)
+            storage.reserve_output(pipe, task_id, reserve)
+            pipe.execute()
+    except BaseException:
+        storage.release_input(conn, digest, task_id)
+        raise
     return job.id
+
+
+def _acquire(conn: redis.Redis, task_id: str, digest: str | None, data: bytes | None) -> str:
+    """The task's reference on its input: the stored copy if any, else `data` stored now."""
+    if digest is not None and data is not None:
+        try:
+            return storage.acquire_input(conn, task_id, digest)
+        except storage.InputMissing:
+            pass
+    if data is not None:
+        return storage.acquire_input(conn, task_id, digest, data=data)
+    try:
+        return storage.acquire_input(conn, task_id, digest)
+    except storage.InputMissing:
+        raise storage.InputMissing(f"input image {str(digest)[:12]}… is not stored (expired, freed or never "
+                                   "stored); store it before enqueueing") from None

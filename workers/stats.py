@@ -106,17 +106,51 @@ def record_completion(conn: redis.Redis, job: Job, status: str, wait_ms: float |
 
 def counters(conn: redis.Redis) -> dict[str, int]:
     """Running totals: submitted, completed, failed (0 when never counted), and
-    failed_<failure_type> per type seen."""
+    failed_<failure_type> per type seen. A field that is not an integer (written by
+    something else) is skipped: Redis data is untrusted input."""
     raw = conn.hgetall(settings.COUNTERS_KEY)
     totals = {name: 0 for name in COUNTER_NAMES}
-    totals.update({k.decode(): int(v) for k, v in raw.items()})
+    for key, value in raw.items():
+        try:
+            totals[key.decode()] = int(value)
+        except (UnicodeDecodeError, ValueError):
+            continue
     return totals
+
+
+_RECORD_TYPES: dict[str, tuple[type, ...]] = {
+    "task_id": (str,), "status": (str,), "ended_at": (int, float), "queue": (str,), "capabilities": (list,),
+    "worker": (str,), "wait_ms": (int, float), "processing_ms": (int, float), "failure_type": (str,),
+}
+
+
+def parse_completion(member: bytes | str) -> dict[str, Any] | None:
+    """One completion record as completion_record wrote it, or None for anything else
+    (garbage, a pickle, a field of the wrong type): never raises, never unpickles."""
+    try:
+        record = json.loads(member)
+    except (TypeError, ValueError, RecursionError):
+        return None
+    if not isinstance(record, dict) or not isinstance(record.get("status"), str):
+        return None
+    if not isinstance(record.get("ended_at"), (int, float)) or isinstance(record.get("ended_at"), bool):
+        return None
+    for key, types in _RECORD_TYPES.items():
+        value = record.get(key)
+        if value is not None and (not isinstance(value, types) or isinstance(value, bool)):
+            record[key] = None
+    return record
+
+
+def parse_completions(members: Iterable[bytes | str]) -> list[dict[str, Any]]:
+    """parse_completion over many, the unreadable ones left out."""
+    return [r for r in map(parse_completion, members) if r is not None]
 
 
 def recent_completions(conn: redis.Redis, seconds: float) -> list[dict[str, Any]]:
     """Completion records of the last `seconds` (at most COMPLETIONS_WINDOW), oldest first."""
     since = time.time() - min(seconds, settings.COMPLETIONS_WINDOW)
-    return [json.loads(member) for member in conn.zrangebyscore(settings.COMPLETIONS_KEY, since, "+inf")]
+    return parse_completions(conn.zrangebyscore(settings.COMPLETIONS_KEY, since, "+inf"))
 
 
 def percentile(values: Iterable[float], q: float) -> float | None:
@@ -135,10 +169,10 @@ def summarize(records: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
 
     Latency is wait + processing of finished tasks, in ms (p50, p95, p99, max).
     """
-    finished = [r for r in records if r["status"] == "finished"]
-    latencies = [(r["wait_ms"] or 0) + (r["processing_ms"] or 0) for r in finished]
-    waits = [r["wait_ms"] for r in finished if r["wait_ms"] is not None]
-    processing = [r["processing_ms"] for r in finished if r["processing_ms"] is not None]
+    finished = [r for r in records if r.get("status") == "finished"]
+    latencies = [(r.get("wait_ms") or 0) + (r.get("processing_ms") or 0) for r in finished]
+    waits = [r["wait_ms"] for r in finished if r.get("wait_ms") is not None]
+    processing = [r["processing_ms"] for r in finished if r.get("processing_ms") is not None]
 
     def dist(values: list[float]) -> dict[str, float | None]:
         return {"p50": percentile(values, 50), "p95": percentile(values, 95),

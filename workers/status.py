@@ -13,12 +13,11 @@ from typing import Any, Callable
 import redis
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
-from rq.queue import Queue
-from rq.registry import CanceledJobRegistry, FailedJobRegistry
 from rq.results import Result
 
 from filters.errors import EngineError
-from workers import failures, notify, settings
+from workers import failures, jobs, notify, settings, storage
+from workers.jobs import CanceledJobRegistry, FailedJobRegistry
 from workers.logs import get_logger, log_event, utc_timestamp
 
 log = get_logger(__name__)
@@ -55,6 +54,12 @@ class TaskConflict(TaskError):
     http_status = 409
 
 
+class InputGone(TaskConflict):
+    """A retry needs the task's input, which was freed when the task ended."""
+
+    code = "input_gone"
+
+
 def _iso(moment: datetime | float | None) -> str | None:
     if moment is None:
         return None
@@ -70,7 +75,7 @@ def _fetch(conn: redis.Redis, task_id: str) -> Job:
     if not isinstance(task_id, str) or not task_id or len(task_id) > 128:
         raise TaskNotFound(f"task id {task_id!r:.140} is not valid")
     try:
-        return Job.fetch(task_id, connection=conn)
+        return jobs.fetch_job(conn, task_id)
     except NoSuchJobError:
         raise TaskNotFound(f"task {task_id} not found (never submitted, or expired after "
                            f"{settings.RESULT_TTL} s)") from None
@@ -129,7 +134,19 @@ def summary(job: Job, now: float | None = None) -> dict[str, Any]:
         info["waiting_reason"] = None
     if meta.get("history"):
         info["history"] = meta["history"]
+    _report_unreadable(job, info)
     return info
+
+
+def _report_unreadable(job: Job, info: dict[str, Any]) -> None:
+    """A job record we could not parse (planted pickle, garbage) reads as a job_failure
+    that says what was wrong: never a 500, never unpickled (workers.jobs.FleetJob)."""
+    problems = getattr(job, "unreadable", None)
+    if not problems:
+        return
+    info.update(status="failed", result=None, failure_type=failures.JOB_FAILURE,
+                failure_reason="the task's record in Redis is unreadable: " + "; ".join(problems),
+                explanation=failures.explain("untrusted_task"))
 
 
 # What a status needs from the job hash: everything but `data` (the payload), one HMGET.
@@ -152,7 +169,8 @@ def status_from_reads(task_id: str, fields: list[bytes | None], results: list[An
     if not fields or fields[0] is None:
         return None
     conn = settings.get_redis()   # not used for I/O: RQ's objects want one
-    job = Job(task_id, connection=conn)
+    # FleetJob + the JSON serializer: a planted pickle in meta is described, never loaded.
+    job = jobs.FleetJob(task_id, connection=conn, serializer=settings.SERIALIZER)
     try:
         job.restore({**{k: v for k, v in zip(STATUS_FIELDS, fields) if v is not None}, "data": b""})
     except Exception:  # noqa: BLE001 - a job hash written by something else: unknown to us
@@ -161,11 +179,17 @@ def status_from_reads(task_id: str, fields: list[bytes | None], results: list[An
     info = summary(job)
     if info["status"] in ("finished", "failed") and results:
         result_id, payload = results[0]
-        latest = Result.restore(task_id, result_id.decode(), payload, connection=conn, serializer=job.serializer)
-        if latest.type == latest.Type.SUCCESSFUL:
+        try:
+            latest = Result.restore(task_id, result_id.decode(), payload, connection=conn,
+                                    serializer=settings.SERIALIZER)
+        except Exception as exc:  # noqa: BLE001 - a planted or torn result: a reason, not a 500
+            job.unreadable.append(f"result: {str(exc.__cause__ or exc)[:300]}")
+            latest = None
+        if latest is not None and latest.type == latest.Type.SUCCESSFUL:
             info["result"] = latest.return_value
-        elif latest.exc_string:
+        elif latest is not None and latest.exc_string:
             info["error"] = _last_line(latest.exc_string)
+        _report_unreadable(job, info)
     if info["status"] == "failed" and not info.get("failure_type"):
         # Failed outside our exception handler (a plain `rq worker`): say what we know.
         info.update(failure_type=failures.JOB_FAILURE,
@@ -216,11 +240,11 @@ def list_tasks(conn: redis.Redis, status: str | None = None, limit: int = 100) -
         ids = [i.decode() for i in conn.zrevrange(settings.TASK_INDEX_KEY, offset, offset + batch - 1)]
         if not ids:
             break
-        jobs = Job.fetch_many(ids, connection=conn)
-        gone = [i for i, job in zip(ids, jobs) if job is None]
+        fetched = jobs.fetch_jobs(conn, ids)
+        gone = [i for i, job in zip(ids, fetched) if job is None]
         if gone:
             conn.zrem(settings.TASK_INDEX_KEY, *gone)
-        for job in jobs:
+        for job in fetched:
             if job is None:
                 continue
             info = summary(job, now)
@@ -244,11 +268,12 @@ def cancel_task(conn: redis.Redis, task_id: str) -> dict[str, Any]:
     status = _status_of(job)
     if status != "queued":
         raise TaskConflict(f"task {task_id} is {status}; only queued tasks can be canceled")
-    removed = Queue(job.origin, connection=conn).remove(job.id)
+    removed = jobs.queue(conn, job.origin).remove(job.id)
     if not removed:
         now_status = _status_of(_fetch(conn, task_id))
         raise TaskConflict(f"task {task_id} is {now_status}; a worker took it before it could be canceled")
     job.cancel()
+    storage.release_task_input(conn, job)
     notify.push_done(conn, job.id, "canceled")
     log_event(log, "canceled", task=job.id, queue=job.origin)
     return summary(job)
@@ -259,12 +284,22 @@ def retry_task(conn: redis.Redis, task_id: str) -> dict[str, Any]:
 
     The previous failure is kept in meta["history"] (last 10) and the failure fields and
     worker-loss count are reset, so the retried task gets a fresh MAX_WORKER_LOSSES.
-    Raises TaskNotFound (404) or TaskConflict (409) for any other status.
+    The task takes a reference on its input again; InputGone (409) when the input was
+    freed (no other task shares it). Raises TaskNotFound (404) or TaskConflict (409)
+    for any other status.
     """
     job = _fetch(conn, task_id)
     status = _status_of(job)
     if status not in ("failed", "canceled"):
         raise TaskConflict(f"task {task_id} is {status}; only failed or canceled tasks can be retried")
+    digest = storage.task_digest(job)
+    try:
+        storage.acquire_input(conn, job.id, digest)   # the retry needs its input again
+    except (storage.InputMissing, storage.InvalidDigest):
+        raise InputGone(f"task {task_id} cannot be retried: its input image is no longer stored (inputs are "
+                        f"freed when their last task ends); submit the image again") from None
+    from workers.storage_budget import UNKNOWN_OUTPUT_BYTES
+    storage.reserve_output(conn, job.id, int(job.meta.get("reserve_bytes") or UNKNOWN_OUTPUT_BYTES))
     meta = job.meta
     history = list(meta.get("history") or [])
     history.append({"status": status, "failure_type": meta.get("failure_type"),
@@ -278,10 +313,11 @@ def retry_task(conn: redis.Redis, task_id: str) -> dict[str, Any]:
     conn.hdel(settings.LOSSES_KEY, job.id)
     notify.forget_done(conn, job.id)
     registry_class = CanceledJobRegistry if job.get_status(refresh=False) == JobStatus.CANCELED else FailedJobRegistry
-    registry = registry_class(job.origin, connection=conn)
+    registry = jobs.registry(registry_class, conn, job.origin)
     try:
         job = registry.requeue(job)
     except Exception as exc:   # InvalidJobOperation: someone else retried it first
+        storage.release_task_input(conn, job)   # a no-op if that retry queued it
         raise TaskConflict(f"task {task_id} could not be retried: it is no longer {status} ({type(exc).__name__})") from None
     conn.hincrby(settings.COUNTERS_KEY, "retried", 1)
     log_event(log, "retried", task=job.id, queue=job.origin, previous=status)

@@ -87,8 +87,7 @@ def process_image(payload: dict[str, Any]) -> dict[str, Any]:
                          "progress": {"step": 1, "total": total, "filter": steps[0].name}})
         with conn.pipeline(transaction=False) as pipe:
             fencing.save_meta(job, pipe)
-            pipe.get(storage.input_key(task["digest"]))
-            saved, data = pipe.execute()
+            (saved,), data = storage.load_input_with(pipe, conn, task["digest"])   # one round trip
         fencing.check_saved(job, saved)
         if data is None:
             storage.load_input(conn, task["digest"])   # raises InputMissing with the full story

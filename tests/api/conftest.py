@@ -61,11 +61,12 @@ def run_burst_worker(conn, capabilities=("io", "cpu")) -> int:
         run_burst = None
     if run_burst is not None:
         return run_burst(conn, capabilities=tuple(capabilities))
-    from rq import Queue, SimpleWorker
-    from workers import routing
-    queues = [Queue(name, connection=conn) for name in routing.queues_for(capabilities)]
+    from rq import SimpleWorker
+    from workers import jobs, routing
+    from workers.settings import SERIALIZER
+    queues = [jobs.queue(conn, name) for name in routing.queues_for(capabilities)]
     before = sum(q.finished_job_registry.count + q.failed_job_registry.count for q in queues)
-    SimpleWorker(queues, connection=conn).work(burst=True)
+    SimpleWorker(queues, connection=conn, serializer=SERIALIZER).work(burst=True)
     return sum(q.finished_job_registry.count + q.failed_job_registry.count for q in queues) - before
 
 

@@ -69,6 +69,32 @@ def test_throttle_counts_per_token(api, tokens, monkeypatch):
     assert api.post("/api/tasks/", BODY, format="json", **beta).status_code == 202
 
 
+def test_tokens_are_never_logged_nor_stored_in_redis(api, tokens, monkeypatch, redis_conn, caplog):
+    import logging
+
+    monkeypatch.setenv("PIXELFLEET_THROTTLE_SUBMIT", "5/min")
+    caplog.set_level(logging.DEBUG)
+    for header in ("Bearer alpha-token", "Bearer wrong-secret-guess", "Basic alpha-token"):
+        api.post("/api/tasks/", BODY, format="json", HTTP_AUTHORIZATION=header)
+    text = caplog.text + " ".join(k.decode() for k in redis_conn.scan_iter(count=1000))
+    assert "pixelfleet:api:throttle:submit:t-" in text            # counted per token, by a stand-in
+    for secret in ("alpha-token", "wrong-secret-guess"):
+        assert secret not in text
+
+
+def test_token_check_compares_every_token_in_constant_time(monkeypatch):
+    from unittest import mock
+
+    import api.auth as auth
+
+    monkeypatch.setenv("PIXELFLEET_API_TOKENS", "first-token,second-token,third-token")
+    request = mock.Mock(META={"HTTP_AUTHORIZATION": "Bearer first-token"})
+    with mock.patch.object(auth.hmac, "compare_digest", wraps=auth.hmac.compare_digest) as compare:
+        auth.check_token(request)
+    assert compare.call_count == 3                                 # no early exit on the first match
+    assert all(len(a) == len(b) == 32 for (a, b), _ in compare.call_args_list)   # digests, not raw tokens
+
+
 # --- Secret key policy ------------------------------------------------------------------
 def _import_settings(env_extra: dict) -> "subprocess.CompletedProcess":
     import os

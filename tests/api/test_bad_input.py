@@ -178,7 +178,7 @@ def test_a_bug_is_a_json_500_never_an_html_page(api, monkeypatch):
 
     def broken(*args, **kwargs):
         raise RuntimeError("simulated bug")
-    monkeypatch.setattr(storage, "store_input", broken)
+    monkeypatch.setattr(storage, "acquire_input", broken)
     response = api.post("/api/tasks/", {"sample": "small", **PIPE}, format="json")
     assert response.status_code == 500 and response["Content-Type"] == "application/json"
     assert error_of(response)["code"] == "internal_error"

@@ -96,14 +96,14 @@ def test_stress_in_threads(api):
 
 
 def test_compare_all_without_a_worker_says_so_and_enqueues_nothing(api, redis_conn):
-    from rq import Queue
+    from workers import jobs
 
     response = post(api, "compare-all", {**SMALL_BODY, "image_count": 1})
     assert response.status_code == 200, response.content
     fleet = response.json()["results"]["distributed"]
     assert "no live worker has capabilities io" in fleet["error"]
     assert fleet["speedup_vs_sequential"] is None
-    assert Queue("pixelfleet:io", connection=redis_conn).count == 0
+    assert jobs.queue(redis_conn, "pixelfleet:io").count == 0
 
 
 @pytest.mark.timeout(150)

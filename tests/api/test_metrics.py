@@ -170,6 +170,10 @@ def test_metrics_endpoint_with_real_worker_and_tasks(api, redis_conn, start_work
     queued = api.get("/api/metrics/").json()
     assert queued["queue_length"] == 3 and queued["active_workers"] == 0
     assert queued["queues"]["pixelfleet:io"] == 3
+    storage = queued["storage"]
+    assert storage["backend"] == "redis" and storage["pending_tasks"] == 3 and storage["reserved_bytes"] > 0
+    assert storage["used_bytes"] > 0 and storage["high_water_bytes"] < storage["budget_bytes"]
+    assert storage["full"] is False and storage["redis_maxmemory_policy"] == "noeviction"
     assert queued["scaling_recommendation"]["action"] == SCALE_UP
     assert queued["scaling_recommendation"]["urgency"] == "critical"
     io = by_caps(queued["recommendations"])["io"]
@@ -192,6 +196,8 @@ def test_metrics_endpoint_with_real_worker_and_tasks(api, redis_conn, start_work
     assert fleet_worker["name"] == "metrics-e2e" and fleet_worker["rss_mb"] > 0
     assert body["tasks"] == {"submitted": 3, "completed": 3, "failed": 0, "failed_by_type": {}}
     assert body["success_rate"] == 100.0
+    assert body["storage"]["pending_tasks"] == 0 and body["storage"]["reserved_bytes"] == 0
+    assert body["storage"]["average_output_bytes"] > 0
     assert body["throughput"]["1m"]["completed"] == 3
     assert body["latency"]["samples"] == 3
     assert body["latency"]["queue_wait_ms"]["p50"] > 0 and body["latency"]["processing_ms"]["p99"] > 0

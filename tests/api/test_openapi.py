@@ -22,6 +22,8 @@ def test_schema_is_valid_and_generates_without_warnings():
     submit = schema["paths"]["/api/tasks/"]["post"]
     assert set(submit["requestBody"]["content"]) == {"application/json", "multipart/form-data"}
     assert "202" in submit["responses"] and "413" in submit["responses"]
+    delete_result = schema["paths"]["/api/tasks/{task_id}/result/"]["delete"]
+    assert "204" in delete_result["responses"] and "404" in delete_result["responses"]
 
 
 def test_schema_endpoint_and_offline_docs(api):

@@ -58,7 +58,7 @@ def test_pixel_art_in_one_call_with_a_real_worker(api, redis_conn, start_worker)
 
 
 def test_no_capable_worker_answers_202_at_once(api, redis_conn):
-    from rq import Queue
+    from workers import jobs
 
     started = time.monotonic()
     response = post(api, {"image": PNG_B64, "pixel_size": 8, "palette_size": 16, "dither": True})
@@ -67,7 +67,7 @@ def test_no_capable_worker_answers_202_at_once(api, redis_conn):
     body = response.json()
     assert "no live worker has capabilities cpu" in body["waiting_reason"]
     assert body["status_url"].endswith(f"/api/tasks/{body['task_id']}/")
-    assert Queue("pixelfleet:cpu", connection=redis_conn).job_ids == [body["task_id"]]
+    assert jobs.queue(redis_conn, "pixelfleet:cpu").job_ids == [body["task_id"]]
 
 
 def test_wait_is_bounded_by_the_server_setting(api, monkeypatch):

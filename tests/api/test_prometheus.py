@@ -152,12 +152,18 @@ def test_metrics_endpoint_prometheus(api, redis_conn, burst_worker):
     families = parse_exposition(before.content.decode())
     assert values(families, "pixelfleet_queue_depth")[(("capabilities", "io"), ("queue", "pixelfleet:io"))] == 2
     assert values(families, "pixelfleet_redis_up") == {(): 1}
+    reserved = values(families, "pixelfleet_storage_reserved_bytes")[()]
+    assert reserved > 0 and values(families, "pixelfleet_storage_full") == {(): 0}   # two results to come
+    assert values(families, "pixelfleet_storage_used_bytes")[()] > 0
+    assert 0 < values(families, "pixelfleet_storage_high_water_bytes")[()] < values(
+        families, "pixelfleet_storage_budget_bytes")[()]
 
     assert burst_worker(("io",)) == 2
     families = parse_exposition(api.get("/metrics").content.decode())
     assert values(families, "pixelfleet_queue_depth")[(("capabilities", "io"), ("queue", "pixelfleet:io"))] == 0
     assert values(families, "pixelfleet_tasks_submitted_total") == {(): 2}
     assert values(families, "pixelfleet_tasks_completed_total") == {(): 2}
+    assert values(families, "pixelfleet_storage_reserved_bytes") == {(): 0}          # both ended
     count = values(families, "pixelfleet_task_processing_seconds_count", "pixelfleet_task_processing_seconds")
     assert count == {(): 2}
 

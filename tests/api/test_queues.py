@@ -71,6 +71,10 @@ def test_empty_needs_confirmation_then_cancels_retryably(api, redis_conn, burst_
     assert done.json()["canceled"] == 3 and sorted(done.json()["task_ids"]) == sorted(ids)
     assert queue_of(api, IO)["depth"] == 0
     assert {api.get(f"/api/tasks/{i}/").json()["status"] for i in ids} == {"canceled"}
+    from workers import storage
+    from workers.status import task_input_digest
+    digest = task_input_digest(redis_conn, ids[0])
+    assert storage.input_holders(redis_conn, digest) == set()     # released (kept for the retry window)
     assert api.post(f"/api/tasks/{ids[0]}/retry/").status_code == 202
     assert burst_worker() == 1
 

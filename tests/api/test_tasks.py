@@ -4,6 +4,7 @@ from __future__ import annotations
 import base64
 import io
 
+import numpy as np
 from PIL import Image
 
 from tests.api.conftest import error_of, png_bytes
@@ -131,18 +132,36 @@ def test_cancel_queued_then_conflicts(api, small_png, burst_worker):
 
 def test_canceled_task_can_be_retried_and_then_runs(api, small_png, burst_worker):
     task = submit_json(api, {"image_base64": b64(small_png), "filters": ["grayscale"]}).json()
+    other = submit_json(api, {"image_base64": b64(small_png), "filters": ["blur"]}).json()   # shares the input
     assert api.delete(f"/api/tasks/{task['task_id']}/").status_code == 200
     retry = api.post(f"/api/tasks/{task['task_id']}/retry")          # original-style, no slash
     assert retry.status_code == 202 and retry.json()["status"] == "queued"
-    assert burst_worker() == 1
+    assert burst_worker() == 2
     assert api.get(task["result_url"]).status_code == 200
+    assert api.get(other["result_url"]).status_code == 200
 
 
-def test_failed_task_explains_itself_and_can_be_retried(api, shared_images, burst_worker, monkeypatch):
-    # With submit-time decoding switched off, corrupt pixel data reaches the worker,
-    # which must fail the task as a job_failure with a reason (not crash, not hang).
+def test_retry_after_the_input_was_freed_is_a_clear_409(api, small_png, burst_worker, monkeypatch):
+    monkeypatch.setenv("PIXELFLEET_RETRY_WINDOW_S", "0")        # no retry window: freed at the cancel
+    task = submit_json(api, {"image_base64": b64(small_png), "filters": ["grayscale"]}).json()
+    assert api.delete(f"/api/tasks/{task['task_id']}/").status_code == 200   # its only task: input freed
+    retry = api.post(f"/api/tasks/{task['task_id']}/retry/")
+    assert retry.status_code == 409 and error_of(retry)["code"] == "input_gone", retry.content
+    assert "submit the image again" in error_of(retry)["message"]
+
+
+def test_failed_task_explains_itself_and_can_be_retried(api, burst_worker, monkeypatch):
+    # With submit-time decoding switched off, corrupt pixel data (inside the compressed
+    # stream, so the structural check passes) reaches the worker, which must fail the task
+    # as a job_failure with a reason (not crash, not hang).
     monkeypatch.setenv("PIXELFLEET_VERIFY_DECODE_MAX_MEGAPIXELS", "0")
-    data = (shared_images / "invalid" / "broken_data_stream.png").read_bytes()
+    noise = np.random.default_rng(3).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(noise).save(buffer, "PNG")
+    data = bytearray(buffer.getvalue())
+    start = data.index(b"IDAT") + 40
+    data[start:start + 64] = bytes(64)
+    data = bytes(data)
     task = submit_json(api, {"image_base64": b64(data), "filters": ["grayscale"]}).json()
     burst_worker()
     status = api.get(f"/api/tasks/{task['task_id']}/").json()
@@ -185,3 +204,25 @@ def test_sample_input_is_stored_once_and_restored_if_it_expired(api, redis_conn,
     assert api.get(third["result_url"]).status_code == 200
     # The re-stored bytes are the same content-addressed input, so the first task runs too.
     assert api.get(first["status_url"]).json()["status"] == "finished"
+
+
+def test_result_can_be_deleted_once_fetched(api, small_png, burst_worker, redis_conn):
+    from workers import storage
+    task = submit_json(api, {"image_base64": b64(small_png), "filters": ["grayscale"]}).json()
+    early = api.delete(task["result_url"])
+    assert early.status_code == 409 and error_of(early)["code"] == "not_finished"
+    burst_worker()
+    assert api.get(task["result_url"]).status_code == 200
+    assert 0 < redis_conn.ttl(storage.output_key(task["task_id"])) <= 3600      # kept an hour at most
+    deleted = api.delete(task["result_url"])
+    assert deleted.status_code == 204 and deleted.content == b""
+    assert storage.load_output(redis_conn, task["task_id"]) is None
+    gone = api.get(task["result_url"])
+    assert gone.status_code == 404 and error_of(gone)["code"] == "result_expired"
+    assert "deleted on request or expired" in error_of(gone)["message"]
+    again = api.delete(task["result_url"])
+    assert again.status_code == 404 and error_of(again)["code"] == "result_not_found"
+    assert api.get(task["status_url"]).json()["status"] == "finished"          # the status stays
+    unknown = api.delete("/api/tasks/no-such-task/result/")
+    assert unknown.status_code == 404 and error_of(unknown)["code"] == "task_not_found"
+    assert api.delete("/api/tasks/bad%20id/result/").status_code == 400

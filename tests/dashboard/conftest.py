@@ -124,6 +124,7 @@ def accessibility_basics(page) -> None:
     assert page.locator("h1").count() == 1
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.textContent") == "Skip to content"
+    page.evaluate("document.activeElement.blur()")
 
 
 @pytest.fixture

@@ -44,6 +44,7 @@ def test_open_api_means_an_open_dashboard(env):
         assert b"open API" in answer.content
     assert client.get("/dashboard/api/metrics/").status_code == 200
     assert client.get("/api/").json()["dashboard"] == "/dashboard/"
+    assert client.get("/dashboard/login/?next=/dashboard/tasks/")["Location"] == "/dashboard/tasks/"
 
 
 @pytest.mark.parametrize("page", PAGES)

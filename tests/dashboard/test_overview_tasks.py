@@ -50,10 +50,13 @@ def test_overview_shows_workers_and_a_burst_rising_then_falling(dash_fleet, flee
     for task_id in ids:
         assert wait_for_status(fleet_redis, task_id, timeout=60) == "finished"
     # The charts and the success rate follow the completions.
-    page.wait_for_function("document.querySelector('#chart-throughput polyline') !== null")
+    page.wait_for_function("document.querySelector('#chart-throughput polyline') !== null"
+                           " && document.querySelector('#chart-latency .s2') !== null")   # processing p50 drawn
     wait_until(lambda: page.locator("#stat-success .sub").inner_text().startswith("24 done")
                or int(page.locator("#stat-success .sub").inner_text().split()[0]) >= 24, 20, what="done count")
     assert page.locator("#advice-fleet").inner_text().strip()
+    storage = page.locator("#stat-storage").inner_text()               # storage against its budget
+    assert "% of budget" in storage and "MB of" in storage and "submits stop at" in storage
 
 
 def test_failed_task_page_shows_reason_and_retry_requeues_it(dash_fleet, fleet_redis, page, shoot):

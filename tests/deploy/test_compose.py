@@ -18,7 +18,7 @@ COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SERVICES = COMPOSE["services"]
 DOCKERFILES = [ROOT / "deploy" / "Dockerfile", ROOT / "deploy" / "Dockerfile.cuda"]
 # Variables consumed by third-party programs, not by our code.
-NOT_OURS = {"REDIS_PASSWORD", "NVIDIA_VISIBLE_DEVICES", "NVIDIA_DRIVER_CAPABILITIES",
+NOT_OURS = {"REDIS_PASSWORD", "REDIS_ADMIN_PASSWORD", "NVIDIA_VISIBLE_DEVICES", "NVIDIA_DRIVER_CAPABILITIES",
             "PATH", "PYTHONUNBUFFERED", "PYTHONPATH", "PIP_NO_CACHE_DIR",
             "PIP_DISABLE_PIP_VERSION_CHECK", "NUMBA_CACHE_DIR", "PIXELFLEET_API_PORT"}
 
@@ -73,6 +73,8 @@ def test_compose_has_the_fleet_of_the_original_system():
 def test_redis_is_durable_and_checked():
     redis = SERVICES["redis"]
     assert "--appendonly" in redis["command"] and "yes" in redis["command"]
+    policy = redis["command"][redis["command"].index("--maxmemory-policy") + 1]
+    assert policy == "noeviction" and "--maxmemory" in redis["command"]   # a queue key is never evicted
     assert any(v.endswith(":/data") for v in redis["volumes"])
     assert "healthcheck" in redis
 

@@ -106,11 +106,13 @@ MAKE_TARGETS = {
     "continuous-stress": ["continuous-stress", "SECONDS=1", "RATE=2"],
     "sustained-stress": ["sustained-stress", "DEPTH=2", "SECONDS=1"],
     "distributed-stress": ["distributed-stress", "N=3"],
+    "storage-stress": ["storage-stress", "N=3", "ARGS=--size 320x200 --delete"],
 }
 MAKE_EXPECT = {"check": "Passed: 5  Failed: 0", "metrics": "Scaling recommendation:", "monitor": "ops-all",
                "rq-info": "ops-io", "stress": "completed   3", "simple-stress": "completed   2",
                "burst-stress": "completed   3", "continuous-stress": "completed   2",
-               "sustained-stress": "== sustained_stress", "distributed-stress": "completed   3"}
+               "sustained-stress": "== sustained_stress", "distributed-stress": "completed   3",
+               "storage-stress": "3 tasks (0 failed, 0 submits refused for storage)"}
 
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="make not installed")

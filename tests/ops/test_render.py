@@ -29,7 +29,10 @@ def crafted_snapshot(now: float) -> Snapshot:
                                          "pixelfleet:gpu": 2},
                            counters={"submitted": 50, "completed": 40, "failed": 3},
                            completions=completions,
-                           host={"cpu_usage": 37.5, "memory_usage": 61.2, "memory_available_gb": 3.4})
+                           host={"cpu_usage": 37.5, "memory_usage": 61.2, "memory_available_gb": 3.4},
+                           storage={"backend": "redis", "used_bytes": 12 * 2**20, "budget_bytes": 30 * 2**20,
+                                    "used_percent": 40.0, "high_water_bytes": 22.5 * 2**20,
+                                    "reserved_bytes": 2**20, "pending_tasks": 4, "full": False})
     metrics = build.build_metrics(data)
     return Snapshot(url="http://api:8000", taken_at=now, api_ok=True, health_status=200,
                     health={"status": "ok", "redis": True}, metrics=metrics,
@@ -49,7 +52,8 @@ def test_dashboard_frame_shows_every_section():
                    "io 7", "gpu 2", "(+1 empty)", "wait p50/p95 145/276 ms",
                    "processing p50/p95 34/48 ms",
                    "Advice", "no live worker has capabilities gpu", "now 3.00/s",
-                   "CPU 37.5%", "Workers (cpu 1, gpu 0, io 1)", "q or Ctrl-C quits"):
+                   "CPU 37.5%", "Workers (cpu 1, gpu 0, io 1)", "q or Ctrl-C quits",
+                   "Storage redis 12.0 MB of 30.0 MB (40.0%), mark 22.5 MB"):
         assert needle in text, needle
     narrow = render_to_text(render_dashboard(later, history.values()), width=80)
     assert max(len(line) for line in narrow.splitlines()) <= 80
@@ -72,8 +76,11 @@ def test_metrics_layout_has_original_sections_and_percentiles():
     for needle in ("System:", "CPU usage:         37.5%", "Workers:",
                    f"Active:            {m['active_workers']}", "Scaling recommendation:",
                    f"Action:            {m['scaling_recommendation']['action']}",
-                   "Throughput:", "queue wait:", "p95", "Queues: pixelfleet:cpu+io=0"):
+                   "Throughput:", "queue wait:", "p95", "Queues: pixelfleet:cpu+io=0",
+                   "Storage:             redis 12.0 MB of 30.0 MB (40.0%), mark 22.5 MB, 1.0 MB reserved for 4"):
         assert needle in lines, needle
+    snap.metrics["storage"]["full"] = True
+    assert "FULL: new submits get 503" in "\n".join(metrics_lines(snap))
 
 
 def test_sparkline_and_redis_shapes():

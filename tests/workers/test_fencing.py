@@ -14,6 +14,7 @@ from rq.job import Job
 from tests.fleet_helpers import (LINGER_KEY, WorkerSet, enqueue_sleep, job_status, submit, wait_for_status,
                                  wait_for_worker, wait_until, worker_record)
 from workers import fencing, routing, settings, stats
+from workers.jobs import fetch_job
 from workers.reaper import LostJob, give_back
 
 
@@ -29,7 +30,7 @@ def _count(pipe) -> None:
 
 
 def test_revoke_and_commit_decide_once(redis_conn):
-    job = Job.fetch(enqueue_sleep(redis_conn, 0), connection=redis_conn)
+    job = fetch_job(redis_conn, enqueue_sleep(redis_conn, 0))
     _start(redis_conn, job, "exec-a")
     assert fencing.revoke(redis_conn, job.id, "exec-a")
     assert not fencing.revoke(redis_conn, job.id, "exec-a")          # given back once only
@@ -39,7 +40,7 @@ def test_revoke_and_commit_decide_once(redis_conn):
     with pytest.raises(fencing.Superseded):
         fencing.save_meta(job)                                          # a stale progress write stops the task
 
-    job_b = Job.fetch(job.id, connection=redis_conn)
+    job_b = fetch_job(redis_conn, job.id)
     _start(redis_conn, job_b, "exec-b")
     fencing.defer(job_b, "failed", _count)                              # not for a success
     assert fencing.commit(redis_conn, job_b, "exec-b", "finished", _count) == fencing.COMMITTED
@@ -54,7 +55,7 @@ def test_revoke_and_commit_decide_once(redis_conn):
 def test_missing_fence_is_ours_only_while_the_task_is_started(redis_conn):
     """Redis lost the fence (crash inside fsync's window): a started task may still be
     finished by its execution, a task that is no longer started may not."""
-    job = Job.fetch(enqueue_sleep(redis_conn, 0), connection=redis_conn)
+    job = fetch_job(redis_conn, enqueue_sleep(redis_conn, 0))
     fencing.bind(job, "exec-a")
     assert fencing.commit(redis_conn, job, "exec-a", "finished", _count) == fencing.FENCED   # queued
     redis_conn.hset(job.key, "status", "started")
@@ -88,7 +89,7 @@ def test_superseded_execution_late_finish_is_discarded(redis_server, redis_conn,
         assert f"task={task_id}" in fenced_line and "discarded=finished" in fenced_line
         wait_for_worker(redis_conn, first, "idle", timeout=20)         # and it goes on working
 
-        job = Job.fetch(task_id, connection=redis_conn)
+        job = fetch_job(redis_conn, task_id)
         assert job_status(redis_conn, task_id) == "finished"
         assert job.return_value()["worker"] == second
         assert len(job.results()) == 1

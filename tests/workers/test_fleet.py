@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -51,11 +52,23 @@ def test_fleet_embedded_redis_restarts_dead_worker_and_stops_clean(tmp_path):
     proc, out = _start_fleet(tmp_path, "--no-api", "--workers", "fl-1:io,fl-2:cpu",
                              "--redis-port", str(port), "--data-dir", str(tmp_path / "redis"))
     try:
-        url = f"redis://127.0.0.1:{port}/0"
         wait_until(lambda: "Pixelfleet is up (ready in" in out.read_text(), 120, what="the banner")
+        # A private Redis by default: a random password, kept 0600 in the data folder,
+        # shown nowhere; a client without it is refused.
+        password_file = tmp_path / "redis" / "password"
+        password = password_file.read_text().strip()
+        assert len(password) >= 32 and stat.S_IMODE(password_file.stat().st_mode) == 0o600
+        url_file = tmp_path / "redis" / "url"      # for make rq-info: the secret too, so 0600
+        url = f"redis://:{password}@127.0.0.1:{port}/0"
+        assert url_file.read_text().strip() == url and stat.S_IMODE(url_file.stat().st_mode) == 0o600
         banner = out.read_text()
-        assert f"Redis    {url}" in banner and "rq info --url" in banner and "fl-2 (cpu)" in banner
+        assert f"Redis    redis://:***@127.0.0.1:{port}/0" in banner and "fl-2 (cpu)" in banner
+        assert f"info --url \"$(cat {url_file})\"" in banner
         assert banner.index("Pixelfleet is starting") < banner.index("Pixelfleet is up")
+        with pytest.raises(redis.AuthenticationError):
+            redis.Redis(port=port).ping()
+        with pytest.raises(redis.AuthenticationError):
+            redis.Redis(port=port, password="guess").ping()
         conn = redis.Redis.from_url(url)
         # "up" means up: both workers take tasks the moment the banner is printed.
         first = worker_record(conn, "fl-1")
@@ -72,6 +85,7 @@ def test_fleet_embedded_redis_restarts_dead_worker_and_stops_clean(tmp_path):
         assert proc.wait(timeout=60) == 0, out.read_text()
         assert process_tree_alive(children) == []
         assert "event=stopped" in out.read_text()
+        assert password not in out.read_text()   # neither banner nor any child's log line
     finally:
         if proc.poll() is None:
             for pid in _descendants(proc.pid):

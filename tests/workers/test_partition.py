@@ -26,6 +26,7 @@ from tests.fleet_helpers import (LINGER_KEY, ROOT, WorkerSet, submit, wait_for_s
                                  worker_record, worker_env)
 from tests.netns_hosts import NetnsHosts, netns_unavailable
 from workers import routing, settings, stats
+from workers.jobs import fetch_job
 from workers.embedded_redis import RedisServer
 
 pytestmark = pytest.mark.slow
@@ -105,7 +106,7 @@ def test_worker_host_cut_off_mid_task(tmp_path, monkeypatch):
                 assert wait_for_status(conn, task_id, timeout=30) == "finished", fleet.logs()
                 completed_in = time.monotonic() - cut
                 assert completed_in < 15, f"completed on the other host {completed_in:.1f} s after the cut"
-                assert Job.fetch(task_id, connection=conn).return_value()["worker"] == other
+                assert fetch_job(conn, task_id).return_value()["worker"] == other
                 # Let the cut-off worker finish its own run while still cut off, then mend the link.
                 time.sleep(max(0.0, 11 - (time.monotonic() - cut)))
                 net.mend(hosts[runner])
@@ -118,7 +119,7 @@ def test_worker_host_cut_off_mid_task(tmp_path, monkeypatch):
                                   what="the cut-off worker back in the fleet")
                 rejoined_in = time.monotonic() - mended
 
-                job = Job.fetch(task_id, connection=conn)
+                job = fetch_job(conn, task_id)
                 assert job.get_status() == "finished" and job.return_value()["worker"] == other
                 assert len(job.results()) == 1
                 assert stats.counters(conn)["completed"] == 2          # the small task and this one, once

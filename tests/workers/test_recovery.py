@@ -5,11 +5,11 @@ import signal
 import time
 
 from rq import Worker
-from rq.job import Job
 
 from tests.fleet_helpers import (WorkerSet, enqueue_poison, enqueue_sleep, job_status, submit, submit_slow,
                                  wait_for_status, wait_for_worker, wait_until, worker_record)
-from workers import settings
+from workers import jobs, settings, storage
+from workers.jobs import fetch_job
 from workers.embedded_redis import RedisServer
 
 
@@ -37,12 +37,15 @@ def test_sigkilled_worker_task_completes_on_another_worker(redis_server, redis_c
         killed = time.monotonic()
         assert wait_for_status(redis_conn, task_id, timeout=60) == "finished", fleet.logs()
         recovered_in = time.monotonic() - killed
-        job = Job.fetch(task_id, connection=redis_conn)
+        job = fetch_job(redis_conn, task_id)
         assert job.return_value()["worker"] == survivor
         assert job.meta["losses"] == 1
         assert int(redis_conn.hget(settings.LOSSES_KEY, task_id)) == 1
         assert recovered_in < 30, f"recovered in {recovered_in:.1f}s"
         assert f"task={task_id} event=task_requeued" in fleet.workers[survivor].log_text()
+        # The requeue kept the task's input (it ran again); its end freed it.
+        digest = job.args[0]["digest"]
+        assert not redis_conn.exists(storage.input_key(digest)) and not storage.input_holders(redis_conn, digest)
 
 
 def test_worker_restarted_under_same_name_gets_its_lost_task_back(redis_server, redis_conn, tmp_path):
@@ -62,7 +65,7 @@ def test_worker_restarted_under_same_name_gets_its_lost_task_back(redis_server, 
                    and r["current_task"] == task_id, 30, interval=0.05, what="the task back on the new process")
         assert time.monotonic() - killed < 30
         assert worker_record(redis_conn, "same-1")["pid"] != first["pid"]
-        job = Job.fetch(task_id, connection=redis_conn)
+        job = fetch_job(redis_conn, task_id)
         assert job.meta["losses"] == 1 and job.get_status() == "started"
         assert "is alive but no longer running the task" in again.log_text()
 
@@ -79,7 +82,7 @@ def test_poison_task_fails_as_worker_failure_after_max_losses(redis_server, redi
             wait_for_worker(redis_conn, name, "idle", timeout=90)
         task_id = enqueue_poison(redis_conn, "pixelfleet:io")
         assert wait_for_status(redis_conn, task_id, ("failed",), timeout=60) == "failed", fleet.logs()
-        job = Job.fetch(task_id, connection=redis_conn)
+        job = fetch_job(redis_conn, task_id)
         assert job.meta["failure_type"] == "worker_failure"
         assert job.meta["losses"] == settings.MAX_WORKER_LOSSES
         assert "lost 3 times" in job.meta["failure_reason"]
@@ -120,13 +123,12 @@ def test_worker_survives_redis_restart(redis_conn, tmp_path):
 def _fake_start(conn, task_id, worker_name):
     """Mark a queued task started by `worker_name`, exactly as PixelfleetWorker does
     (RQ 3.0's execution records, plus the task's fence)."""
-    from rq import Queue
     from rq.executions import Execution
 
     from workers import fencing
 
-    job = Job.fetch(task_id, connection=conn)
-    queue = Queue(job.origin, connection=conn)
+    job = fetch_job(conn, task_id)
+    queue = jobs.queue(conn, job.origin)
     assert conn.lrem(queue.key, 1, task_id) == 1
     with conn.pipeline() as pipe:
         execution = Execution.create(job, 180, pipeline=pipe, worker_name=worker_name)
@@ -156,7 +158,7 @@ def test_reaper_requeues_at_front_counts_losses_then_fails(redis_conn):
         assert [(lost.job_id, result) for lost, result in outcome] == [
             (task_id, "requeued" if loss < settings.MAX_WORKER_LOSSES else "failed")]
         assert reap_once(redis_conn) == []    # the lock: one pass per period fleet-wide
-        job = Job.fetch(task_id, connection=redis_conn)
+        job = fetch_job(redis_conn, task_id)
         assert job.meta["losses"] == loss
         if loss < settings.MAX_WORKER_LOSSES:
             assert job.get_status() == "queued"

@@ -11,11 +11,13 @@ from itertools import combinations
 import pytest
 import redis
 from PIL import Image
-from rq import Queue, SimpleWorker
-from rq.job import Job, JobStatus
+from rq import SimpleWorker
+from rq.job import JobStatus
 
 from filters.errors import ValidationError
-from workers import routing, settings, storage
+from workers import jobs, routing, settings, storage
+from workers.jobs import fetch_job
+from workers.settings import SERIALIZER
 from workers.failures import exception_handler
 
 ALL_SETS = [frozenset(c) for n in (1, 2, 3) for c in combinations(settings.CAPABILITIES, n)]
@@ -40,7 +42,7 @@ def png(width: int = 16, height: int = 16, colour=(200, 80, 40)) -> bytes:
 
 def burst(conn, caps) -> None:
     """An in-process RQ SimpleWorker over the queues `caps` serve, with our failure handler."""
-    SimpleWorker(routing.queues_for(caps), connection=conn,
+    SimpleWorker(routing.queues_for(caps), connection=conn, serializer=SERIALIZER,
                  exception_handlers=[exception_handler]).work(burst=True, logging_level="WARNING")
 
 
@@ -86,10 +88,10 @@ def test_enqueue_task_routes_indexes_counts_and_describes(redis_conn):
     digest = storage.store_input(redis_conn, png())
     steps = [{"filter": "blur", "params": {"radius": 1.5}}, {"filter": "sharpen"}]
     task_id = routing.enqueue_task(redis_conn, digest, steps, {"format": "webp", "quality": 70, "source": "test"})
-    job = Job.fetch(task_id, connection=redis_conn)
+    job = fetch_job(redis_conn, task_id)
     assert job.origin == "pixelfleet:cpu+io"
     assert job.get_status() == JobStatus.QUEUED
-    assert Queue("pixelfleet:cpu+io", connection=redis_conn).job_ids == [task_id]
+    assert jobs.queue(redis_conn, "pixelfleet:cpu+io").job_ids == [task_id]
     assert job.func_name == "workers.tasks.process_image"
     payload = job.args[0]
     assert payload["digest"] == digest and payload["format"] == "webp" and payload["quality"] == 70
@@ -106,7 +108,7 @@ def test_enqueue_task_routes_indexes_counts_and_describes(redis_conn):
 def test_enqueue_honours_timeout_and_gpu_device(redis_conn):
     digest = storage.store_input(redis_conn, png())
     task_id = routing.enqueue_task(redis_conn, digest, [{"filter": "grayscale"}], {"device": "gpu", "timeout": 7})
-    job = Job.fetch(task_id, connection=redis_conn)
+    job = fetch_job(redis_conn, task_id)
     assert job.origin == "pixelfleet:gpu+io" and job.timeout == 7
 
 
@@ -134,9 +136,10 @@ def test_invalid_steps_are_refused_with_the_registry_message(redis_conn):
 
 def test_enqueue_without_stored_input_is_refused(redis_conn):
     missing = storage.digest_of(b"never stored")
-    with pytest.raises(storage.InputMissing, match="not in Redis"):
+    with pytest.raises(storage.InputMissing, match="not stored"):
         routing.enqueue_task(redis_conn, missing, [{"filter": "grayscale"}], {})
     assert redis_conn.zcard(settings.TASK_INDEX_KEY) == 0
+    assert not redis_conn.exists(storage.refs_key(missing))       # no reference left behind
 
 
 # --- real workers ----------------------------------------------------------------------
@@ -144,7 +147,7 @@ def test_cpu_task_is_never_taken_by_an_io_worker_and_a_cpu_worker_takes_it(redis
     digest = storage.store_input(redis_conn, png())
     task_id = routing.enqueue_task(redis_conn, digest, [{"filter": "sharpen"}], {})
     burst(redis_conn, {"io"})
-    job = Job.fetch(task_id, connection=redis_conn)
+    job = fetch_job(redis_conn, task_id)
     assert job.get_status() == JobStatus.QUEUED and job.worker_name in (None, "")
     burst(redis_conn, {"cpu"})
     assert job.get_status() == JobStatus.FINISHED
@@ -157,7 +160,7 @@ def test_every_capability_combination_takes_exactly_what_it_can_run(redis_conn, 
            for need, (steps, device) in TASK_KINDS.items()}
     burst(redis_conn, worker_caps)
     for need, task_id in ids.items():
-        status = Job.fetch(task_id, connection=redis_conn).get_status()
+        status = fetch_job(redis_conn, task_id).get_status()
         if need <= worker_caps:
             assert status == JobStatus.FINISHED, f"{sorted(worker_caps)} should have run a {sorted(need)} task"
         else:
@@ -168,9 +171,9 @@ def test_fifo_within_a_queue(redis_conn):
     ids = [routing.enqueue_task(redis_conn, storage.store_input(redis_conn, png(8, 8, (i, i, i))),
                                 [{"filter": "grayscale"}], {}) for i in range(6)]
     burst(redis_conn, {"io"})
-    jobs = [Job.fetch(i, connection=redis_conn) for i in ids]
-    assert all(j.get_status() == JobStatus.FINISHED for j in jobs)
-    started = [j.started_at for j in jobs]
+    fetched = [fetch_job(redis_conn, i) for i in ids]
+    assert all(j.get_status() == JobStatus.FINISHED for j in fetched)
+    started = [j.started_at for j in fetched]
     assert started == sorted(started)
 
 

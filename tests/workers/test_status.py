@@ -7,10 +7,12 @@ import time
 import pytest
 from PIL import Image
 from rq import SimpleWorker
-from rq.job import Job, JobStatus
+from rq.job import JobStatus
 
 from workers import failures, routing, settings, status, storage
+from workers.jobs import fetch_job
 from workers.registry import write_heartbeat
+from workers.settings import SERIALIZER
 
 
 def png(width: int = 8, height: int = 8) -> bytes:
@@ -20,7 +22,7 @@ def png(width: int = 8, height: int = 8) -> bytes:
 
 
 def burst(conn, caps=("io", "cpu")) -> None:
-    SimpleWorker(routing.queues_for(caps), connection=conn,
+    SimpleWorker(routing.queues_for(caps), connection=conn, serializer=SERIALIZER,
                  exception_handlers=[failures.exception_handler]).work(burst=True, logging_level="WARNING")
 
 
@@ -94,7 +96,7 @@ def test_list_tasks_newest_first_bounded_and_filtered(redis_conn):
 
 def test_list_drops_tasks_rq_has_forgotten(redis_conn):
     task_id = submit(redis_conn)
-    Job.fetch(task_id, connection=redis_conn).delete()
+    fetch_job(redis_conn, task_id).delete()
     assert status.list_tasks(redis_conn) == []
     assert redis_conn.zcard(settings.TASK_INDEX_KEY) == 0
 
@@ -104,7 +106,7 @@ def test_cancel_queued_task_then_no_worker_runs_it(redis_conn):
     info = status.cancel_task(redis_conn, task_id)
     assert info["status"] == "canceled"
     burst(redis_conn)
-    assert Job.fetch(task_id, connection=redis_conn).get_status() == JobStatus.CANCELED
+    assert fetch_job(redis_conn, task_id).get_status() == JobStatus.CANCELED
     assert storage.load_output(redis_conn, task_id) is None
     with pytest.raises(status.TaskConflict, match="is canceled; only queued"):
         status.cancel_task(redis_conn, task_id)
@@ -154,19 +156,38 @@ def test_retry_failed_task_requeues_on_its_queue_and_keeps_history(redis_conn):
 
 def test_retry_canceled_task(redis_conn):
     task_id = submit(redis_conn)
+    sibling = submit(redis_conn)                       # same bytes: shares the stored input
     status.cancel_task(redis_conn, task_id)
+    assert storage.input_holders(redis_conn, storage.digest_of(png())) == {sibling}
     assert status.retry_task(redis_conn, task_id)["status"] == "queued"
     burst(redis_conn)
     assert status.task_status(redis_conn, task_id)["status"] == "finished"
+    assert status.task_status(redis_conn, sibling)["status"] == "finished"
+
+
+def test_retry_refuses_clearly_when_the_input_was_freed(redis_conn, monkeypatch):
+    monkeypatch.setenv("PIXELFLEET_RETRY_WINDOW_S", "0")     # no retry window: freed at the cancel
+    task_id = submit(redis_conn)
+    status.cancel_task(redis_conn, task_id)            # its only task ended: the input is freed
+    assert not redis_conn.exists(storage.input_key(storage.digest_of(png())))
+    with pytest.raises(status.InputGone) as info:
+        status.retry_task(redis_conn, task_id)
+    assert info.value.http_status == 409 and "submit the image again" in info.value.message
+    assert status.task_status(redis_conn, task_id)["status"] == "canceled"      # unchanged
+    storage.store_input(redis_conn, png())             # the same bytes again: the retry works
+    assert status.retry_task(redis_conn, task_id)["status"] == "queued"
 
 
 def test_retry_resets_worker_losses(redis_conn):
     task_id = submit(redis_conn)
-    job = Job.fetch(task_id, connection=redis_conn)
+    job = fetch_job(redis_conn, task_id)
     job.meta["losses"] = settings.MAX_WORKER_LOSSES
     redis_conn.hset(settings.LOSSES_KEY, task_id, settings.MAX_WORKER_LOSSES)
     failures.fail_lost_job(redis_conn, job, "killed three times")
+    key = storage.input_key(storage.digest_of(png()))
+    assert 0 < redis_conn.ttl(key) <= settings.retry_window_s()     # kept for a retry, no longer
     info = status.retry_task(redis_conn, task_id)
+    assert redis_conn.ttl(key) > settings.retry_window_s()          # needed again: the full TTL
     assert info["losses"] == 0 and redis_conn.hget(settings.LOSSES_KEY, task_id) is None
     assert info["history"][-1] == {**info["history"][-1], "failure_type": "worker_failure",
                                      "losses": settings.MAX_WORKER_LOSSES}

@@ -20,6 +20,8 @@ from rq.timeouts import JobTimeoutException
 
 from filters.errors import FilterFailed, InvalidImage
 from workers import failures, routing, settings, stats, storage
+from workers.jobs import fetch_job
+from workers.settings import SERIALIZER
 from workers.status import task_status
 
 
@@ -30,7 +32,7 @@ def png(width: int = 32, height: int = 32, colour=(120, 60, 200), mode: str = "R
 
 
 def burst(conn, caps=("io", "cpu")) -> None:
-    SimpleWorker(routing.queues_for(caps), connection=conn,
+    SimpleWorker(routing.queues_for(caps), connection=conn, serializer=SERIALIZER,
                  exception_handlers=[failures.exception_handler]).work(burst=True, logging_level="WARNING")
 
 
@@ -43,7 +45,7 @@ def test_task_end_to_end_stores_a_decodable_output_and_metadata(redis_conn):
     steps = [{"filter": "brightness", "params": {"factor": 1.5}}, {"filter": "sharpen", "params": {"amount": 0.5}}]
     task_id = submit(redis_conn, png(), steps)
     burst(redis_conn)
-    job = Job.fetch(task_id, connection=redis_conn)
+    job = fetch_job(redis_conn, task_id)
     assert job.get_status() == JobStatus.FINISHED
     meta = job.return_value()
     assert (meta["width"], meta["height"], meta["format"], meta["content_type"]) == (32, 32, "png", "image/png")
@@ -130,7 +132,7 @@ def test_input_expired_before_the_worker_came(redis_conn):
 ])
 def test_tampered_payload_in_redis_is_a_job_failure(redis_conn, tamper, expected):
     task_id = submit(redis_conn, png(8, 8), [{"filter": "grayscale"}])
-    job = Job.fetch(task_id, connection=redis_conn)
+    job = fetch_job(redis_conn, task_id)
     payload = job.args[0]
     tamper(payload)
     job.args = (payload,)
@@ -143,7 +145,7 @@ def test_tampered_payload_in_redis_is_a_job_failure(redis_conn, tamper, expected
 
 def test_payload_that_is_not_a_dict_is_a_job_failure(redis_conn):
     task_id = submit(redis_conn, png(8, 8), [{"filter": "grayscale"}])
-    job = Job.fetch(task_id, connection=redis_conn)
+    job = fetch_job(redis_conn, task_id)
     assert isinstance(job.args[0], dict)      # deserialise before replacing
     job.args = ("just a string",)
     job.save()
@@ -154,7 +156,7 @@ def test_payload_that_is_not_a_dict_is_a_job_failure(redis_conn):
 
 def test_fail_lost_job_marks_worker_failure_everywhere(redis_conn):
     task_id = submit(redis_conn, png(8, 8), [{"filter": "grayscale"}])
-    job = Job.fetch(task_id, connection=redis_conn)
+    job = fetch_job(redis_conn, task_id)
     job.meta["losses"] = settings.MAX_WORKER_LOSSES
     failures.fail_lost_job(redis_conn, job, "worker-9 vanished mid-task")
     status = task_status(redis_conn, task_id)
@@ -211,9 +213,9 @@ def test_stats_summary_percentiles_and_window(redis_conn):
 def test_job_past_its_time_limit_fails_as_timeout(redis_conn):
     # RQ's own death penalty (SIGALRM) on a job that sleeps past a 1 s limit: the handler
     # must classify RQ's JobTimeoutException as `timeout`, and status must say so.
-    from rq import Queue
+    from workers import jobs
 
-    job = Queue("pixelfleet:io", connection=redis_conn).enqueue(
+    job = jobs.queue(redis_conn, "pixelfleet:io").enqueue(
         "time.sleep", 3, job_timeout=1, meta={"capabilities": ["io"], "submitted_at": 0.0})
     burst(redis_conn, ("io",))
     status = task_status(redis_conn, job.id)

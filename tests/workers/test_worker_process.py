@@ -4,11 +4,11 @@ from __future__ import annotations
 import signal
 import time
 
-from rq.job import Job
 
 from tests.fleet_helpers import (SLOW_QUEUE, WorkerSet, job_status, submit, submit_slow, wait_for_status, wait_for_worker,
                                  wait_until, worker_record)
 from workers import settings
+from workers.jobs import fetch_job
 from workers.worker import EXIT_RESTART, run_burst
 
 BRIGHTNESS = [{"filter": "brightness", "params": {"factor": 1.3}}]
@@ -25,7 +25,7 @@ def test_worker_takes_a_task_and_reports_it(redis_server, redis_conn, tmp_path):
         wait_for_worker(redis_conn, "wp-1", "idle", timeout=90)
         task_id = submit(redis_conn, BRIGHTNESS)
         assert wait_for_status(redis_conn, task_id, timeout=30) == "finished", worker.log_text()
-        result = Job.fetch(task_id, connection=redis_conn).return_value()
+        result = fetch_job(redis_conn, task_id).return_value()
         assert result["worker"] == "wp-1" and result["backend"] == "cpu"
         assert (result["width"], result["height"]) == (64, 64)
         record = wait_until(lambda: (r := worker_record(redis_conn, "wp-1")) and r["done"] == 1 and r, 5,
@@ -60,7 +60,7 @@ def test_second_signal_hands_the_task_back_without_counting_a_loss(redis_server,
         assert worker.wait(timeout=30) == 0
         assert job_status(redis_conn, task_id) == "queued"
         assert redis_conn.lindex(f"rq:queue:{SLOW_QUEUE}", 0).decode() == task_id   # at the front
-        assert Job.fetch(task_id, connection=redis_conn).meta.get("losses", 0) == 0
+        assert fetch_job(redis_conn, task_id).meta.get("losses", 0) == 0
         assert redis_conn.hget(settings.LOSSES_KEY, task_id) is None
         assert "event=task_handed_back" in worker.log_text()
         # Not lost: queued again at the front, so the next worker takes it first (the
@@ -96,7 +96,7 @@ def test_time_limit_fails_the_task_as_timeout_and_the_worker_lives_on(redis_serv
         wait_for_worker(redis_conn, "wp-5", "idle", timeout=90)
         task_id = submit(redis_conn, [SLOW_STEP] * steps, png_bytes(side, side, smooth=True), timeout=1)
         assert wait_for_status(redis_conn, task_id, ("failed",), timeout=30) == "failed", worker.log_text()
-        meta = Job.fetch(task_id, connection=redis_conn).meta
+        meta = fetch_job(redis_conn, task_id).meta
         assert meta["failure_type"] == "timeout", meta
         record = wait_until(lambda: (r := worker_record(redis_conn, "wp-5")) and r["state"] == "idle" and r, 10,
                             what="worker idle again")

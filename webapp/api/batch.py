@@ -272,7 +272,6 @@ def run_distributed(conn, images_png: list[bytes], steps: list, timeout_s: float
     """
     from filters.registry import required_capabilities
     from workers.routing import enqueue_task, queue_name
-    from workers.storage import store_input
 
     caps = frozenset(required_capabilities(steps, "cpu"))
     label = "+".join(sorted(caps))
@@ -282,9 +281,10 @@ def run_distributed(conn, images_png: list[bytes], steps: list, timeout_s: float
             f"no live worker has capabilities {label}: nothing was enqueued "
             f"(start one with `python -m workers --capabilities {label.replace('+', ',')}`)"))
     plain = [{"filter": s.name, "params": dict(s.params)} for s in steps]
+    from workers.storage_budget import check_capacity
+    check_capacity(conn, sum(len(d) for d in images_png))   # 503 + Retry-After above the storage mark
     start = time.perf_counter()
-    task_ids = [enqueue_task(conn, store_input(conn, data), plain,
-                             {"format": "png", "device": "cpu", "source": "batch"})
+    task_ids = [enqueue_task(conn, None, plain, {"format": "png", "device": "cpu", "source": "batch"}, data=data)
                 for data in images_png]
     statuses = wait_for_tasks(conn, task_ids, timeout_s)
     total = (time.perf_counter() - start) * 1000

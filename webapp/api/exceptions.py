@@ -140,8 +140,13 @@ def to_response_parts(exc: BaseException) -> tuple[int, dict[str, Any], dict[str
     if isinstance(exc, ApiError):
         if isinstance(exc, Unauthorized):
             headers["WWW-Authenticate"] = 'Bearer realm="pixelfleet"'
+        if getattr(exc, "retry_after_s", None):   # api.limits.TooBusy
+            headers["Retry-After"] = str(exc.retry_after_s)
         return exc.status_code, error_body(exc.error_code, exc.message, exc.details), headers
     if isinstance(exc, EngineError):
+        retry_after = getattr(exc, "retry_after", None)   # storage full or busy: come back later
+        if retry_after is not None:
+            headers["Retry-After"] = str(int(retry_after))
         return exc.http_status, error_body(exc.code, exc.message, exc.details or None), headers
     if isinstance(exc, drf.ParseError):
         return 400, error_body("malformed_request", f"The request body could not be parsed: {exc.detail}"), headers

@@ -51,6 +51,7 @@ class FleetData:
     # Cumulative latency histograms since the Redis data was created
     # (workers.stats.read_histograms); None when not read.
     histograms: dict[str, dict] | None = None
+    storage: dict = field(default_factory=dict)  # workers.storage_budget.measure().as_dict()
 
 
 # --- Small helpers ------------------------------------------------------------------------
@@ -359,6 +360,7 @@ def build_metrics(data: FleetData) -> dict:
         "throughput": throughput(data.completions, data.now, data.window_counts),
         "latency": window,
         "recommendations": per_class,
+        "storage": data.storage,
     }
 
 

@@ -121,6 +121,23 @@ def _fleet_series(out: Exposition, data: FleetData) -> None:
         out.histogram("pixelfleet_task_processing_seconds",
                       "Time workers spent on tasks, since the Redis data was created.",
                       data.histograms["processing"])
+    storage = data.storage or {}
+    for key, name, help_text in (
+            ("used_bytes", "pixelfleet_storage_used_bytes",
+             "Bytes the storage budget measures: Redis used_memory (images in Redis) or the file store's bytes."),
+            ("reserved_bytes", "pixelfleet_storage_reserved_bytes",
+             "Bytes reserved for the results of queued and running tasks."),
+            ("high_water_bytes", "pixelfleet_storage_high_water_bytes",
+             "Above used + reserved = this, submits get 503 with Retry-After."),
+            ("budget_bytes", "pixelfleet_storage_budget_bytes", "The storage budget (PIXELFLEET_STORAGE_MAX_MB)."),
+            ("redis_used_bytes", "pixelfleet_redis_used_memory_bytes", "Redis used_memory."),
+            ("redis_maxmemory_bytes", "pixelfleet_redis_maxmemory_bytes", "Redis maxmemory (0: unlimited).")):
+        if storage.get(key) is not None:
+            out.family(name, "gauge", help_text)
+            out.sample(name, float(storage[key]))
+    if storage:
+        out.family("pixelfleet_storage_full", "gauge", "1 while new submits are refused for storage, else 0.")
+        out.sample("pixelfleet_storage_full", 1 if storage.get("full") else 0)
     for key, name, help_text in (
             ("cpu_percent", "pixelfleet_worker_cpu_percent", "CPU use of each worker, percent."),
             ("rss_mb", "pixelfleet_worker_rss_mb", "Resident memory of each worker, MB.")):

@@ -14,7 +14,7 @@ import time
 import redis
 from rest_framework.throttling import BaseThrottle
 
-from api.auth import bearer_token
+from api.auth import bearer_token, token_id
 from api.exceptions import ImproperRate
 from workers import settings
 
@@ -54,7 +54,8 @@ class SubmitThrottle(BaseThrottle):
         limit, period = rate
         now = time.time()
         window = int(now // period)
-        ident = bearer_token(request) or self.get_ident(request)
+        token = bearer_token(request)
+        ident = token_id(token) if token else self.get_ident(request)
         key = THROTTLE_KEY.format(scope=self.scope, ident=ident, window=window)
         try:
             conn = settings.get_redis()

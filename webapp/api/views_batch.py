@@ -20,6 +20,7 @@ from rest_framework.views import APIView
 
 from api import batch, inputs
 from api.exceptions import InvalidInput, PayloadTooLarge
+from api.limits import long_requests
 from api.serializers import ErrorSerializer, PipelineSerializer
 from api.throttling import SubmitThrottle
 from filters.io import decode_image
@@ -31,6 +32,7 @@ MAX_BATCH_MEGAPIXELS = 40          # 4 x 4k; keeps one request to seconds, not m
 MAX_BATCH_OUTPUT_MEGAPIXELS = 100  # outputs too: a resize may grow every image
 DEFAULT_ITERATIONS = 10
 MAX_ITERATIONS = 20
+BATCH_EXPECTED_S = 5.0             # a typical batch, for the Retry-After of a refused one
 DEFAULT_DISTRIBUTED_WAIT_S = 30.0
 COMPARE_MODES = {"compare": batch.LOCAL_MODES, "compare-all": batch.LOCAL_MODES}
 
@@ -141,6 +143,11 @@ class BatchView(APIView):
         request=BatchRequestSerializer, examples=[ORIGINAL_EXAMPLE],
         responses={200: OpenApiResponse(OpenApiTypes.OBJECT, description="timings per mode"), **ERRORS})
     def post(self, request: Request) -> Response:
+        # In-process image work holds this thread for seconds: a bounded number at once.
+        with long_requests.slot(f"POST /api/process-batch/{self.mode}", expected_s=BATCH_EXPECTED_S):
+            return self.run(request)
+
+    def run(self, request: Request) -> Response:
         body = inputs.body_dict(request)
         steps = inputs.parse_steps(body)
         pipeline = [{"filter": s.name, "params": dict(s.params)} for s in steps]

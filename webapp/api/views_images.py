@@ -18,6 +18,7 @@ from rest_framework.views import APIView
 
 from api.exceptions import InvalidInput
 from api.inputs import sample_bytes
+from api.limits import long_requests
 from api.serializers import ErrorSerializer, ImageInfoSerializer
 from filters import io as image_io
 from filters import samples
@@ -94,7 +95,7 @@ class SlowImageView(BinaryView):
     @extend_schema(summary="The 4k sample after a delay (0-10 s)",
                    parameters=[OpenApiParameter("delay", float, required=False, description="seconds, 0..10"),
                                FORMAT_PARAMETER],
-                   responses=IMAGE_RESPONSE)
+                   responses={**IMAGE_RESPONSE, 429: OpenApiResponse(ErrorSerializer)})
     def get(self, request: Request) -> HttpResponse:
         fmt = download_format(request)
         raw = request.query_params.get("delay", "1")
@@ -105,5 +106,6 @@ class SlowImageView(BinaryView):
         if not 0 <= delay <= MAX_DELAY_S:     # also refuses nan and inf
             raise InvalidInput(f"delay must be a number of seconds from 0 to {MAX_DELAY_S:g}, got {raw!r:.40}",
                                {"field": "delay", "max": MAX_DELAY_S})
-        time.sleep(delay)
-        return image_response("4k", fmt)
+        with long_requests.slot("GET /api/image/slow/", expected_s=delay):
+            time.sleep(delay)
+            return image_response("4k", fmt)

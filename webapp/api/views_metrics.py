@@ -5,7 +5,6 @@ functions in api.metrics / api.prometheus, so the two endpoints never disagree.
 """
 from __future__ import annotations
 
-import json
 import threading
 import time
 
@@ -75,12 +74,12 @@ def host_usage() -> dict:
 
 def queue_depths(conn: redis.Redis) -> dict[str, int]:
     """Jobs waiting in every queue the fleet can have (one pipelined round trip)."""
-    from rq import Queue
+    from workers.jobs import queue
 
     names = all_queue_names()
     with conn.pipeline(transaction=False) as pipe:
         for name in names:
-            pipe.llen(Queue(name, connection=conn).key)
+            pipe.llen(queue(conn, name).key)
         return dict(zip(names, (int(n) for n in pipe.execute())))
 
 
@@ -98,7 +97,7 @@ def read_completions(conn: redis.Redis, window_s: float, limit: int,
     request; so when ZCOUNT (cheap) says the window holds more than `limit`, only the
     most recent `limit` records are read and the exact counts go along for throughput.
     """
-    from workers.stats import recent_completions
+    from workers.stats import parse_completions, recent_completions
 
     spans = sorted({*THROUGHPUT_WINDOWS.values(), int(window_s)})
     with conn.pipeline(transaction=False) as pipe:
@@ -109,19 +108,21 @@ def read_completions(conn: redis.Redis, window_s: float, limit: int,
         return recent_completions(conn, window_s), None
     since = now - min(window_s, COMPLETIONS_WINDOW)
     raw = conn.zrevrangebyscore(COMPLETIONS_KEY, "+inf", since, start=0, num=limit)
-    return [json.loads(member) for member in reversed(raw)], counts
+    return parse_completions(reversed(raw)), counts
 
 
 def collect_fleet_data(conn: redis.Redis, window_s: int = LATENCY_WINDOW_S) -> FleetData:
     """One reading of everything the metrics need; Redis errors propagate to the caller."""
     from workers.registry import read_workers
     from workers.stats import counters, read_histograms
+    from workers.storage_budget import measure
 
     now = time.time()
     completions, window_counts = read_completions(conn, window_s, max_samples(), now)
     return FleetData(now=now, workers=read_workers(conn), queue_depths=queue_depths(conn),
                      counters=counters(conn), completions=completions, host=host_usage(),
-                     window_counts=window_counts, histograms=read_histograms(conn))
+                     window_counts=window_counts, histograms=read_histograms(conn),
+                     storage=measure(conn).as_dict())
 
 
 class MetricsView(APIView):

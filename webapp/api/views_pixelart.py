@@ -22,13 +22,15 @@ from rest_framework.views import APIView
 from api import inputs
 from api.batch import capable_workers, wait_for_tasks
 from api.exceptions import ApiError, BadRequest, Conflict, InvalidInput
+from api.limits import long_requests
 from api.serializers import ErrorSerializer, OutputOptionsSerializer, TaskAcceptedSerializer
 from api.throttling import SubmitThrottle
 from filters.errors import ValidationError as StepsError
 from filters.registry import required_capabilities, validate_steps
 from workers.routing import enqueue_task, queue_name
 from workers.settings import env_float, get_redis
-from workers.storage import load_output, store_input
+from workers.storage import load_output
+from workers.storage_budget import check_capacity
 
 DEFAULT_WAIT_S = 120.0
 # The tool's field -> the registry's pixelate parameter. Other pixelate parameters
@@ -180,14 +182,15 @@ class PixelArtView(APIView):
             raise InvalidInput(f"/api/process takes exactly one image, got {len(images)}; "
                                "use POST /api/tasks/ for several", {"images": len(images)})
         conn = get_redis()
+        check_capacity(conn, len(images[0].data))          # 503 + Retry-After above the storage mark
         started = time.monotonic()
-        task_id = enqueue_task(conn, store_input(conn, images[0].data), steps,
-                               {**options, "source": "api-process"})
-        caps = frozenset(required_capabilities(steps, options["device"]))
-        if not capable_workers(conn, caps):
-            return self.pending(request, task_id, 0.0, f"no live worker has capabilities "
-                                f"{'+'.join(sorted(caps))}; the task waits in {queue_name(caps)}")
-        state = wait_for_tasks(conn, [task_id], wait_s)[task_id] or {}
+        with long_requests.slot("POST /api/process", expected_s=wait_s):   # waits up to wait_s
+            task_id = enqueue_task(conn, None, steps, {**options, "source": "api-process"}, data=images[0].data)
+            caps = frozenset(required_capabilities(steps, options["device"]))
+            if not capable_workers(conn, caps):
+                return self.pending(request, task_id, 0.0, f"no live worker has capabilities "
+                                    f"{'+'.join(sorted(caps))}; the task waits in {queue_name(caps)}")
+            state = wait_for_tasks(conn, [task_id], wait_s)[task_id] or {}
         if state.get("status") != "finished":
             return self.finished_badly(request, task_id, state, time.monotonic() - started)
         output = load_output(conn, task_id)

@@ -24,7 +24,7 @@ from api.metrics import HISTORY_BUCKET_S, HISTORY_WINDOW_S, history
 from api.serializers import ErrorSerializer
 from api.throttling import SubmitThrottle
 from api.views_metrics import max_samples, queue_depths, read_completions
-from workers import queues, settings
+from workers import queues, settings, storage_budget
 from workers import status as task_state
 from workers.logs import get_logger, log_event
 
@@ -102,6 +102,7 @@ class BulkRetryView(APIView):
         limit = _int_param(body.get("limit"), "limit", 1, MAX_BULK_RETRY, MAX_BULK_RETRY)
         queue = queues.check_queue(body["queue"]) if body.get("queue") else None
         conn = settings.get_redis()
+        storage_budget.check_capacity(conn)    # retries are new work: 503 above the storage mark
         failed = [t for t in task_state.list_tasks(conn, status="failed", limit=MAX_BULK_RETRY)
                   if queue is None or t["queue"] == queue][:limit]
         retried, errors = [], []

@@ -24,7 +24,7 @@ from api.serializers import (TASK_STATUSES, DistributedBatchSerializer, ErrorSer
                              TaskSubmitSerializer)
 from api.throttling import SubmitThrottle
 from filters import registry
-from workers import routing, settings, status as task_state, storage
+from workers import routing, settings, status as task_state, storage, storage_budget
 from workers.logs import get_logger, log_event
 from workers.queues import paused_queues
 from workers.registry import read_workers
@@ -83,13 +83,14 @@ def submit(request: Request, *, default_sample: str | None = None, source: str =
         raise InvalidInput(f"?wait answers with one image; this request has {len(images)}. Submit them "
                            "without wait, or one per request", {"field": "wait", "images": len(images)},
                            code="invalid_wait")
+    # Above the storage high-water mark: 503 + Retry-After, nothing stored (samples are already).
+    storage_budget.check_capacity(conn, sum(len(i.data) for i in images if not i.digest))
     caps = registry.required_capabilities(steps, options["device"])
     # One look at the registry for the whole request: the same answer for every image.
     waiting = task_state.waiting_reason(caps, read_workers(conn), paused_queues(conn))
     accepted = []
     for image in images:
-        digest = inputs.store_image(conn, image)
-        task_id = routing.enqueue_task(conn, digest, steps, {**options, "source": source})
+        task_id = routing.enqueue_task(conn, image.digest, steps, {**options, "source": source}, data=image.data)
         entry: dict[str, Any] = {
             "task_id": task_id, "status": "queued", "queue": routing.queue_name(caps),
             "capabilities": sorted(caps), "image": _image_summary(image), **task_urls(task_id),
@@ -188,11 +189,14 @@ class TaskRetryView(APIView):
         if state["status"] not in ("failed", "canceled"):
             raise Conflict(f"task {task_id} is {state['status']}; only a failed or canceled task can be retried",
                            {"status": state["status"]}, code="not_retryable")
+        storage_budget.check_capacity(settings.get_redis())   # a retry is new work: same mark as a submit
         return Response(task_state.retry_task(settings.get_redis(), task_id), status=http.HTTP_202_ACCEPTED)
 
 
 class TaskResultView(APIView):
-    """GET: the result image with its content type; 404 unknown/expired, 409 not finished."""
+    """GET: the result image with its content type; 404 unknown/expired, 409 not finished.
+    DELETE: drop the stored result now (204); 404 when there is none (unknown task, expired,
+    deleted), 409 while the task is still queued or running."""
 
     @extend_schema(summary="Download the result image",
                    parameters=[wait_parameter("then the image, 409 when it failed, or 202 with the status "
@@ -209,14 +213,31 @@ class TaskResultView(APIView):
                            code="not_finished")
         found = storage.load_output(settings.get_redis(), task_id)
         if found is None:
-            raise NotFound(f"task {task_id} finished but its result expired (kept {settings.OUTPUT_TTL} s); "
-                           "retry it or submit again", code="result_expired")
+            raise NotFound(f"task {task_id} finished but its result is gone: deleted on request or expired "
+                           f"(results are kept {settings.OUTPUT_TTL} s); submit the image again",
+                           code="result_expired")
         data, content_type = found
         extension = content_type.rpartition("/")[2].replace("jpeg", "jpg")
         response = HttpResponse(data, content_type=content_type)
         response["Content-Disposition"] = f'inline; filename="{task_id}.{extension}"'
         response["Cache-Control"] = "private, max-age=3600"
         return response
+
+    @extend_schema(summary="Delete the result image", operation_id="tasks_result_delete",
+                   description="Frees the stored result at once instead of at the end of its retention "
+                               "(PIXELFLEET_OUTPUT_TTL). The task's status stays readable.",
+                   responses={204: OpenApiResponse(description="Deleted."), **ERRORS})
+    def delete(self, request: Request, task_id: str) -> HttpResponse:
+        check_task_id(task_id)
+        if not storage.delete_output(settings.get_redis(), task_id):
+            state = load_status(task_id)                     # 404 task_not_found when unknown
+            if state["status"] in ("queued", "started"):
+                raise Conflict(f"task {task_id} is {state['status']}: it has no result yet",
+                               {"status": state["status"]}, code="not_finished")
+            raise NotFound(f"task {task_id} has no stored result: already deleted, expired (results are kept "
+                           f"{settings.OUTPUT_TTL} s), or it did not finish", code="result_not_found")
+        log_event(log, "result_deleted", task=task_id)
+        return HttpResponse(status=http.HTTP_204_NO_CONTENT)
 
     def perform_content_negotiation(self, request, force=False):
         # The body is an image whatever the Accept header says; errors still render as JSON.

@@ -5,7 +5,9 @@ sync view runs in a thread of its own, and a request that waited in one for a mi
 would hold it; 200 waiting clients would hold 200. Here the wait happens in the event
 loop (redis.asyncio BLPOP on the task's end token, workers.notify) and everything else
 — auth, throttling, parsing, the answer's body — stays in the DRF views of views_tasks,
-called once before or after the wait. Without `wait` these views are the DRF views.
+called once before or after the wait. A JSON status is built here from one pipelined
+read (fast_status; under the real server api.asgi_status answers it even before Django);
+a browser's HTML, cancel and retry stay DRF's.
 
 - GET /api/tasks/<id>/?wait=S      → 200 with the status once the task ended, or after S s.
 - GET /api/tasks/<id>/result/?wait=S → 200 image; 409 when it failed or was canceled;
@@ -198,7 +200,7 @@ def _load_delivered(task_id: str) -> tuple[bytes, str] | None:
     conn = settings.get_redis()
     found = storage.load_output(conn, task_id)
     if found is not None:
-        conn.expire(storage.output_key(task_id), min(settings.DELIVERED_TTL, settings.OUTPUT_TTL))
+        storage.shorten_output(conn, task_id, min(settings.DELIVERED_TTL, settings.OUTPUT_TTL))
     return found
 
 

@@ -71,6 +71,8 @@ def _safe_next(target: str | None) -> str:
 def login(request: HttpRequest) -> HttpResponse:
     """Ask for an API token once; the session then stands for it (dashboard.access)."""
     target = _safe_next(request.POST.get("next") or request.GET.get("next"))
+    if not access.auth_required():           # an open API has nothing to sign in to
+        return HttpResponseRedirect(target)
     error, status = None, 200
     if request.method == "POST":
         if access.sign_in(request, request.POST.get("token", "")):

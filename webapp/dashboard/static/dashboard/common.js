@@ -146,7 +146,15 @@
       const points = s.values.map((v, i) => (v === null || v === undefined ? null : `${x(i).toFixed(1)},${y(v).toFixed(1)}`));
       // A gap (no sample in a bucket) breaks the line instead of drawing it through zero.
       let run = [];
-      const flush = () => { if (run.length) add("polyline", { class: s.cls, points: run.join(" ") }); run = []; };
+      const flush = () => {
+        if (run.length === 1) {   // a lone bucket with samples: a dot, since a one-point line draws nothing
+          const [cx, cy] = run[0].split(",");
+          add("circle", { class: s.cls, cx, cy, r: 3 });
+        } else if (run.length) {
+          add("polyline", { class: s.cls, points: run.join(" ") });
+        }
+        run = [];
+      };
       for (const p of points) { if (p === null) flush(); else run.push(p); }
       flush();
     }

@@ -1,4 +1,4 @@
-/* Overview: workers, queues, charts, success rate and the scaling advice, every 2 s.
+/* Overview: workers, queues, charts, success rate, storage and the scaling advice, every 2 s.
  * Figures come as computed by GET /api/metrics/, /api/workers/status/, /api/queues/ and
  * /api/metrics/history/ — this script only lays them out. */
 "use strict";
@@ -21,9 +21,18 @@
       stat("Success rate", `${num(m.success_rate, 1)}%`, `${m.tasks.completed} done · ${m.tasks.failed} failed`
         + (failedTypes ? ` (${failedTypes})` : ""), "stat-success"),
       stat("Throughput", `${num(t1.per_second, 2)}/s`, `last minute · ${num(m.throughput["5m"].per_minute, 1)}/min over 5 min`, "stat-throughput"),
-      stat("Queue wait", ms(lat.queue_wait_ms.p50), `p50 · p95 ${ms(lat.queue_wait_ms.p95)} (5 min)`, "stat-wait"),
-      stat("Processing", ms(lat.processing_ms.p50), `p50 · p95 ${ms(lat.processing_ms.p95)} (5 min)`, "stat-processing"),
-      stat("Host", `${num(m.cpu_usage, 0)}% CPU`, `${num(m.memory_usage, 0)}% memory used`, "stat-host"));
+      stat("Queue wait, p50", ms(lat.queue_wait_ms.p50), `p95 ${ms(lat.queue_wait_ms.p95)}, last 5 min`, "stat-wait"),
+      stat("Processing, p50", ms(lat.processing_ms.p50), `p95 ${ms(lat.processing_ms.p95)}, last 5 min`, "stat-processing"),
+      stat("Host", `${num(m.cpu_usage, 0)}% CPU`, `${num(m.memory_usage, 0)}% memory used`, "stat-host"),
+      storageStat(m.storage));
+  }
+
+  function storageStat(s) {
+    if (!s || !s.budget_bytes) return null;
+    const mb = (v) => `${num(v / 1048576, 1)} MB`;
+    return stat("Storage", `${num(s.used_percent, 0)}% of budget`,
+      `${mb(s.used_bytes)} of ${mb(s.budget_bytes)} · ${mb(s.reserved_bytes)} reserved · submits stop at ${mb(s.high_water_bytes)}`
+        + (s.full ? " · FULL: new submits get 503" : ""), "stat-storage");
   }
 
   const ACTION_WORDS = { SCALE_UP: "Scale up", SCALE_DOWN: "Scale down", MAINTAIN: "Keep the fleet as it is" };

@@ -78,6 +78,7 @@
     shownOutput = false;
     document.getElementById("output-img").hidden = true;
     await refresh();
+    if (button.hidden) document.getElementById("main").focus();   // keep keyboard focus on the page
   }
   document.getElementById("retry").addEventListener("click", (ev) => act(ev.target, "POST", "retry/", "Retried: the task is queued again."));
   document.getElementById("cancel").addEventListener("click", (ev) => act(ev.target, "DELETE", "", "Canceled."));

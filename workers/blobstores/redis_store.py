@@ -1,0 +1,69 @@
+"""Images in the fleet's own Redis: inputs as strings, outputs as hashes, with native TTLs.
+
+The default: nothing to mount or run, and workers on other hosts need only REDIS_URL.
+Its cost is Redis memory, which the budget (workers.storage_budget) bounds.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+
+from workers import settings
+from workers.blobstores.base import BlobStore
+
+
+def input_key(digest: str) -> str:
+    return settings.INPUT_KEY.format(digest=digest)
+
+
+def output_key(task_id: str) -> str:
+    return settings.OUTPUT_KEY.format(task_id=task_id)
+
+
+class RedisBlobStore(BlobStore):
+    name = "redis"
+    in_redis = True
+
+    def put_input(self, conn: redis.Redis, digest: str, data: bytes, ttl: int) -> bool:
+        with conn.pipeline(transaction=False) as pipe:
+            pipe.set(input_key(digest), data, nx=True, ex=ttl)
+            pipe.expire(input_key(digest), ttl)
+            created, _ = pipe.execute()
+        return bool(created)
+
+    def touch_input(self, conn: redis.Redis, digest: str, ttl: int) -> bool:
+        return bool(conn.expire(input_key(digest), ttl))
+
+    def get_input(self, conn: redis.Redis, digest: str) -> bytes | None:
+        return conn.get(input_key(digest))
+
+    def delete_input(self, conn: redis.Redis, digest: str) -> None:
+        conn.delete(input_key(digest))
+
+    def put_output(self, conn: redis.Redis, task_id: str, data: bytes, content_type: str, fmt: str,
+                   ttl: int, pipeline: Any = None) -> None:
+        key = output_key(task_id)
+        pipe = pipeline if pipeline is not None else conn.pipeline(transaction=True)
+        pipe.delete(key)
+        pipe.hset(key, mapping={"data": data, "content_type": content_type, "format": fmt})
+        pipe.expire(key, ttl)
+        if pipeline is None:
+            pipe.execute()
+
+    def get_output(self, conn: redis.Redis, task_id: str) -> tuple[bytes, str] | None:
+        data, content_type = conn.hmget(output_key(task_id), ["data", "content_type"])
+        if data is None:
+            return None
+        return data, (content_type or b"application/octet-stream").decode("ascii", "replace")
+
+    def shorten_output(self, conn: redis.Redis, task_id: str, ttl: int) -> None:
+        left = conn.ttl(output_key(task_id))   # EXPIRE … LT needs Redis 7; the fleet runs on 6.2 too
+        if left > ttl:
+            conn.expire(output_key(task_id), ttl)
+
+    def delete_output(self, conn: redis.Redis, task_id: str) -> bool:
+        return bool(conn.delete(output_key(task_id)))
+
+    def describe(self) -> dict[str, Any]:
+        return {"backend": self.name, "location": "the fleet's Redis (REDIS_URL)"}
