@@ -71,9 +71,9 @@ def test_empty_needs_confirmation_then_cancels_retryably(api, redis_conn, burst_
     assert done.json()["canceled"] == 3 and sorted(done.json()["task_ids"]) == sorted(ids)
     assert queue_of(api, IO)["depth"] == 0
     assert {api.get(f"/api/tasks/{i}/").json()["status"] for i in ids} == {"canceled"}
-    from rq.job import Job
     from workers import storage
-    digest = Job.fetch(ids[0], connection=redis_conn).args[0]["digest"]
+    from workers.jobs import fetch_job
+    digest = fetch_job(redis_conn, ids[0]).args[0]["digest"]
     assert storage.input_holders(redis_conn, digest) == set()     # released (kept for the retry window)
     assert api.post(f"/api/tasks/{ids[0]}/retry/").status_code == 202
     assert burst_worker() == 1

@@ -10,9 +10,9 @@ import io
 
 import pytest
 from PIL import Image
-from rq.job import Job
 
 from workers import failures, routing, settings, status, storage
+from workers.jobs import fetch_job
 from workers.worker import run_burst
 
 STEPS = [{"filter": "grayscale"}]
@@ -101,7 +101,7 @@ def test_reapers_last_strike_releases_the_input(redis_conn, monkeypatch):
     monkeypatch.setenv("PIXELFLEET_RETRY_WINDOW_S", "0")
     data = png(2)
     task_id = routing.enqueue_task(redis_conn, None, STEPS, {}, data=data)
-    job = Job.fetch(task_id, connection=redis_conn)
+    job = fetch_job(redis_conn, task_id)
     job.meta["losses"] = settings.MAX_WORKER_LOSSES
     failures.fail_lost_job(redis_conn, job, "lost three times")
     assert not blob_exists(redis_conn, storage.digest_of(data))
@@ -112,7 +112,7 @@ def test_release_while_the_task_still_runs_changes_nothing(redis_conn):
     take the input from under it: the release waits for a final RQ status."""
     data = png(3)
     task_id = routing.enqueue_task(redis_conn, None, STEPS, {}, data=data)
-    job = Job.fetch(task_id, connection=redis_conn)
+    job = fetch_job(redis_conn, task_id)
     assert storage.release_task_input(redis_conn, job) is False          # queued
     redis_conn.hset(job.key, "status", "started")
     assert storage.release_task_input(redis_conn, job) is False          # running
