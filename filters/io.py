@@ -308,6 +308,20 @@ def decode_scaled(data: bytes, reduction_for: ReductionFor | None = None) -> Dec
     return decoded
 
 
+class _Smallest:
+    """The largest reduction any decoder offers: for checks that only need a decode to finish."""
+
+    @staticmethod
+    def factor_from(candidates: Iterable[int]) -> int:
+        return max(candidates, default=1)
+
+
+def verify_decodes(data: bytes) -> Decoded:
+    """Decode all of `data` as small as possible (JPEG at 1/8: the entropy data is still
+    read to its end, so truncation and most damage raise). Same errors as decode_image."""
+    return decode_scaled(data, lambda height, width: _Smallest())
+
+
 def _upright_size(im: Image.Image) -> tuple[int, int]:
     """(height, width) once EXIF orientation is applied (5..8 swap the sides). Only for
     JPEG before loading: other formats' getexif may load (and hide a decode error)."""
@@ -333,6 +347,8 @@ def _upright(im: Image.Image) -> Image.Image:
     """EXIF orientation applied. Unreadable EXIF leaves the pixels as stored: losing a
     good picture over broken metadata would be worse than showing it unrotated."""
     try:
+        if im.getexif().get(ORIENTATION_TAG, 1) in (None, 0, 1):
+            return im   # upright already: exif_transpose would copy every pixel for nothing
         return ImageOps.exif_transpose(im)
     except Exception:
         return im

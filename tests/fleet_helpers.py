@@ -35,7 +35,7 @@ TEST_HEARTBEAT_INTERVAL = "1.0"
 # The helpers below that tests enqueue as tasks: a worker runs them only when its own
 # environment names them (workers.jobs.allowed_functions); the fleet never does.
 TEST_TASKS = ("tests.fleet_helpers.die_now", "tests.fleet_helpers.sleep_task",
-              "tests.fleet_helpers.process_then_linger")
+              "tests.fleet_helpers.process_then_linger", "tests.fleet_helpers.touch_redis_after")
 
 
 def worker_env(redis_url: str, **extra: str) -> dict[str, str]:
@@ -299,3 +299,16 @@ def process_then_linger(payload: dict) -> dict:
     if seconds:
         time.sleep(float(seconds))
     return result
+
+
+def touch_redis_after(seconds: float) -> float:
+    """A task that sleeps, then reads Redis on a client without retries: with Redis away
+    at that moment it raises a Redis ConnectionError, as a real task's input read would."""
+    import redis as redis_lib
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    time.sleep(seconds)
+    client = redis_lib.Redis.from_url(os.environ["REDIS_URL"], socket_connect_timeout=1, retry=Retry(NoBackoff(), 0))
+    client.get("pixelfleet-test:touch")
+    return seconds

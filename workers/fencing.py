@@ -107,10 +107,14 @@ def save_meta(job: Job, pipe: redis.client.Pipeline | None = None) -> None:
     if execution is None:
         target.hset(job.key, "meta", job.serializer.dumps(job.meta))
         return
-    result = _script(job.connection, _SET_IF_OWNER)(
-        keys=[fence_key(job.id), job.key], args=[execution, "meta", job.serializer.dumps(job.meta)], client=target)
-    if pipe is None:
-        check_saved(job, result)
+    keys_and_args = (fence_key(job.id), job.key, execution, "meta", job.serializer.dumps(job.meta))
+    if pipe is not None:
+        # EVAL, not a registered script: redis-py checks a pipeline's scripts with SCRIPT
+        # EXISTS first, a round trip of its own on every task (Redis caches EVAL's script).
+        pipe.eval(_SET_IF_OWNER, 2, *keys_and_args)
+        return
+    check_saved(job, _script(job.connection, _SET_IF_OWNER)(keys=list(keys_and_args[:2]),
+                                                           args=list(keys_and_args[2:])))
 
 
 def check_saved(job: Job, result: object) -> None:

@@ -123,8 +123,10 @@ def give_back(conn: redis.Redis, lost: LostJob, count_loss: bool = True, by: str
         status = job.get_status(refresh=False)
     except NoSuchJobError:
         return None
-    if status != JobStatus.STARTED:
-        return None   # it finished or failed after all; only the registry entry was stale
+    if status in (JobStatus.FINISHED, JobStatus.FAILED, JobStatus.CANCELED, JobStatus.STOPPED):
+        return None   # it ended after all (or an operator ended it); only the registry entry was stale
+    # Otherwise back it goes — "queued" too: an execution whose start failed half-way
+    # (Redis went away between its execution record and RQ's "started") still owned it.
     losses = int(job.meta.get("losses", 0))
     if count_loss:
         with conn.pipeline() as pipe:

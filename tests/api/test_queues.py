@@ -72,8 +72,8 @@ def test_empty_needs_confirmation_then_cancels_retryably(api, redis_conn, burst_
     assert queue_of(api, IO)["depth"] == 0
     assert {api.get(f"/api/tasks/{i}/").json()["status"] for i in ids} == {"canceled"}
     from workers import storage
-    from workers.jobs import fetch_job
-    digest = fetch_job(redis_conn, ids[0]).args[0]["digest"]
+    from workers.status import task_input_digest
+    digest = task_input_digest(redis_conn, ids[0])
     assert storage.input_holders(redis_conn, digest) == set()     # released (kept for the retry window)
     assert api.post(f"/api/tasks/{ids[0]}/retry/").status_code == 202
     assert burst_worker() == 1

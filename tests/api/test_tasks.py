@@ -4,6 +4,7 @@ from __future__ import annotations
 import base64
 import io
 
+import numpy as np
 from PIL import Image
 
 from tests.api.conftest import error_of, png_bytes
@@ -149,11 +150,18 @@ def test_retry_after_the_input_was_freed_is_a_clear_409(api, small_png, burst_wo
     assert "submit the image again" in error_of(retry)["message"]
 
 
-def test_failed_task_explains_itself_and_can_be_retried(api, shared_images, burst_worker, monkeypatch):
-    # With submit-time decoding switched off, corrupt pixel data reaches the worker,
-    # which must fail the task as a job_failure with a reason (not crash, not hang).
+def test_failed_task_explains_itself_and_can_be_retried(api, burst_worker, monkeypatch):
+    # With submit-time decoding switched off, corrupt pixel data (inside the compressed
+    # stream, so the structural check passes) reaches the worker, which must fail the task
+    # as a job_failure with a reason (not crash, not hang).
     monkeypatch.setenv("PIXELFLEET_VERIFY_DECODE_MAX_MEGAPIXELS", "0")
-    data = (shared_images / "invalid" / "broken_data_stream.png").read_bytes()
+    noise = np.random.default_rng(3).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(noise).save(buffer, "PNG")
+    data = bytearray(buffer.getvalue())
+    start = data.index(b"IDAT") + 40
+    data[start:start + 64] = bytes(64)
+    data = bytes(data)
     task = submit_json(api, {"image_base64": b64(data), "filters": ["grayscale"]}).json()
     burst_worker()
     status = api.get(f"/api/tasks/{task['task_id']}/").json()

@@ -191,7 +191,7 @@ def test_two_hundred_waiters_do_not_block_submits_or_health(fleet):
     so the bound is 100 ms or twice what the same requests take with nobody waiting."""
     parked = submit(fleet, **NEVER_ENDS).json()["task_id"]
     p95_latencies(fleet, rounds=8)   # warm both processes' first-request paths
-    alone = p95_latencies(fleet)
+    alone = p95_latencies(fleet, rounds=32)
     waiting = threading.Semaphore(0)
 
     def wait_once(_: int) -> int:
@@ -206,10 +206,15 @@ def test_two_hundred_waiters_do_not_block_submits_or_health(fleet):
         conn = redis.Redis.from_url(fleet.redis_url)
         wait_until(lambda: sum(c.get("cmd") == "blpop" for c in conn.client_list()) >= 200, 60,
                    what="200 waiting requests parked in BLPOP")
-        crowded = p95_latencies(fleet)
+        # Twice at most: a spike from another process on a shared machine is not a waiter
+        # blocking a thread; that would show in both measurements (each ~24 s of waiting).
+        for attempt in (1, 2):
+            crowded = p95_latencies(fleet, rounds=32)
+            over = {name: p95 for name, p95 in crowded.items() if p95 >= max(0.1, 2 * alone[name])}
+            if not over:
+                break
         assert not any(f.done() for f in futures), "the 200 were still waiting while we measured"
-        for name, p95 in crowded.items():
-            assert p95 < max(0.1, 2 * alone[name]), (name, crowded, alone)
+        assert not over, (over, crowded, alone)
     finally:
         requests.delete(f"{fleet.url}/api/tasks/{parked}/", timeout=10)   # the cancel wakes all 200
         codes = [f.result(timeout=60) for f in futures]

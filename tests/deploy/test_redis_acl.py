@@ -77,11 +77,14 @@ def test_the_fleet_runs_as_pixelfleet_and_pixelfleet_cannot_wreck_redis(acl_serv
     import io
 
     from PIL import Image
-    buffer = io.BytesIO()
-    Image.new("RGB", (8, 8), (1, 2, 3)).save(buffer, format="PNG")
-    digest = storage.store_input(conn, buffer.getvalue())
-    ok = routing.enqueue_task(conn, digest, [{"filter": "grayscale"}], {})
-    doomed = routing.enqueue_task(conn, digest, [{"filter": "grayscale"}], {"device": "gpu"})
+    def png(colour) -> bytes:
+        buffer = io.BytesIO()
+        Image.new("RGB", (8, 8), colour).save(buffer, format="PNG")
+        return buffer.getvalue()
+
+    ok = routing.enqueue_task(conn, storage.store_input(conn, png((1, 2, 3))), [{"filter": "grayscale"}], {})
+    doomed = routing.enqueue_task(conn, storage.store_input(conn, png((4, 5, 6))), [{"filter": "grayscale"}],
+                                  {"device": "gpu"})
     assert status.cancel_task(conn, doomed)["status"] == "canceled"
     log = open(tmp_path / "worker.log", "wb")
     worker = subprocess.run([sys.executable, "-m", "workers", "--name", "acl-w", "--capabilities", "io",

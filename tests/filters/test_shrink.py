@@ -58,8 +58,8 @@ def test_resize_down_with_a_low_pass_interpolation_is_planned():
     for interpolation in ("auto", "area", "lanczos"):
         plan = _plan([{"filter": "resize", "params": {"width": 512, "interpolation": interpolation}}])
         assert plan is not None and plan.index == 0
-        # 6000/k >= 2*512 and 4000/k >= 2*341 -> k <= 5
-        assert plan.max_factor == 5 and plan.factor_from((8, 4, 2)) == 4
+        # 6000/k >= 1.8*512 and 4000/k >= 1.8*341 -> k <= 6
+        assert plan.max_factor == 6 and plan.factor_from((8, 4, 2)) == 4
 
 
 @pytest.mark.parametrize("raw", [
@@ -115,7 +115,8 @@ def test_apply_scales_pixelate_blocks_back():
     ([{"filter": "resize", "params": {"height": 40}}], "dct:1/4"),     # 1356 % 8 != 0
     ([{"filter": "resize", "params": {"scale": 0.1, "interpolation": "lanczos"}}], "dct:1/4"),
     (["grayscale", {"filter": "resize", "params": {"width": 200, "interpolation": "area"}}], "dct:1/4"),
-    ([{"filter": "resize", "params": {"width": 512}}], "full"),   # 1020 < 2 * 512
+    ([{"filter": "resize", "params": {"width": 512}}], "dct:1/2"),   # 1020 >= 1.8 * 512
+    ([{"filter": "resize", "params": {"width": 1200}}], "full"),     # 1020 < 1.8 * 1200
 ])
 def test_resize_2k_photo_stays_faithful(photo_2k, raw, label):
     reference, out, decoded = both_paths(photo_2k, raw)
@@ -180,7 +181,7 @@ def photo_2k_array(photo_2k) -> np.ndarray:
 def test_png_is_box_reduced(photo_2k_array):
     reference, out, decoded = both_paths(_save(photo_2k_array, "PNG", compress_level=1),
                                          [{"filter": "resize", "params": {"width": 200}}])
-    assert decoded.label == "reduce:1/4"      # the largest integer dividing 2040 and 1356 with 510 >= 2 * 200
+    assert decoded.label == "reduce:1/4"      # the largest integer dividing 2040 and 1356 with 510 >= 1.8 * 200
     assert psnr(out, reference) >= RESIZE_PSNR
 
 

@@ -173,7 +173,7 @@ def test_planted_code_never_runs_in_the_worker_or_the_api(fleet, tmp_path):
     assert "evil" not in str(workers) and "sec-w" in str(workers)
 
     # The worker lived on: a real task after all that still runs.
-    after = routing.enqueue_task(conn, digest, [{"filter": "grayscale"}], {})
+    after = routing.enqueue_task(conn, png(conn), [{"filter": "grayscale"}], {})   # inputs are freed per task
     assert wait_status(fleet, after, {"finished"})["result"]["worker"] == "sec-w"
     assert fleet.workers["sec-w"].poll() is None
     assert not marker.exists(), marker.read_text()

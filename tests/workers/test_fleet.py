@@ -141,9 +141,9 @@ def test_fleet_restarts_its_redis_and_every_accepted_task_completes(tmp_path):
                              "--data-dir", str(tmp_path / "redis"), env={"PIXELFLEET_API_WORKERS": "1"})
     base = f"http://{bind}/api"
     try:
-        url = f"redis://127.0.0.1:{port}/0"
         wait_until(lambda: "Pixelfleet is up" in out.read_text(), 120, what="the banner")
-        conn = redis.Redis.from_url(url, socket_connect_timeout=1)
+        password = (tmp_path / "redis" / "password").read_text().strip()
+        conn = redis.Redis(port=port, password=password, socket_connect_timeout=1)
         wait_for_worker(conn, "fr-1", "idle", timeout=120)
         assert conn.config_get("appendfsync")["appendfsync"] == "always"
         accepted = []

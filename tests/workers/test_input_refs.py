@@ -10,9 +10,9 @@ import io
 
 import pytest
 from PIL import Image
+from workers.jobs import fetch_job
 
 from workers import failures, routing, settings, status, storage
-from workers.jobs import fetch_job
 from workers.worker import run_burst
 
 STEPS = [{"filter": "grayscale"}]

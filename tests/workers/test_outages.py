@@ -119,3 +119,34 @@ def test_worker_restarted_under_its_name_gives_back_its_claims(redis_server, red
         # Back at the FRONT: the rescued task ran before the one queued behind it.
         ended = [fetch_job(redis_conn, t).ended_at for t in (first, second)]
         assert ended[0] < ended[1]
+
+
+def test_task_whose_redis_goes_away_is_handed_back_not_failed(tmp_path):
+    """Redis disappears under a running task (its own Redis call fails): not the task's
+    failure. Once Redis is back the task goes to the front of its queue, no loss counted,
+    and runs again to the end."""
+    from workers.jobs import fetch_job, queue
+
+    server = RedisServer(data_dir=tmp_path / "redis", appendonly=True, appendfsync="always").start()
+    conn = redis.Redis.from_url(server.url, socket_connect_timeout=1)
+    try:
+        with WorkerSet(server.url, tmp_path) as fleet:
+            fleet.start("gone-a", "io", "--no-warmup")
+            wait_for_worker(conn, "gone-a", "idle", timeout=90)
+            job = queue(conn, "pixelfleet:io").enqueue_call(
+                "tests.fleet_helpers.touch_redis_after", args=(1.5,), meta={"capabilities": ["io"]})
+            wait_until(lambda: conn.hget(job.key, "status") == b"started", 20, interval=0.02,
+                       what="the task running")
+            server.kill()
+            time.sleep(4)
+            server.start()
+            assert wait_for_status(conn, job.id, timeout=60) == "finished", fleet.logs()
+            wait_until(lambda: f"task={job.id} event=done" in fleet.logs(), 10, what="the done line")
+            logs = fleet.logs()
+            assert f"task={job.id} event=task_handed_back" in logs and "Redis went away mid-task" in logs, logs
+            assert logs.count(f"task={job.id} event=done") == 1
+            assert conn.hlen(settings.LOSSES_KEY) == 0
+            assert stats.counters(conn)["failed"] == 0
+            assert "failure_type" not in fetch_job(conn, job.id).meta
+    finally:
+        server.stop()

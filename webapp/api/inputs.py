@@ -25,6 +25,7 @@ from filters import io as image_io
 from filters import registry, samples
 from filters.errors import EngineError, ImageTooLarge
 from filters.errors import ValidationError as StepsError
+from filters.structure import MissingEnd, check_structure
 from workers import settings, storage
 
 IMAGE_FIELDS = ("image", "images")                   # multipart file fields
@@ -221,28 +222,41 @@ def _decode_base64(label: str, text: Any) -> bytes:
         raise InvalidInput(f"{label} is not valid base64: {exc}", {"field": label}, code="invalid_base64") from None
 
 
+# Full decode at submit up to this size: about 5 ms for a 1 MP JPEG, where a 24 MP photo
+# costs 120 ms to 2 s (measured, docs/api.md) and its worker decodes it anyway, smaller.
+DEFAULT_VERIFY_DECODE_MEGAPIXELS = 1.0
+
+
 def verify_decode_limit() -> float:
     """Images up to this many megapixels are fully decoded at submit (PIXELFLEET_VERIFY_DECODE_MAX_MEGAPIXELS).
 
-    probe_image reads headers only, so a file whose pixel data is corrupt would pass it
-    and fail later in a worker; decoding at submit turns that into a 4xx for the client.
+    probe_image reads headers and check_structure walks the file's layout, so a truncated
+    upload is refused at any size; what only decoding reveals (damage inside compressed
+    data) is refused here for small images and is a worker's job_failure for larger ones.
     See docs/api.md for the measured cost; 0 disables it.
     """
     raw = os.environ.get("PIXELFLEET_VERIFY_DECODE_MAX_MEGAPIXELS", "").strip()
     try:
-        return float(raw) if raw else float(image_io.MAX_MEGAPIXELS)
+        return float(raw) if raw else DEFAULT_VERIFY_DECODE_MEGAPIXELS
     except ValueError:
-        return float(image_io.MAX_MEGAPIXELS)
+        return DEFAULT_VERIFY_DECODE_MEGAPIXELS
 
 
 def check_image(data: bytes, label: str = "image") -> ImageInput:
-    """probe_image (bytes, megapixels, format), then a full decode when it is small enough."""
+    """probe_image (bytes, megapixels, format), then a full decode when the image is small
+    enough that it costs little, else the structural check (never a full decode of a
+    24 MP photo: microseconds, or a 1/8-scale decode for a JPEG without its end marker)."""
     if not data:
         raise InvalidInput(f"{label} is empty (0 bytes)", {"image": label}, code="invalid_image")
     try:
         info = image_io.probe_image(data)
         if info.width * info.height <= verify_decode_limit() * 1_000_000:
-            image_io.decode_image(data)
+            image_io.decode_image(data)            # small: the decoder itself is the check
+        else:
+            try:
+                check_structure(data, info.format)
+            except MissingEnd:                     # truncated, or only the marker lost
+                image_io.verify_decodes(data)      # a 1/8-scale JPEG decode settles it
     except EngineError as exc:
         details = dict(exc.details or {})
         details.setdefault("image", label)
