@@ -347,6 +347,8 @@ def _upright(im: Image.Image) -> Image.Image:
     """EXIF orientation applied. Unreadable EXIF leaves the pixels as stored: losing a
     good picture over broken metadata would be worse than showing it unrotated."""
     try:
+        if im.getexif().get(ORIENTATION_TAG, 1) in (None, 0, 1):
+            return im   # upright already: exif_transpose would copy every pixel for nothing
         return ImageOps.exif_transpose(im)
     except Exception:
         return im

@@ -146,8 +146,14 @@ def test_small_budget_refuses_a_burst_with_503_and_resumes_by_itself(make_stack,
         assert set(wait_all(conn, accepted).values()) == {"finished"}
         # Fetching and deleting results frees the space: submits resume at once.
         done = [i for i in accepted if api.get(f"/api/tasks/{i}/result/").status_code == 200]
-        for task_id in done[:4]:
-            assert api.delete(f"/api/tasks/{task_id}/result/").status_code == 204
+        deleted = 0
+        for task_id in reversed(done):            # newest first: the oldest may expire meanwhile (12 s)
+            code = api.delete(f"/api/tasks/{task_id}/result/").status_code
+            assert code in (204, 404)
+            deleted += code == 204
+            if deleted == 4:
+                break
+        assert deleted >= 1
         response = attempt()
         assert response.status_code == 202, response.content
         accepted.append(response.json()["task_id"])
