@@ -21,8 +21,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.ops.conftest import LiveFleet, fleet_env
-from workers.embedded_redis import free_port
+from tests.ops.conftest import running_fleet
 
 ROOT = Path(__file__).resolve().parents[2]
 FLEET_DB = 5
@@ -34,23 +33,9 @@ HEAVY_BATCH_MODES = r"^/api/process-batch/(compare|compare-all|multiprocessing|s
 def live_api(redis_server, tmp_path_factory):
     """gunicorn with the project's config (2 processes, 4 threads each), open (no token), and
     one io+cpu worker, on their own Redis database."""
-    import redis as redis_lib
-
-    redis_url = f"redis://127.0.0.1:{redis_server.port}/{FLEET_DB}"
-    redis_lib.Redis.from_url(redis_url).flushdb()
-    bind = f"127.0.0.1:{free_port()}"
-    env = fleet_env(redis_url, bind)
-    env.pop("PIXELFLEET_API_TOKENS")
-    env.update(PIXELFLEET_API_WORKERS="2", PIXELFLEET_API_THREADS="4")
-    fleet = LiveFleet(url=f"http://{bind}", token="", redis_url=redis_url,
-                      log_dir=tmp_path_factory.mktemp("live-api-logs"), env=env)
-    try:
-        fleet.start_api()
-        fleet.start_worker("live-all", "io,cpu")
-        fleet.wait_ready(1)
+    with running_fleet(redis_server, FLEET_DB, tmp_path_factory.mktemp("live-api-logs"), {"live-all": "io,cpu"},
+                       token="", PIXELFLEET_API_WORKERS="2", PIXELFLEET_API_THREADS="4") as fleet:
         yield fleet
-    finally:
-        fleet.stop()
 
 
 def _burn(seconds: float) -> subprocess.Popen:

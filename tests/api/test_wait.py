@@ -17,9 +17,8 @@ from PIL import Image
 
 from tests.api.conftest import png_bytes
 from tests.fleet_helpers import submit_slow, wait_until
-from tests.ops.conftest import LiveFleet, fleet_env
+from tests.ops.conftest import LiveFleet, running_fleet
 from workers import settings, storage
-from workers.embedded_redis import free_port
 from workers.routing import enqueue_task
 
 WAIT_DB = 5
@@ -30,21 +29,9 @@ NEVER_ENDS = {"device": "gpu"}   # a CPU-only fleet never takes it: it stays que
 @pytest.fixture(scope="module")
 def fleet(redis_server, tmp_path_factory):
     """The API as `make run` serves it (2 processes) and one io+cpu worker, on their own DB."""
-    redis_url = f"redis://127.0.0.1:{redis_server.port}/{WAIT_DB}"
-    redis.Redis.from_url(redis_url).flushdb()
-    bind = f"127.0.0.1:{free_port()}"
-    env = fleet_env(redis_url, bind)
-    env.pop("PIXELFLEET_API_TOKENS")
-    env["PIXELFLEET_API_WORKERS"] = "2"
-    live = LiveFleet(url=f"http://{bind}", token="", redis_url=redis_url,
-                     log_dir=tmp_path_factory.mktemp("wait-logs"), env=env)
-    try:
-        live.start_api()
-        live.start_worker("wait-worker", "io,cpu")
-        live.wait_ready(1)
+    with running_fleet(redis_server, WAIT_DB, tmp_path_factory.mktemp("wait-logs"), {"wait-worker": "io,cpu"},
+                       token="", PIXELFLEET_API_WORKERS="2") as live:
         yield live
-    finally:
-        live.stop()
 
 
 @pytest.fixture

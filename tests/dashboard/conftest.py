@@ -17,8 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.ops.conftest import LiveFleet, fleet_env
-from workers.embedded_redis import free_port
+from tests.ops.conftest import LiveFleet, running_fleet
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "dash-test-token"
@@ -68,23 +67,9 @@ def browser():
 @pytest.fixture(scope="package")
 def dash_fleet(redis_server, tmp_path_factory):
     """API (gunicorn) + two workers on the test redis-server; tokens required for actions."""
-    import redis as redis_lib
-
-    redis_url = f"redis://127.0.0.1:{redis_server.port}/{FLEET_DB}"
-    redis_lib.Redis.from_url(redis_url).flushdb()
-    bind = f"127.0.0.1:{free_port()}"
-    env = fleet_env(redis_url, bind)
-    env["PIXELFLEET_API_TOKENS"] = TOKEN
-    fleet = LiveFleet(url=f"http://{bind}", token=TOKEN, redis_url=redis_url,
-                      log_dir=tmp_path_factory.mktemp("dash-fleet-logs"), env=env)
-    try:
-        fleet.start_api()
-        for name, caps in WORKERS.items():
-            fleet.start_worker(name, caps)
-        fleet.wait_ready(len(WORKERS))
+    with running_fleet(redis_server, FLEET_DB, tmp_path_factory.mktemp("dash-fleet-logs"), WORKERS,
+                       token=TOKEN) as fleet:
         yield fleet
-    finally:
-        fleet.stop()
 
 
 @pytest.fixture

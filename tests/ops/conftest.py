@@ -12,6 +12,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -144,22 +146,37 @@ def fleet_env(redis_url: str, bind: str) -> dict:
     return env
 
 
-@pytest.fixture(scope="module")
-def live_fleet(redis_server, tmp_path_factory):
-    """API + two workers (io; io+cpu) against the test redis-server, ready to take tasks."""
+@contextmanager
+def running_fleet(redis_server, db: int, log_dir: Path, workers: dict[str, str], token: str = TOKEN,
+                  **env: str | None) -> Iterator[LiveFleet]:
+    """A flushed Redis database `db`, the API (gunicorn) and `workers` (name -> capabilities)
+    started and ready; stopped on exit. No token means an open API; `env` overrides the
+    fleet's environment (None removes a variable)."""
     import redis as redis_lib
 
-    redis_url = f"redis://127.0.0.1:{redis_server.port}/{FLEET_DB}"
+    redis_url = f"redis://127.0.0.1:{redis_server.port}/{db}"
     redis_lib.Redis.from_url(redis_url).flushdb()
-    port = free_port()
-    bind = f"127.0.0.1:{port}"
-    fleet = LiveFleet(url=f"http://{bind}", token=TOKEN, redis_url=redis_url,
-                      log_dir=tmp_path_factory.mktemp("fleet-logs"), env=fleet_env(redis_url, bind))
+    bind = f"127.0.0.1:{free_port()}"
+    environment = fleet_env(redis_url, bind)
+    env["PIXELFLEET_API_TOKENS"] = token or None
+    for name, value in env.items():
+        if value is None:
+            environment.pop(name, None)
+        else:
+            environment[name] = value
+    fleet = LiveFleet(url=f"http://{bind}", token=token, redis_url=redis_url, log_dir=log_dir, env=environment)
     try:
         fleet.start_api()
-        for name, caps in WORKERS.items():
+        for name, caps in workers.items():
             fleet.start_worker(name, caps)
-        fleet.wait_ready(len(WORKERS))
+        fleet.wait_ready(len(workers))
         yield fleet
     finally:
         fleet.stop()
+
+
+@pytest.fixture(scope="module")
+def live_fleet(redis_server, tmp_path_factory):
+    """API + two workers (io; io+cpu) against the test redis-server, ready to take tasks."""
+    with running_fleet(redis_server, FLEET_DB, tmp_path_factory.mktemp("fleet-logs"), WORKERS) as fleet:
+        yield fleet

@@ -34,9 +34,8 @@ import redis
 import requests
 from PIL import Image
 
-from tests.ops.conftest import LiveFleet, fleet_env
+from tests.ops.conftest import running_fleet
 from workers import jobs, routing, settings, storage
-from workers.embedded_redis import free_port
 from workers.stats import percentile
 
 FLEET_DB = 5
@@ -64,22 +63,11 @@ class Marker:
 def fleet(redis_server, tmp_path_factory):
     """API (2 processes x 4 threads) + one io,cpu worker on their own database; the worker
     runs no test helpers (PIXELFLEET_TEST_TASK_FUNCTIONS unset)."""
-    redis_url = f"redis://127.0.0.1:{redis_server.port}/{FLEET_DB}"
-    redis.Redis.from_url(redis_url).flushdb()
-    bind = f"127.0.0.1:{free_port()}"
-    env = fleet_env(redis_url, bind)
-    env.pop("PIXELFLEET_TEST_TASK_FUNCTIONS", None)
-    env.update(PIXELFLEET_API_WORKERS="2",                 # the shipped default: 2 API processes
-               PIXELFLEET_API_GRACEFUL_TIMEOUT="1")   # teardown need not wait for admitted 10 s requests
-    live = LiveFleet(url=f"http://{bind}", token="ops-test-token", redis_url=redis_url,
-                     log_dir=tmp_path_factory.mktemp("security-logs"), env=env)
-    try:
-        live.start_api()
-        live.start_worker("sec-w", "io,cpu")
-        live.wait_ready(1)
+    with running_fleet(redis_server, FLEET_DB, tmp_path_factory.mktemp("security-logs"), {"sec-w": "io,cpu"},
+                       token="ops-test-token", PIXELFLEET_TEST_TASK_FUNCTIONS=None,
+                       PIXELFLEET_API_WORKERS="2",               # the shipped default: 2 API processes
+                       PIXELFLEET_API_GRACEFUL_TIMEOUT="1") as live:   # teardown need not wait for admitted 10 s requests
         yield live
-    finally:
-        live.stop()
 
 
 def png(conn) -> str:
