@@ -34,7 +34,7 @@ def test_redis_killed_three_times_mid_task(tmp_path, monkeypatch):
                 fleet.start(name, "io", "--no-warmup", PIXELFLEET_HEARTBEAT_INTERVAL=str(BEAT_S))
             for name in names:
                 wait_for_worker(conn, name, "idle", timeout=90)
-            conn.set(LINGER_KEY, 18)
+            conn.set(LINGER_KEY, 30)   # outlives three kills, restarts and grace waits (~7 s each) with room
             task_id = submit(conn, [{"filter": "brightness", "params": {"factor": 1.2}}])
             runner = wait_until(lambda: next((n for n in names if (worker_record(conn, n) or {}).get(
                 "current_task") == task_id), None), 20, interval=0.05, what="a worker to take the task")
