@@ -33,15 +33,21 @@ test-slow: install
 bench: install
 	$(PY) -m filters.benchmark
 
-# Pixel-art quality against libimagequant, which lives in its own venv (never the project's).
-IQ_VENV := var/bench/imagequant-venv
-IQ_STAMP := $(IQ_VENV)/.installed-$(shell cksum bench/imagequant-requirements.txt | cut -d' ' -f1)
+# A benchmark peer lives in its own venv under var/bench/, installed from its own
+# requirements file, never into the project's: $(call peer_venv,VENV,REQUIREMENTS).
+peer_stamp = $(1)/.installed-$(shell cksum $(2) | cut -d' ' -f1)
+define peer_venv
+$(call peer_stamp,$(1),$(2)): $(2)
+	test -x $(1)/bin/python || $$(PYTHON) -m venv $(1)
+	$(1)/bin/python -m pip install --quiet -r $(2)
+	rm -f $(1)/.installed-*
+	touch $$@
+endef
 
-$(IQ_STAMP): bench/imagequant-requirements.txt
-	test -x $(IQ_VENV)/bin/python || $(PYTHON) -m venv $(IQ_VENV)
-	$(IQ_VENV)/bin/python -m pip install --quiet -r bench/imagequant-requirements.txt
-	rm -f $(IQ_VENV)/.installed-*
-	touch $@
+# Pixel-art quality against libimagequant (its venv: var/bench/imagequant-venv).
+IQ_VENV := var/bench/imagequant-venv
+IQ_STAMP := $(call peer_stamp,$(IQ_VENV),bench/imagequant-requirements.txt)
+$(eval $(call peer_venv,$(IQ_VENV),bench/imagequant-requirements.txt))
 
 bench-pixelart: install $(IQ_STAMP)
 	$(PY) -m filters.benchmark_pixelart
@@ -50,15 +56,10 @@ bench-workers: install
 	$(PY) -m workers.benchmark
 
 # Pixelfleet (as `make run` starts it) against thumbor, end to end; thumbor goes into its own
-# venv from bench/thumbor-requirements.txt, never the project's. ARGS='--json out.json' etc.
+# venv (var/bench/thumbor-venv). ARGS='--json out.json' etc.
 THUMBOR_VENV  := var/bench/thumbor-venv
-THUMBOR_STAMP := $(THUMBOR_VENV)/.installed-$(shell cksum bench/thumbor-requirements.txt | cut -d' ' -f1)
-
-$(THUMBOR_STAMP): bench/thumbor-requirements.txt
-	test -x $(THUMBOR_VENV)/bin/python || $(PYTHON) -m venv $(THUMBOR_VENV)
-	$(THUMBOR_VENV)/bin/python -m pip install --quiet -r bench/thumbor-requirements.txt
-	rm -f $(THUMBOR_VENV)/.installed-*
-	touch $@
+THUMBOR_STAMP := $(call peer_stamp,$(THUMBOR_VENV),bench/thumbor-requirements.txt)
+$(eval $(call peer_venv,$(THUMBOR_VENV),bench/thumbor-requirements.txt))
 
 bench-e2e: install $(THUMBOR_STAMP)
 	$(PY) -m bench.e2e $(ARGS)

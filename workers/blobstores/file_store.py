@@ -119,13 +119,7 @@ class FileBlobStore(BlobStore):
         return True
 
     def shorten_input(self, conn: redis.Redis, digest: str, ttl: int) -> None:
-        path = self.input_path(digest)
-        now = time.time()
-        try:
-            if path.stat().st_mtime > now + ttl:
-                os.utime(path, (now, now + ttl))
-        except FileNotFoundError:
-            pass
+        self._shorten(self.input_path(digest), ttl)
 
     def get_input(self, conn: redis.Redis, digest: str) -> bytes | None:
         path = self.input_path(digest)
@@ -162,7 +156,11 @@ class FileBlobStore(BlobStore):
         return data, sniff_content_type(data[:8])
 
     def shorten_output(self, conn: redis.Redis, task_id: str, ttl: int) -> None:
-        path = self.output_path(task_id)
+        self._shorten(self.output_path(task_id), ttl)
+
+    @staticmethod
+    def _shorten(path: Path, ttl: int) -> None:
+        """Bring a blob's expiry (its mtime) down to `ttl` s from now; never lengthen it."""
         now = time.time()
         try:
             if path.stat().st_mtime > now + ttl:
