@@ -170,7 +170,10 @@ def pixelate(image, *, block_size: int = 8, palette: str = "adaptive", palette_s
         host_small = small.copy_to_host() if palette == "adaptive" or \
             dither in HOST_DITHERS else None
         colours = palettes.resolve_palette(host_small, palette, palette_size, method)
-        if dither in HOST_DITHERS:
+        if dither in HOST_DITHERS and palette == "adaptive":
+            host_small, colours = palettes.apply_fitted_palette(host_small, colours, dither)
+            small = cuda.to_device(host_small)
+        elif dither in HOST_DITHERS:
             small = cuda.to_device(palettes.apply_palette(host_small, colours, dither))
         else:
             small = _map(small, colours, dither)

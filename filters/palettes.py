@@ -26,6 +26,7 @@ from filters.palettes_map import (  # noqa: F401  (re-exported)
     adaptive_floyd_steinberg,
     bayer_matrix,
     bayer_strength,
+    error_diffusion,
     floyd_steinberg,
     map_to_palette,
     ordered_dither,
@@ -44,6 +45,9 @@ NAMED_PALETTES: dict[str, tuple[tuple[int, int, int], ...]] = {
     "grayscale-4": ((0, 0, 0), (85, 85, 85), (170, 170, 170), (255, 255, 255)),
 }
 PALETTE_CHOICES = ("adaptive", "none", *NAMED_PALETTES)
+# Error diffusion to a FITTED palette re-fits it to the dithered result this many times
+# (palettes_map.error_diffusion): measured in make bench-pixelart.
+DITHER_REFITS = 1
 
 
 def named_palette(name: str) -> np.ndarray:
@@ -78,6 +82,17 @@ def apply_palette(small: np.ndarray, colours: np.ndarray, dither: str = "none") 
     raise FilterFailed(f"pixelate.dither must be one of {', '.join(DITHERS)}, got {dither!r}")
 
 
+def apply_fitted_palette(small: np.ndarray, colours: np.ndarray, dither: str = "none"
+                         ) -> tuple[np.ndarray, np.ndarray]:
+    """apply_palette for an adaptive (fitted) palette: with error diffusion the palette is
+    re-fitted to the dithered result (DITHER_REFITS times). Returns (the mapped image, the
+    palette it uses)."""
+    if dither in ("floyd-steinberg", "floyd-steinberg-adaptive"):
+        return error_diffusion(small, colours, dither == "floyd-steinberg-adaptive",
+                               DITHER_REFITS)
+    return apply_palette(small, colours, dither), colours
+
+
 def quantize_small(
     small: np.ndarray,
     *,
@@ -92,7 +107,9 @@ def quantize_small(
         raise FilterFailed(f"pixelate.dither must be one of {', '.join(DITHERS)}, got {dither!r}")
     small = np.ascontiguousarray(small)
     colours = resolve_palette(small, palette, palette_size, method)
-    if colours is not None:
+    if colours is not None and palette == "adaptive":
+        small, colours = apply_fitted_palette(small, colours, dither)
+    elif colours is not None:
         small = apply_palette(small, colours, dither)
     if outline_edges:
         small = outline(small, colours)

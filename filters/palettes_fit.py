@@ -15,7 +15,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from filters.colour import image_to_oklab, oklab_to_srgb8
+from filters.colour import image_to_oklab, oklab_to_srgb8, palette_oklab
 from filters.cpu_common import NJIT_PARALLEL, NJIT_SERIAL, PARALLEL_MIN_WORK
 from filters.errors import FilterFailed
 from filters.palettes_salience import reserve_salient, salience, sample_weights
@@ -30,6 +30,7 @@ COARSE_SAMPLE = 8192           # k-means iterates on every 4th sample first ...
 FINE_ITERATIONS = 8            # ... then at most this many times on all of them
 # A pass over all 32768 samples with 16 centres is ~0.7 ms: worth two threads.
 ASSIGN_PARALLEL_MIN_WORK = min(PARALLEL_MIN_WORK, 1 << 19)
+REFIT_MAX_CHROMA = 0.10        # refit_to_labels leaves entries at least this vivid
 SEED_SALIENCE_GAIN = 4.0       # salient samples count up to 5 times in the median-cut seed
 
 
@@ -184,6 +185,46 @@ def kmeans_lab(points: np.ndarray, weights: np.ndarray, centres: np.ndarray,
         if moved < KMEANS_TOLERANCE:
             break
     return centres
+
+
+@njit(**NJIT_SERIAL)
+def _robust_sums(lab, labels, pal_lab, floor2, sums, totals):
+    """Per palette entry, the sums of its pixels' OKLab and of their weights, each pixel
+    weighted 1 / its distance to the entry (floored): one robust Lloyd update."""
+    h, w = labels.shape
+    for y in range(h):
+        for x in range(w):
+            j = labels[y, x]
+            d = 0.0
+            for c in range(3):
+                diff = np.float64(lab[y, x, c]) - np.float64(pal_lab[j, c])
+                d += diff * diff
+            wt = 1.0 / np.sqrt(d + floor2)
+            totals[j] += wt
+            for c in range(3):
+                sums[j, c] += wt * lab[y, x, c]
+
+
+def refit_to_labels(lab: np.ndarray, labels: np.ndarray, palette: np.ndarray) -> np.ndarray:
+    """The (k, 3) uint8 palette moved, entry by entry, to the robust mean (kmeans_lab's
+    reweighting) of the pixels that `labels` gives it - for a dithered result, the
+    palette that serves the pixels dithering actually sends there. Unused entries stay,
+    and so do vivid ones (OKLab chroma >= REFIT_MAX_CHROMA): the fit spent those on small
+    vivid regions (palettes_salience), and dithering, which mixes them into neighbouring
+    areas, would pull them towards the bulk (measured: salient colours lost)."""
+    palette = np.ascontiguousarray(palette, dtype=np.uint8)
+    pal_lab = palette_oklab(palette)
+    sums = np.zeros((len(palette), 3), np.float64)
+    totals = np.zeros(len(palette), np.float64)
+    _robust_sums(np.ascontiguousarray(lab, dtype=np.float32), labels, pal_lab,
+                 ROBUST_FLOOR * ROBUST_FLOOR, sums, totals)
+    used = totals > 0
+    used &= np.hypot(pal_lab[:, 1], pal_lab[:, 2]) < REFIT_MAX_CHROMA
+    centres = pal_lab.astype(np.float64)
+    centres[used] = sums[used] / totals[used, None]
+    out = oklab_to_srgb8(centres)
+    out[~used] = palette[~used]
+    return out
 
 
 def kmeans(pixels: np.ndarray, size: int, iterations: int = KMEANS_ITERATIONS,

@@ -23,6 +23,7 @@ from filters.cpu_common import (
     NJIT_SERIAL,
     PARALLEL_MIN_WORK,
 )
+from filters.palettes_fit import refit_to_labels
 
 DITHERS = ("none", "floyd-steinberg", "floyd-steinberg-adaptive", "bayer")
 OUTLINE_THRESHOLD = 64.0       # luma step to a brighter 4-neighbour that draws an outline
@@ -32,6 +33,9 @@ MAP_PARALLEL_MIN_WORK = min(PARALLEL_MIN_WORK, 1_000_000)
 # Contrast-adaptive diffusion (see adaptive_diffusion_map and docs/filters.md), OKLab units
 # (0.01 is about one CIEDE2000 unit for most colours):
 FLAT_ERROR = 0.02              # a pixel this close to a palette colour takes it, no noise
+FLAT_RATIO = 0.4               # ... as does one within FLAT_RATIO_CAP of it and this much
+FLAT_RATIO_CAP = 0.05          # nearer to it than to the 2nd nearest (not between two)
+DIFFUSION_LEVEL = 15.0 / 16.0  # share of the error passed on (libimagequant's): no build-up
 EDGE_LOW, EDGE_HIGH = 0.04, 0.20   # local contrast where diffusion starts/stops fading
 EDGE_GAIN = 0.35               # diffusion kept on the strongest edges
 MAX_DIFFUSED_ERROR = 0.15      # error passed on per pixel is capped (no streaks/bleeding)
@@ -57,6 +61,27 @@ def nearest_colour(pal_lab, ok_l, ok_a, ok_b):
 
 
 _nearest = njit(inline="always", cache=True)(nearest_colour)
+
+
+@njit(inline="always", cache=True)
+def _two_nearest(pal_lab, ok_l, ok_a, ok_b):
+    """(index of the nearest palette colour, its squared OKLab distance, the squared
+    distance of the second nearest); lowest index on ties, like nearest_colour."""
+    best = 0
+    best_d = np.float32(3.0e38)
+    second_d = np.float32(3.0e38)
+    for k in range(pal_lab.shape[0]):
+        dl = ok_l - pal_lab[k, 0]
+        da = ok_a - pal_lab[k, 1]
+        db = ok_b - pal_lab[k, 2]
+        d = dl * dl + da * da + db * db
+        if d < best_d:
+            second_d = best_d
+            best_d = d
+            best = k
+        elif d < second_d:
+            second_d = d
+    return best, best_d, second_d
 
 
 @njit(**NJIT_SERIAL)
@@ -150,29 +175,34 @@ def _spread(buf, y, x, e0, e1, e2, weight):
 
 
 @njit(**NJIT_SERIAL)
-def _diffuse(small, own, palette, pal_lab, gain, flat_error, max_error, out):
+def _diffuse(small, own, palette, pal_lab, gain, flat_error, flat_ratio, ratio_cap, max_error,
+             out, labels):
     """Floyd-Steinberg in OKLab (`own` = the pixels' OKLab, raster order), with per-pixel
     control:
-    - a pixel whose OWN colour is within flat_error of its nearest palette colour takes
-      that colour and passes no error on (incoming error is dropped): flat areas that
-      the palette already matches stay free of dither noise;
+    - a pixel whose OWN colour is within flat_error of its nearest palette colour, or
+      within ratio_cap of it and nearer to it than flat_ratio x the distance to the
+      second nearest, takes that colour and passes no error on (incoming error is
+      dropped): areas the palette already matches stay free of dither noise, and the
+      colours dithered are those that lie between palette entries (gradients, where
+      banding shows);
     - the error passed on is scaled by gain[y % gh, x % gw] and capped at max_error.
-    Plain Floyd-Steinberg is gain 1 everywhere, flat_error 0, max_error infinite."""
+    Plain Floyd-Steinberg is gain 1 everywhere, flat_error and flat_ratio 0, max_error
+    infinite. labels[y, x] = the palette index taken."""
     h, w, channels = small.shape
     gh, gw = gain.shape
     buf = np.zeros((h + 1, w + 2, 3), np.float32)
     lo = (np.float32(L_MIN), np.float32(-AB_LIMIT), np.float32(-AB_LIMIT))
     hi = (np.float32(L_MAX), np.float32(AB_LIMIT), np.float32(AB_LIMIT))
     flat2 = flat_error * flat_error
+    ratio2 = flat_ratio * flat_ratio
+    cap2 = ratio_cap * ratio_cap
     for y in range(h):
         for x in range(w):
             o_l, o_a, o_b = own[y, x, 0], own[y, x, 1], own[y, x, 2]
-            if flat_error > 0:
-                k = _nearest(pal_lab, o_l, o_a, o_b)
-                dl = o_l - pal_lab[k, 0]
-                da = o_a - pal_lab[k, 1]
-                db = o_b - pal_lab[k, 2]
-                if dl * dl + da * da + db * db <= flat2:
+            if flat_error > 0 or flat_ratio > 0:
+                k, d1, d2 = _two_nearest(pal_lab, o_l, o_a, o_b)
+                if d1 <= flat2 or (d1 <= ratio2 * d2 and d1 <= cap2):
+                    labels[y, x] = k
                     for c in range(3):
                         out[y, x, c] = palette[k, c]
                     for c in range(3, channels):
@@ -196,21 +226,49 @@ def _diffuse(small, own, palette, pal_lab, gain, flat_error, max_error, out):
             _spread(buf, y + 1, x, e0, e1, e2, np.float32(3.0 / 16.0))
             _spread(buf, y + 1, x + 1, e0, e1, e2, np.float32(5.0 / 16.0))
             _spread(buf, y + 1, x + 2, e0, e1, e2, np.float32(1.0 / 16.0))
+            labels[y, x] = best
             for c in range(3):
                 out[y, x, c] = palette[best, c]
             for c in range(3, channels):
                 out[y, x, c] = small[y, x, c]
 
 
+def error_diffusion(small: np.ndarray, palette: np.ndarray, adaptive: bool,
+                    refits: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Floyd-Steinberg (adaptive: contrast-adaptive, see _diffuse and
+    adaptive_diffusion_map) to `palette`; alpha kept. Sequential.
+
+    refits > 0 (for a FITTED palette only): the palette is then chosen with dithering in
+    mind, as libimagequant does - each entry moves to the robust mean
+    (palettes_fit.refit_to_labels) of the pixels the dithered result gave it, and the
+    image is dithered again, `refits` times. A fit to the undithered mapping is not the
+    best palette for a dithered one: diffusion sends pixels to entries other than their
+    nearest. Returns (result, the palette used).
+    """
+    small = np.ascontiguousarray(small)
+    out = np.empty_like(small)
+    labels = np.empty(small.shape[:2], np.int32)
+    palette = np.ascontiguousarray(palette, dtype=np.uint8)
+    lab = image_to_oklab(small)
+    if adaptive:
+        gain = adaptive_diffusion_map(small, lab) * np.float32(DIFFUSION_LEVEL)
+        flat_error, flat_ratio = np.float32(FLAT_ERROR), np.float32(FLAT_RATIO)
+        max_error = np.float32(MAX_DIFFUSED_ERROR)
+    else:
+        gain = np.ones((1, 1), np.float32)
+        flat_error, flat_ratio, max_error = np.float32(0.0), np.float32(0.0), np.float32(np.inf)
+    for step in range(refits + 1):
+        if step:
+            palette = refit_to_labels(lab, labels, palette)
+        _diffuse(small, lab, palette, palette_oklab(palette), gain, flat_error, flat_ratio,
+                 np.float32(FLAT_RATIO_CAP), max_error, out, labels)
+    return out, palette
+
+
 def floyd_steinberg(small: np.ndarray, palette: np.ndarray) -> np.ndarray:
     """Floyd-Steinberg error diffusion (raster order, OKLab error) to `palette`; alpha
     kept. Sequential."""
-    small = np.ascontiguousarray(small)
-    out = np.empty_like(small)
-    palette = np.ascontiguousarray(palette, dtype=np.uint8)
-    _diffuse(small, image_to_oklab(small), palette, palette_oklab(palette),
-             np.ones((1, 1), np.float32), np.float32(0.0), np.float32(np.inf), out)
-    return out
+    return error_diffusion(small, palette, adaptive=False)[0]
 
 
 @njit(**NJIT_SERIAL)
@@ -250,13 +308,7 @@ def adaptive_diffusion_map(small: np.ndarray, lab: np.ndarray | None = None) -> 
 def adaptive_floyd_steinberg(small: np.ndarray, palette: np.ndarray) -> np.ndarray:
     """Error diffusion that leaves flat, well-matched areas clean: see _diffuse and
     adaptive_diffusion_map. Alpha kept. Sequential."""
-    small = np.ascontiguousarray(small)
-    out = np.empty_like(small)
-    palette = np.ascontiguousarray(palette, dtype=np.uint8)
-    lab = image_to_oklab(small)
-    _diffuse(small, lab, palette, palette_oklab(palette), adaptive_diffusion_map(small, lab),
-             np.float32(FLAT_ERROR), np.float32(MAX_DIFFUSED_ERROR), out)
-    return out
+    return error_diffusion(small, palette, adaptive=True)[0]
 
 
 @njit(**NJIT_SERIAL)
