@@ -135,3 +135,34 @@ def test_nearest_search_equals_a_full_scan_with_ties(colours):
     d = ((lab[..., None, :] - naive.oklab(pal)[None, None]) ** 2).sum(axis=-1)
     ref = pal[np.argmin(d, axis=-1)]
     assert np.mean(np.any(out != ref, axis=2)) <= 0.01  # float32 kernel vs float64 near-ties
+
+
+def test_refit_to_labels_moves_entries_to_robust_means_and_keeps_vivid_and_unused_ones():
+    from filters import colour, palettes_fit
+    img = np.zeros((4, 6, 3), np.uint8)
+    labels = np.zeros((4, 6), np.int32)
+    img[:2] = 100                       # entry 0's pixels: one grey
+    img[2:] = 200                       # entry 1's: mostly another grey ...
+    img[3, 5] = 40                      # ... and one far outlier
+    labels[2:] = 1
+    img[0, 0] = (230, 40, 40)           # a red pixel given the vivid entry 3
+    labels[0, 0] = 3
+    pal = np.array([[90, 90, 90], [210, 210, 210], [50, 50, 50], [200, 20, 60]], np.uint8)
+    out = palettes_fit.refit_to_labels(colour.image_to_oklab(img), labels, pal)
+    assert np.array_equal(out[0], [100, 100, 100])
+    # Robust: the outlier pulls entry 1 far less than a plain mean would.
+    plain = colour.oklab_to_srgb8(colour.image_to_oklab(img[2:]).reshape(-1, 3).mean(axis=0))
+    assert abs(int(out[1, 0]) - 200) < 0.25 * abs(int(plain[0]) - 200)
+    assert np.array_equal(out[2], pal[2])   # no pixels: stays
+    assert np.array_equal(out[3], pal[3])   # vivid: stays
+
+
+def test_error_diffusion_with_a_refit_uses_only_the_palette_it_returns():
+    small = random_small((24, 20, 3), seed=11)
+    pal = palettes.kmeans(small, 6)
+    for adaptive in (False, True):
+        out, used = palettes.error_diffusion(small, pal, adaptive, refits=1)
+        assert used.shape == pal.shape and used.dtype == np.uint8
+        colours = {tuple(c) for c in out.reshape(-1, 3)}
+        assert colours <= {tuple(c) for c in used}
+        assert not np.array_equal(used, pal)    # the fit moved
