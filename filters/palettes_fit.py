@@ -101,39 +101,75 @@ def median_cut(pixels: np.ndarray, size: int, weights: np.ndarray | None = None)
 
 
 @njit(**NJIT_SERIAL)
-def _assign_range(points, centres, labels, nearest, start, stop):
+def _assign_range(points, centres, labels, nearest, lower, shifts, bounded, start, stop):
     """labels[i] = index of the nearest centre (squared Euclidean; lowest index on ties),
-    nearest[i] = that squared distance."""
+    nearest[i] = that squared distance, lower[i] = the distance to the second nearest.
+
+    bounded (every call after a kmeans_lab's first): the centres moved by shifts[j]
+    since the last call, so lower[i] minus the largest move of any other centre is still
+    a lower bound on the distance to every other centre (triangle inequality; Hamerly
+    2010). A point whose own centre is strictly nearer than that keeps its label without
+    a search - the same answer the full search gives, at 1/k of its cost. Late Lloyd
+    iterations move the centres little, so most points skip."""
+    k = centres.shape[0]
+    big, big_at, second = 0.0, -1, 0.0
+    if bounded:
+        for j in range(k):
+            if shifts[j] > big:
+                second = big
+                big, big_at = shifts[j], j
+            elif shifts[j] > second:
+                second = shifts[j]
     for i in range(start, stop):
-        best = 0
-        best_d = np.inf
-        for k in range(centres.shape[0]):
+        if bounded:
+            own = labels[i]
             d = 0.0
             for c in range(3):
-                diff = points[i, c] - centres[k, c]
+                diff = points[i, c] - centres[own, c]
+                d += diff * diff
+            bound = lower[i] - (second if own == big_at else big) - 1e-9
+            lower[i] = bound
+            if bound > 0.0 and d < bound * bound:
+                nearest[i] = d
+                continue
+        best, best_d, second_d = 0, np.inf, np.inf
+        for j in range(k):
+            d = 0.0
+            for c in range(3):
+                diff = points[i, c] - centres[j, c]
                 d += diff * diff
             if d < best_d:
+                second_d = best_d
                 best_d = d
-                best = k
+                best = j
+            elif d < second_d:
+                second_d = d
         labels[i] = best
         nearest[i] = best_d
+        lower[i] = np.sqrt(second_d)
 
 
 @njit(**NJIT_PARALLEL)
-def _assign_parallel(points, centres, labels, nearest, parts):
+def _assign_parallel(points, centres, labels, nearest, lower, shifts, bounded, parts):
     n = points.shape[0]
     for b in prange(parts):
-        _assign_range(points, centres, labels, nearest, b * n // parts, (b + 1) * n // parts)
+        _assign_range(points, centres, labels, nearest, lower, shifts, bounded,
+                      b * n // parts, (b + 1) * n // parts)
 
 
 def _assign(points: np.ndarray, centres: np.ndarray, labels: np.ndarray,
-            nearest: np.ndarray) -> None:
-    """Nearest-centre labels and distances; threads only when the work pays for waking
-    them."""
+            nearest: np.ndarray, lower: np.ndarray, shifts: np.ndarray | None) -> None:
+    """Nearest-centre labels and distances (see _assign_range; shifts None: a full
+    search); threads only when the work pays for waking them."""
+    bounded = shifts is not None
+    if shifts is None:
+        shifts = np.zeros(len(centres))
     if len(points) * len(centres) >= ASSIGN_PARALLEL_MIN_WORK:
-        _assign_parallel(points, centres, labels, nearest, 4 * numba.get_num_threads())
+        _assign_parallel(points, centres, labels, nearest, lower, shifts, bounded,
+                         4 * numba.get_num_threads())
     else:
-        _assign_range(points, centres, labels, nearest, 0, len(points))
+        _assign_range(points, centres, labels, nearest, lower, shifts, bounded, 0,
+                      len(points))
 
 
 @njit(**NJIT_SERIAL)
@@ -174,16 +210,20 @@ def kmeans_lab(points: np.ndarray, weights: np.ndarray, centres: np.ndarray,
     kept = None if pinned is None or not pinned.any() else centres[pinned].copy()
     labels = np.empty(len(points), np.int64)
     nearest = np.empty(len(points), np.float64)
+    lower = np.empty(len(points), np.float64)
     current = weights
+    shifts = None
     for step in range(iterations):
-        _assign(points, centres, labels, nearest)
+        _assign(points, centres, labels, nearest, lower, shifts)
         if robust and step > 0:
             current = weights / np.sqrt(nearest + ROBUST_FLOOR * ROBUST_FLOOR)
+        before = centres.copy()
         moved = _update(points, current, labels, centres)
         if kept is not None:
             centres[pinned] = kept
         if moved < KMEANS_TOLERANCE:
             break
+        shifts = np.sqrt(((centres - before) ** 2).sum(axis=1))
     return centres
 
 
