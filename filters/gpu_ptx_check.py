@@ -49,6 +49,17 @@ def _use_toolkit_without_nvrtc() -> None:
     raise SystemExit("no CUDA toolkit with libnvvm found (set CUDA_HOME)")
 
 
+def _answer_compute_capability(cc: tuple[int, int]) -> None:
+    """Device functions that numba-cuda compiles through a dispatcher at typing time (the
+    overloads behind, e.g., a float32 scalar's .view, used by colour.oklab_from_srgb8) ask
+    the current device for its compute capability; with no device, they get `cc`."""
+    from types import SimpleNamespace
+
+    from numba.cuda import dispatcher
+
+    dispatcher.get_current_device = lambda: SimpleNamespace(compute_capability=cc)
+
+
 def kernel_signatures():
     """(name, python function, argument types) of every kernel, as the wrappers call them."""
     from numba import types
@@ -94,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("NUMBA_FORCE_CUDA_CC", args.cc)  # no device to ask
     _use_toolkit_without_nvrtc()
     from numba import cuda
+
+    _answer_compute_capability((major, minor))
 
     failed = 0
     for name, kernel, sig in kernel_signatures():

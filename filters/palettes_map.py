@@ -91,12 +91,32 @@ def _map_rows(small, palette, pal_lab, lut, thresholds, strength, out, y0, y1):
     mapping)."""
     w, channels = small.shape[1], small.shape[2]
     n = thresholds.shape[0]
+    kk = pal_lab.shape[0]
+    p_l = np.ascontiguousarray(pal_lab[:, 0])
+    p_a = np.ascontiguousarray(pal_lab[:, 1])
+    p_b = np.ascontiguousarray(pal_lab[:, 2])
+    dist = np.empty(kk, np.float32)
     for y in range(y0, y1):
+        row = thresholds[y % n]
+        tx = 0  # x % n, kept without a division per pixel
         for x in range(w):
             ok_l, ok_a, ok_b = oklab_from_srgb8_cpu(lut, small[y, x, 0], small[y, x, 1],
                                                     small[y, x, 2])
-            ok_l += strength * thresholds[y % n, x % n]
-            best = _nearest(pal_lab, ok_l, ok_a, ok_b)
+            ok_l += strength * row[tx]
+            tx += 1
+            if tx == n:
+                tx = 0
+            for k in range(kk):
+                dl = ok_l - p_l[k]
+                da = ok_a - p_a[k]
+                db = ok_b - p_b[k]
+                dist[k] = dl * dl + da * da + db * db
+            best = 0
+            best_d = dist[0]
+            for k in range(1, kk):
+                if dist[k] < best_d:
+                    best_d = dist[k]
+                    best = k
             out[y, x, 0] = palette[best, 0]
             out[y, x, 1] = palette[best, 1]
             out[y, x, 2] = palette[best, 2]
@@ -168,15 +188,15 @@ def ordered_dither(small: np.ndarray, palette: np.ndarray) -> np.ndarray:
 
 
 @njit(inline="always", cache=True)
-def _spread(buf, y, x, e0, e1, e2, weight):
-    buf[y, x, 0] += e0 * weight
-    buf[y, x, 1] += e1 * weight
-    buf[y, x, 2] += e2 * weight
+def _spread(row, x, e0, e1, e2, weight):
+    row[x, 0] += e0 * weight
+    row[x, 1] += e1 * weight
+    row[x, 2] += e2 * weight
 
 
 @njit(**NJIT_SERIAL)
-def _diffuse(small, own, palette, pal_lab, gain, flat_error, flat_ratio, ratio_cap, max_error,
-             out, labels):
+def _diffuse(small, own, palette, pal_lab, gain, flat_error, flat_ratio, ratio_cap,
+             max_error, out, labels):
     """Floyd-Steinberg in OKLab (`own` = the pixels' OKLab, raster order), with per-pixel
     control:
     - a pixel whose OWN colour is within flat_error of its nearest palette colour, or
@@ -190,14 +210,24 @@ def _diffuse(small, own, palette, pal_lab, gain, flat_error, flat_ratio, ratio_c
     infinite. labels[y, x] = the palette index taken."""
     h, w, channels = small.shape
     gh, gw = gain.shape
-    buf = np.zeros((h + 1, w + 2, 3), np.float32)
+    buf = np.zeros((2, w + 2, 3), np.float32)   # this row's and the next row's error
     lo = (np.float32(L_MIN), np.float32(-AB_LIMIT), np.float32(-AB_LIMIT))
     hi = (np.float32(L_MAX), np.float32(AB_LIMIT), np.float32(AB_LIMIT))
     flat2 = flat_error * flat_error
+    capped = max_error < np.inf
     ratio2 = flat_ratio * flat_ratio
     cap2 = ratio_cap * ratio_cap
     for y in range(h):
+        here = buf[y & 1]
+        below = buf[1 - (y & 1)]
+        below[:] = 0.0
+        gain_row = gain[y % gh]
+        gx = 0  # x % gw, kept without a division per pixel
         for x in range(w):
+            scale = gain_row[gx]
+            gx += 1
+            if gx == gw:
+                gx = 0
             o_l, o_a, o_b = own[y, x, 0], own[y, x, 1], own[y, x, 2]
             if flat_error > 0 or flat_ratio > 0:
                 k, d1, d2 = _two_nearest(pal_lab, o_l, o_a, o_b)
@@ -208,24 +238,24 @@ def _diffuse(small, own, palette, pal_lab, gain, flat_error, flat_ratio, ratio_c
                     for c in range(3, channels):
                         out[y, x, c] = small[y, x, c]
                     continue
-            v0 = min(max(o_l + buf[y, x + 1, 0], lo[0]), hi[0])
-            v1 = min(max(o_a + buf[y, x + 1, 1], lo[1]), hi[1])
-            v2 = min(max(o_b + buf[y, x + 1, 2], lo[2]), hi[2])
+            v0 = min(max(o_l + here[x + 1, 0], lo[0]), hi[0])
+            v1 = min(max(o_a + here[x + 1, 1], lo[1]), hi[1])
+            v2 = min(max(o_b + here[x + 1, 2], lo[2]), hi[2])
             best = _nearest(pal_lab, v0, v1, v2)
             e0 = v0 - pal_lab[best, 0]
             e1 = v1 - pal_lab[best, 1]
             e2 = v2 - pal_lab[best, 2]
-            scale = gain[y % gh, x % gw]
-            size = np.sqrt(e0 * e0 + e1 * e1 + e2 * e2) * scale
-            if size > max_error:
-                scale *= max_error / size
+            if capped:
+                size = np.sqrt(e0 * e0 + e1 * e1 + e2 * e2) * scale
+                if size > max_error:
+                    scale *= max_error / size
             e0 *= scale
             e1 *= scale
             e2 *= scale
-            _spread(buf, y, x + 2, e0, e1, e2, np.float32(7.0 / 16.0))
-            _spread(buf, y + 1, x, e0, e1, e2, np.float32(3.0 / 16.0))
-            _spread(buf, y + 1, x + 1, e0, e1, e2, np.float32(5.0 / 16.0))
-            _spread(buf, y + 1, x + 2, e0, e1, e2, np.float32(1.0 / 16.0))
+            _spread(here, x + 2, e0, e1, e2, np.float32(7.0 / 16.0))
+            _spread(below, x, e0, e1, e2, np.float32(3.0 / 16.0))
+            _spread(below, x + 1, e0, e1, e2, np.float32(5.0 / 16.0))
+            _spread(below, x + 2, e0, e1, e2, np.float32(1.0 / 16.0))
             labels[y, x] = best
             for c in range(3):
                 out[y, x, c] = palette[best, c]

@@ -52,8 +52,20 @@ def test_srgb_to_oklab_agrees_with_the_xyz_route_and_known_colours():
 def test_oklab_round_trip_and_the_kernels_float32_conversion():
     rgb = np.random.default_rng(1).integers(0, 256, (40, 50, 3), dtype=np.uint8)
     assert np.array_equal(colour.oklab_to_srgb8(colour.srgb_to_oklab(rgb)), rgb)
-    # The kernels' float32 conversion (table + pow) against the float64 reference.
+    # The kernels' float32 conversion (table, exponent-trick cube root with two Halley
+    # steps) against the float64 reference, over every level of each channel too.
     assert np.abs(colour.image_to_oklab(rgb) - naive.oklab(rgb)).max() < 2e-6
+    levels = np.zeros((256, 7, 3), np.uint8)
+    for i, mask in enumerate([(1, 0, 0), (0, 1, 0), (0, 0, 1), (1, 1, 0), (0, 1, 1),
+                              (1, 0, 1), (1, 1, 1)]):
+        levels[:, i] = np.arange(256)[:, None] * np.array(mask)
+    assert np.abs(colour.image_to_oklab(levels) - naive.oklab(levels)).max() < 2e-6
+    # ... and the published values: sRGB red oklab(0.62796 0.22486 0.12585), white L=1.
+    known = colour.image_to_oklab(np.array([[[255, 0, 0], [255, 255, 255], [0, 0, 0]]],
+                                           np.uint8))[0]
+    assert known[0] == pytest.approx((0.62796, 0.22486, 0.12585), abs=1e-4)
+    assert known[1] == pytest.approx((1, 0, 0), abs=1e-6)
+    assert known[2] == pytest.approx((0, 0, 0), abs=1e-6)
 
 
 @pytest.mark.parametrize("lab1,lab2,expected", CIEDE2000_PAIRS)
