@@ -149,29 +149,6 @@ def _assign_range(points, centres, labels, nearest, lower, shifts, bounded, star
         lower[i] = np.sqrt(second_d)
 
 
-@njit(**NJIT_PARALLEL)
-def _assign_parallel(points, centres, labels, nearest, lower, shifts, bounded, parts):
-    n = points.shape[0]
-    for b in prange(parts):
-        _assign_range(points, centres, labels, nearest, lower, shifts, bounded,
-                      b * n // parts, (b + 1) * n // parts)
-
-
-def _assign(points: np.ndarray, centres: np.ndarray, labels: np.ndarray,
-            nearest: np.ndarray, lower: np.ndarray, shifts: np.ndarray | None) -> None:
-    """Nearest-centre labels and distances (see _assign_range; shifts None: a full
-    search); threads only when the work pays for waking them."""
-    bounded = shifts is not None
-    if shifts is None:
-        shifts = np.zeros(len(centres))
-    if len(points) * len(centres) >= ASSIGN_PARALLEL_MIN_WORK:
-        _assign_parallel(points, centres, labels, nearest, lower, shifts, bounded,
-                         4 * numba.get_num_threads())
-    else:
-        _assign_range(points, centres, labels, nearest, lower, shifts, bounded, 0,
-                      len(points))
-
-
 @njit(**NJIT_SERIAL)
 def _update(points, weights, labels, centres):
     """Move each centre to the weighted mean of its points; an empty cluster keeps its
@@ -195,6 +172,43 @@ def _update(points, weights, labels, centres):
     return moved
 
 
+@njit(**NJIT_PARALLEL)
+def _lloyd(points, weights, centres, iterations, robust, pinned, tolerance, floor2, parts):
+    """kmeans_lab's loop, compiled whole (no Python between iterations): assign (the
+    points split into `parts` run in parallel), reweight, update, re-pin, stop on
+    tolerance."""
+    n, k = points.shape[0], centres.shape[0]
+    labels = np.empty(n, np.int64)
+    nearest = np.empty(n, np.float64)
+    lower = np.empty(n, np.float64)
+    shifts = np.zeros(k, np.float64)
+    current = weights.copy()
+    kept = centres.copy()
+    before = np.empty_like(centres)
+    for step in range(iterations):
+        bounded = step > 0
+        for b in prange(parts):
+            _assign_range(points, centres, labels, nearest, lower, shifts, bounded,
+                          b * n // parts, (b + 1) * n // parts)
+        if robust and step > 0:
+            for i in range(n):
+                current[i] = weights[i] / np.sqrt(nearest[i] + floor2)
+        before[:] = centres
+        moved = _update(points, current, labels, centres)
+        for j in range(k):
+            if pinned[j]:
+                for c in range(3):
+                    centres[j, c] = kept[j, c]
+        if moved < tolerance:
+            break
+        for j in range(k):
+            d = 0.0
+            for c in range(3):
+                diff = centres[j, c] - before[j, c]
+                d += diff * diff
+            shifts[j] = np.sqrt(d)
+
+
 def kmeans_lab(points: np.ndarray, weights: np.ndarray, centres: np.ndarray,
                iterations: int = KMEANS_ITERATIONS, robust: bool = True,
                pinned: np.ndarray | None = None) -> np.ndarray:
@@ -205,25 +219,18 @@ def kmeans_lab(points: np.ndarray, weights: np.ndarray, centres: np.ndarray,
     centres move towards minimising the weighted SUM of distances (the mean error the
     eye and CIEDE2000 averages see) rather than of squared distances, which lets a few
     far pixels drag a centre away from many near ones. Centres where `pinned` is True
-    stay where they are (reserved salient entries).
+    stay where they are (reserved salient entries). Assignment searches only the points
+    whose centre might have changed (_assign_range); threads only when the work pays for
+    waking them.
     """
-    kept = None if pinned is None or not pinned.any() else centres[pinned].copy()
-    labels = np.empty(len(points), np.int64)
-    nearest = np.empty(len(points), np.float64)
-    lower = np.empty(len(points), np.float64)
-    current = weights
-    shifts = None
-    for step in range(iterations):
-        _assign(points, centres, labels, nearest, lower, shifts)
-        if robust and step > 0:
-            current = weights / np.sqrt(nearest + ROBUST_FLOOR * ROBUST_FLOOR)
-        before = centres.copy()
-        moved = _update(points, current, labels, centres)
-        if kept is not None:
-            centres[pinned] = kept
-        if moved < KMEANS_TOLERANCE:
-            break
-        shifts = np.sqrt(((centres - before) ** 2).sum(axis=1))
+    if pinned is None:
+        pinned = np.zeros(len(centres), np.bool_)
+    parts = 4 * numba.get_num_threads() \
+        if len(points) * len(centres) >= ASSIGN_PARALLEL_MIN_WORK else 1
+    _lloyd(np.ascontiguousarray(points, dtype=np.float64),
+           np.ascontiguousarray(weights, dtype=np.float64), centres, int(iterations),
+           bool(robust), np.ascontiguousarray(pinned, dtype=np.bool_), KMEANS_TOLERANCE,
+           ROBUST_FLOOR * ROBUST_FLOOR, parts)
     return centres
 
 
