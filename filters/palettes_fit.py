@@ -298,7 +298,7 @@ def fit_palette(small: np.ndarray, size: int, method: str = "kmeans") -> np.ndar
     small = np.ascontiguousarray(small)
     index = sample_indices(small.shape[0] * small.shape[1])
     points = to_oklab(_rgb_pixels(small)[index])
-    sal = salience(small, index)
+    sal = salience(small, index, points)
     salient_weights = sample_weights(sal)
     if method == "median_cut":
         return oklab_to_srgb8(median_cut_lab(points, salient_weights, size))

@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from filters.colour import LINEAR_LUT, oklab_from_srgb8_cpu
+from filters.colour import LINEAR_LUT, image_to_oklab, oklab_from_srgb8_cpu
 from filters.cpu_common import NJIT_SERIAL
 
 SALIENCE_GAIN = 20.0
@@ -44,13 +44,12 @@ RESERVE_ITERATIONS = 12
 
 
 @njit(**NJIT_SERIAL)
-def _salience(small, index, lut, radius, chroma_low, chroma_high, surround_high, out):
+def _salience(small, index, lab, lut, radius, chroma_low, chroma_high, surround_high, out):
     h, w = small.shape[0], small.shape[1]
     for i in range(index.shape[0]):
         y = index[i] // w
         x = index[i] % w
-        ok_l, ok_a, ok_b = oklab_from_srgb8_cpu(lut, small[y, x, 0], small[y, x, 1],
-                                                small[y, x, 2])
+        ok_l, ok_a, ok_b = lab[i, 0], lab[i, 1], lab[i, 2]
         chroma = np.sqrt(ok_a * ok_a + ok_b * ok_b)
         c = min(max((chroma - chroma_low) / (chroma_high - chroma_low), 0.0), 1.0)
         if c == 0.0:
@@ -73,11 +72,17 @@ def _salience(small, index, lut, radius, chroma_low, chroma_high, surround_high,
         out[i] = c * min(d / surround_high, 1.0)
 
 
-def salience(small: np.ndarray, index: np.ndarray) -> np.ndarray:
-    """Salience 0..1 of the pixels `index` (flat indices) of the (H, W, 3|4) image."""
+def salience(small: np.ndarray, index: np.ndarray, lab: np.ndarray | None = None
+             ) -> np.ndarray:
+    """Salience 0..1 of the pixels `index` (flat indices) of the (H, W, 3|4) image;
+    `lab`: their OKLab when the caller has it (the kernels' conversion, float32 exact)."""
+    small = np.ascontiguousarray(small)
+    index = np.ascontiguousarray(index, dtype=np.int64)
+    if lab is None:
+        lab = image_to_oklab(small[..., :3].reshape(-1, 1, 3)[index]).reshape(-1, 3)
     out = np.empty(len(index), np.float64)
-    _salience(np.ascontiguousarray(small), np.ascontiguousarray(index, dtype=np.int64),
-              LINEAR_LUT, SURROUND_RADIUS, CHROMA_LOW, CHROMA_HIGH, SURROUND_HIGH, out)
+    _salience(small, index, np.ascontiguousarray(lab, dtype=np.float32), LINEAR_LUT,
+              SURROUND_RADIUS, CHROMA_LOW, CHROMA_HIGH, SURROUND_HIGH, out)
     return out
 
 
