@@ -112,6 +112,10 @@ def _assign_range(points, centres, labels, nearest, lower, shifts, bounded, star
     a search - the same answer the full search gives, at 1/k of its cost. Late Lloyd
     iterations move the centres little, so most points skip."""
     k = centres.shape[0]
+    c0 = np.ascontiguousarray(centres[:, 0])
+    c1 = np.ascontiguousarray(centres[:, 1])
+    c2 = np.ascontiguousarray(centres[:, 2])
+    dist = np.empty(k, np.float64)
     big, big_at, second = 0.0, -1, 0.0
     if bounded:
         for j in range(k):
@@ -132,18 +136,24 @@ def _assign_range(points, centres, labels, nearest, lower, shifts, bounded, star
             if bound > 0.0 and d < bound * bound:
                 nearest[i] = d
                 continue
-        best, best_d, second_d = 0, np.inf, np.inf
+        # Every distance first (a loop the compiler vectorises), then the first index
+        # of the minimum (lowest index on ties) and the second smallest.
+        p0, p1, p2 = points[i, 0], points[i, 1], points[i, 2]
         for j in range(k):
-            d = 0.0
-            for c in range(3):
-                diff = points[i, c] - centres[j, c]
-                d += diff * diff
-            if d < best_d:
-                second_d = best_d
-                best_d = d
-                best = j
-            elif d < second_d:
-                second_d = d
+            d0 = p0 - c0[j]
+            d1 = p1 - c1[j]
+            d2 = p2 - c2[j]
+            dist[j] = d0 * d0 + d1 * d1 + d2 * d2
+        best_d = dist[0]
+        for j in range(1, k):
+            best_d = min(best_d, dist[j])
+        best = 0
+        while dist[best] != best_d:
+            best += 1
+        second_d = np.inf
+        for j in range(k):
+            if j != best:
+                second_d = min(second_d, dist[j])
         labels[i] = best
         nearest[i] = best_d
         lower[i] = np.sqrt(second_d)

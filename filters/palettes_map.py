@@ -111,12 +111,12 @@ def _map_rows(small, palette, pal_lab, lut, thresholds, strength, out, y0, y1):
                 da = ok_a - p_a[k]
                 db = ok_b - p_b[k]
                 dist[k] = dl * dl + da * da + db * db
-            best = 0
             best_d = dist[0]
             for k in range(1, kk):
-                if dist[k] < best_d:
-                    best_d = dist[k]
-                    best = k
+                best_d = min(best_d, dist[k])
+            best = 0
+            while dist[best] != best_d:
+                best += 1
             out[y, x, 0] = palette[best, 0]
             out[y, x, 1] = palette[best, 1]
             out[y, x, 2] = palette[best, 2]

@@ -100,20 +100,29 @@ def _costs(points, weights, centres, nearest, removal):
     for j in range(k):
         removal[j] = 0.0
     total = 0.0
+    c0 = np.ascontiguousarray(centres[:, 0])
+    c1 = np.ascontiguousarray(centres[:, 1])
+    c2 = np.ascontiguousarray(centres[:, 2])
+    dist = np.empty(k, np.float64)
     for i in range(points.shape[0]):
-        best, second = np.inf, np.inf
-        arg = 0
+        # Every distance first (vectorised), then the first index of the minimum (lowest
+        # index on ties) and the second smallest.
+        p0, p1, p2 = points[i, 0], points[i, 1], points[i, 2]
         for j in range(k):
-            d = 0.0
-            for c in range(3):
-                diff = points[i, c] - centres[j, c]
-                d += diff * diff
-            if d < best:
-                second = best
-                best = d
-                arg = j
-            elif d < second:
-                second = d
+            d0 = p0 - c0[j]
+            d1 = p1 - c1[j]
+            d2 = p2 - c2[j]
+            dist[j] = d0 * d0 + d1 * d1 + d2 * d2
+        best = dist[0]
+        for j in range(1, k):
+            best = min(best, dist[j])
+        arg = 0
+        while dist[arg] != best:
+            arg += 1
+        second = np.inf
+        for j in range(k):
+            if j != arg:
+                second = min(second, dist[j])
         nearest[i] = best
         total += weights[i] * np.sqrt(best)
         if k > 1:
