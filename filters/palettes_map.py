@@ -4,8 +4,9 @@ Floyd-Steinberg and contrast-adaptive error diffusion, and the dark outline.
 Every pixel is converted to OKLab (filters.colour) and takes the palette colour at the
 least squared OKLab distance, lowest index winning ties: perceptual, so a red stays red
 where squared RGB distance would call it brown. The GPU kernel compiles the same plain
-Python functions (colour.oklab_from_srgb8, nearest_colour), so both backends pick the
-same colour. Error diffusion is sequential by nature (each pixel's error feeds the next),
+Python conversion (colour.oklab_from_srgb8) and nearest_colour; the CPU searches with
+_search, which computes the same float32 distances and gives the same answer (tests/
+check both against each other, ties included), so both backends pick the same colour. Error diffusion is sequential by nature (each pixel's error feeds the next),
 so it runs here on the small image, for the GPU path too, and diffuses OKLab error.
 """
 from __future__ import annotations
@@ -44,9 +45,8 @@ L_MIN, L_MAX, AB_LIMIT = 0.0, 1.0, 0.4   # diffused values are clamped to this b
 
 def nearest_colour(pal_lab, ok_l, ok_a, ok_b):
     """Index of the palette colour nearest to OKLab (ok_l, ok_a, ok_b): float32 squared
-    OKLab distance, lowest index winning ties. Plain Python compiled twice, for the CPU
-    here and as a CUDA device function in filters.gpu_pixelate, so both backends pick
-    the same colour."""
+    OKLab distance, lowest index winning ties. Plain Python, compiled as a CUDA device
+    function in filters.gpu_pixelate; the CPU's _search gives the same answer."""
     best = 0
     best_d = np.float32(3.0e38)
     for k in range(pal_lab.shape[0]):
@@ -60,28 +60,35 @@ def nearest_colour(pal_lab, ok_l, ok_a, ok_b):
     return best
 
 
-_nearest = njit(inline="always", cache=True)(nearest_colour)
+@njit(inline="always", cache=True)
+def _search(pal_t, ok_l, ok_a, ok_b, dist):
+    """nearest_colour for the CPU, same answer (the same float32 distances, lowest index
+    on ties): `pal_t` is the palette's OKLab transposed (3, k), `dist` scratch of k.
+    Every distance first (a loop the compiler vectorises), then the minimum, then its
+    first index: ~1.5x faster than one branchy pass. Returns (index, squared distance)."""
+    k = pal_t.shape[1]
+    for j in range(k):
+        dl = ok_l - pal_t[0, j]
+        da = ok_a - pal_t[1, j]
+        db = ok_b - pal_t[2, j]
+        dist[j] = dl * dl + da * da + db * db
+    best_d = dist[0]
+    for j in range(1, k):
+        best_d = min(best_d, dist[j])
+    best = 0
+    while dist[best] != best_d:
+        best += 1
+    return best, best_d
 
 
 @njit(inline="always", cache=True)
-def _two_nearest(pal_lab, ok_l, ok_a, ok_b):
-    """(index of the nearest palette colour, its squared OKLab distance, the squared
-    distance of the second nearest); lowest index on ties, like nearest_colour."""
-    best = 0
-    best_d = np.float32(3.0e38)
-    second_d = np.float32(3.0e38)
-    for k in range(pal_lab.shape[0]):
-        dl = ok_l - pal_lab[k, 0]
-        da = ok_a - pal_lab[k, 1]
-        db = ok_b - pal_lab[k, 2]
-        d = dl * dl + da * da + db * db
-        if d < best_d:
-            second_d = best_d
-            best_d = d
-            best = k
-        elif d < second_d:
-            second_d = d
-    return best, best_d, second_d
+def _second(dist, best):
+    """The smallest of `dist` other than at index `best` (inf for one entry)."""
+    second_d = np.float32(np.inf)
+    for j in range(dist.shape[0]):
+        if j != best:
+            second_d = min(second_d, dist[j])
+    return second_d
 
 
 @njit(**NJIT_SERIAL)
@@ -91,11 +98,8 @@ def _map_rows(small, palette, pal_lab, lut, thresholds, strength, out, y0, y1):
     mapping)."""
     w, channels = small.shape[1], small.shape[2]
     n = thresholds.shape[0]
-    kk = pal_lab.shape[0]
-    p_l = np.ascontiguousarray(pal_lab[:, 0])
-    p_a = np.ascontiguousarray(pal_lab[:, 1])
-    p_b = np.ascontiguousarray(pal_lab[:, 2])
-    dist = np.empty(kk, np.float32)
+    pal_t = np.ascontiguousarray(pal_lab.T)
+    dist = np.empty(pal_lab.shape[0], np.float32)
     for y in range(y0, y1):
         row = thresholds[y % n]
         tx = 0  # x % n, kept without a division per pixel
@@ -106,17 +110,7 @@ def _map_rows(small, palette, pal_lab, lut, thresholds, strength, out, y0, y1):
             tx += 1
             if tx == n:
                 tx = 0
-            for k in range(kk):
-                dl = ok_l - p_l[k]
-                da = ok_a - p_a[k]
-                db = ok_b - p_b[k]
-                dist[k] = dl * dl + da * da + db * db
-            best_d = dist[0]
-            for k in range(1, kk):
-                best_d = min(best_d, dist[k])
-            best = 0
-            while dist[best] != best_d:
-                best += 1
+            best, _ = _search(pal_t, ok_l, ok_a, ok_b, dist)
             out[y, x, 0] = palette[best, 0]
             out[y, x, 1] = palette[best, 1]
             out[y, x, 2] = palette[best, 2]
@@ -210,6 +204,8 @@ def _diffuse(small, own, palette, pal_lab, gain, flat_error, flat_ratio, ratio_c
     infinite. labels[y, x] = the palette index taken."""
     h, w, channels = small.shape
     gh, gw = gain.shape
+    pal_t = np.ascontiguousarray(pal_lab.T)
+    dist = np.empty(pal_lab.shape[0], np.float32)
     buf = np.zeros((2, w + 2, 3), np.float32)   # this row's and the next row's error
     lo = (np.float32(L_MIN), np.float32(-AB_LIMIT), np.float32(-AB_LIMIT))
     hi = (np.float32(L_MAX), np.float32(AB_LIMIT), np.float32(AB_LIMIT))
@@ -230,7 +226,8 @@ def _diffuse(small, own, palette, pal_lab, gain, flat_error, flat_ratio, ratio_c
                 gx = 0
             o_l, o_a, o_b = own[y, x, 0], own[y, x, 1], own[y, x, 2]
             if flat_error > 0 or flat_ratio > 0:
-                k, d1, d2 = _two_nearest(pal_lab, o_l, o_a, o_b)
+                k, d1 = _search(pal_t, o_l, o_a, o_b, dist)
+                d2 = _second(dist, k)
                 if d1 <= flat2 or (d1 <= ratio2 * d2 and d1 <= cap2):
                     labels[y, x] = k
                     for c in range(3):
@@ -241,7 +238,7 @@ def _diffuse(small, own, palette, pal_lab, gain, flat_error, flat_ratio, ratio_c
             v0 = min(max(o_l + here[x + 1, 0], lo[0]), hi[0])
             v1 = min(max(o_a + here[x + 1, 1], lo[1]), hi[1])
             v2 = min(max(o_b + here[x + 1, 2], lo[2]), hi[2])
-            best = _nearest(pal_lab, v0, v1, v2)
+            best, _ = _search(pal_t, v0, v1, v2, dist)
             e0 = v0 - pal_lab[best, 0]
             e1 = v1 - pal_lab[best, 1]
             e2 = v2 - pal_lab[best, 2]

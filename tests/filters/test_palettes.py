@@ -166,3 +166,24 @@ def test_error_diffusion_with_a_refit_uses_only_the_palette_it_returns():
         colours = {tuple(c) for c in out.reshape(-1, 3)}
         assert colours <= {tuple(c) for c in used}
         assert not np.array_equal(used, pal)    # the fit moved
+
+
+def test_cpu_search_gives_nearest_colours_answer_ties_included():
+    """The CPU's vectorised search (palettes_map._search) and the plain nearest_colour
+    the GPU compiles pick the same index, lowest on exact ties."""
+    from numba import njit
+    from filters import colour, palettes_map
+    rng = np.random.default_rng(5)
+    pal = rng.integers(0, 256, (24, 3), dtype=np.uint8)
+    pal[12:] = pal[:12]                             # every colour twice: exact ties
+    pal_lab = colour.palette_oklab(pal)
+    search = njit(lambda t, l, a, b, d: palettes_map._search(t, l, a, b, d))
+    pixels = colour.image_to_oklab(rng.integers(0, 256, (1, 400, 3), dtype=np.uint8))[0]
+    pixels = np.concatenate([pixels, pal_lab])      # exactly on an entry, too
+    pal_t = np.ascontiguousarray(pal_lab.T)
+    dist = np.empty(len(pal), np.float32)
+    for ok in pixels:
+        want = palettes_map.nearest_colour(pal_lab, *ok)
+        got, d = search(pal_t, ok[0], ok[1], ok[2], dist)
+        assert got == want and want < 12
+        assert d == dist.min()
