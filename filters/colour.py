@@ -201,9 +201,13 @@ def oklab_from_srgb8(lut, r, g, b):
 
 
 oklab_from_srgb8_cpu = njit(inline="always", cache=True)(oklab_from_srgb8)
+# Kernels that inline the conversion: numpy's error model, so that the Halley steps'
+# divisions (whose divisor is > 0 by construction) carry no Python zero-division check.
+NJIT_CONVERT = dict(NJIT_SERIAL, error_model="numpy")
+NJIT_CONVERT_PARALLEL = dict(NJIT_PARALLEL, error_model="numpy")
 
 
-@njit(**NJIT_SERIAL)
+@njit(**NJIT_CONVERT)
 def _oklab_rows(image, lut, out, y0, y1):
     for y in range(y0, y1):
         for x in range(image.shape[1]):
@@ -214,7 +218,7 @@ def _oklab_rows(image, lut, out, y0, y1):
             out[y, x, 2] = ok_b
 
 
-@njit(**NJIT_PARALLEL)
+@njit(**NJIT_CONVERT_PARALLEL)
 def _oklab_parallel(image, lut, out, parts):
     h = image.shape[0]
     for b in prange(parts):

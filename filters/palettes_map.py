@@ -15,7 +15,14 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from filters.colour import LINEAR_LUT, image_to_oklab, oklab_from_srgb8_cpu, palette_oklab
+from filters.colour import (
+    LINEAR_LUT,
+    NJIT_CONVERT,
+    NJIT_CONVERT_PARALLEL,
+    image_to_oklab,
+    oklab_from_srgb8_cpu,
+    palette_oklab,
+)
 from filters.cpu_common import (
     LUMA_B,
     LUMA_G,
@@ -91,7 +98,7 @@ def _second(dist, best):
     return second_d
 
 
-@njit(**NJIT_SERIAL)
+@njit(**NJIT_CONVERT)
 def _map_rows(small, palette, pal_lab, lut, thresholds, strength, out, y0, y1):
     """Nearest palette colour (OKLab) per pixel of rows y0..y1, after adding
     strength * thresholds[y % n, x % n] to L (the ordered-dither bias; 0 for plain
@@ -118,7 +125,7 @@ def _map_rows(small, palette, pal_lab, lut, thresholds, strength, out, y0, y1):
                 out[y, x, c] = small[y, x, c]
 
 
-@njit(**NJIT_PARALLEL)
+@njit(**NJIT_CONVERT_PARALLEL)
 def _map_parallel(small, palette, pal_lab, lut, thresholds, strength, out, parts):
     h = small.shape[0]
     for b in prange(parts):

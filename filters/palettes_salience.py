@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from filters.colour import LINEAR_LUT, image_to_oklab, oklab_from_srgb8_cpu
+from filters.colour import LINEAR_LUT, NJIT_CONVERT, image_to_oklab, oklab_from_srgb8_cpu
 from filters.cpu_common import NJIT_SERIAL
 
 SALIENCE_GAIN = 20.0
@@ -43,7 +43,7 @@ RESERVE_MAX_COST = 0.06                 # plain error may grow by 6 % for reserv
 RESERVE_ITERATIONS = 12
 
 
-@njit(**NJIT_SERIAL)
+@njit(**NJIT_CONVERT)
 def _salience(small, index, lab, lut, radius, chroma_low, chroma_high, surround_high, out):
     h, w = small.shape[0], small.shape[1]
     for i in range(index.shape[0]):
