@@ -17,6 +17,7 @@ from numba import njit, prange
 
 from filters.colour import image_to_oklab, oklab_to_srgb8, palette_oklab
 from filters.cpu_common import NJIT_PARALLEL, NJIT_SERIAL, PARALLEL_MIN_WORK
+from filters.cpu_search import smallest
 from filters.errors import FilterFailed
 from filters.palettes_salience import reserve_salient, salience, sample_weights
 
@@ -274,9 +275,7 @@ def _assign_range(points, centres, labels, nearest, lower, shifts, bounded, star
             d1 = p1 - c1[j]
             d2 = p2 - c2[j]
             dist[j] = d0 * d0 + d1 * d1 + d2 * d2
-        best_d = dist[0]
-        for j in range(1, k):
-            best_d = min(best_d, dist[j])
+        best_d = smallest(dist)
         best = 0
         while dist[best] != best_d:
             best += 1

@@ -26,6 +26,7 @@ from numba import njit
 
 from filters.colour import LINEAR_LUT, NJIT_CONVERT, image_to_oklab, oklab_from_srgb8_cpu
 from filters.cpu_common import NJIT_SERIAL
+from filters.cpu_search import smallest
 
 SALIENCE_GAIN = 20.0
 CHROMA_LOW, CHROMA_HIGH = 0.05, 0.15     # OKLab chroma
@@ -113,9 +114,7 @@ def _costs(points, weights, centres, nearest, removal):
             d1 = p1 - c1[j]
             d2 = p2 - c2[j]
             dist[j] = d0 * d0 + d1 * d1 + d2 * d2
-        best = dist[0]
-        for j in range(1, k):
-            best = min(best, dist[j])
+        best = smallest(dist)
         arg = 0
         while dist[arg] != best:
             arg += 1
