@@ -16,11 +16,12 @@ import numpy as np
 from numba import njit, prange
 
 from filters.colour import (
+    CHUNK,
     LINEAR_LUT,
     NJIT_CONVERT,
     NJIT_CONVERT_PARALLEL,
     image_to_oklab,
-    oklab_from_srgb8_cpu,
+    oklab_span,
     palette_oklab,
 )
 from filters.cpu_common import (
@@ -106,12 +107,14 @@ def _map_rows(small, palette, pal_lab, lut, thresholds, strength, out, y0, y1):
     n = thresholds.shape[0]
     pal_t = np.ascontiguousarray(pal_lab.T)
     dist = np.empty(pal_lab.shape[0], np.float32)
+    lab = np.empty((w, 3), np.float32)
+    lms = np.empty((3, CHUNK), np.float32)
     for y in range(y0, y1):
+        oklab_span(small[y], lut, 0, w, lms, lab)  # the row's OKLab, batched
         row = thresholds[y % n]
         tx = 0  # x % n, kept without a division per pixel
         for x in range(w):
-            ok_l, ok_a, ok_b = oklab_from_srgb8_cpu(lut, small[y, x, 0], small[y, x, 1],
-                                                    small[y, x, 2])
+            ok_l, ok_a, ok_b = lab[x, 0], lab[x, 1], lab[x, 2]
             ok_l += strength * row[tx]
             tx += 1
             if tx == n:

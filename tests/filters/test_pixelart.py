@@ -68,6 +68,23 @@ def test_oklab_round_trip_and_the_kernels_float32_conversion():
     assert known[2] == pytest.approx((0, 0, 0), abs=1e-6)
 
 
+def test_batched_cpu_conversion_is_the_per_pixel_function_bit_for_bit():
+    """image_to_oklab (and the mapping kernel) convert in batches (colour.oklab_span);
+    the GPU converts pixel by pixel with oklab_from_srgb8. Same float32 results, at every
+    batch boundary and image shape (a 1-pixel-wide column, alpha too)."""
+    from numba import njit
+    per_pixel = njit(colour.oklab_from_srgb8)
+    rng = np.random.default_rng(2)
+    for shape in ((1, 1, 3), (9, 1, 3), (3, 257, 3), (2, 300, 4), (70000, 1, 3)):
+        img = rng.integers(0, 256, shape, dtype=np.uint8)
+        got = colour.image_to_oklab(img).reshape(-1, 3)
+        flat = img.reshape(-1, shape[2])
+        for i in np.unique(np.r_[0:min(len(flat), 600), len(flat) - 300:len(flat)]
+                           .clip(0, len(flat) - 1)):
+            want = per_pixel(colour.LINEAR_LUT, flat[i, 0], flat[i, 1], flat[i, 2])
+            assert tuple(got[i]) == tuple(np.float32(v) for v in want), (shape, i)
+
+
 @pytest.mark.parametrize("lab1,lab2,expected", CIEDE2000_PAIRS)
 def test_ciede2000_matches_sharmas_test_data(lab1, lab2, expected):
     assert float(colour.delta_e_2000(np.array(lab1), np.array(lab2))) == pytest.approx(
