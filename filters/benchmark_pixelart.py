@@ -10,6 +10,9 @@ colours, without and with dithering, by Pixelfleet (`filters.cpu.pixelate`, dith
 `floyd-steinberg-adaptive`) and by libimagequant (pngquant's engine, the `imagequant`
 package, dithering level 1.0) in the same run. Scores, per image then averaged:
 - mean CIEDE2000 between the original and the quantised pixels (lower is better);
+- the same after a Gaussian blur (sigma LOWPASS_SIGMA pixels, in linear light) of both:
+  the error seen from a distance, which dithering exists to reduce - so a dither that
+  scores well per pixel only by dithering less shows here;
 - salient colours kept: the share of the image's salient reference colours
   (`salient_reference_colours`: vivid colours covering a small but real area, found
   without any quantiser) that have a colour of the result within CIEDE2000 10;
@@ -52,6 +55,7 @@ SALIENT_CHROMA = 40.0        # C*ab at or above which a colour is vivid
 SALIENT_MIN_SHARE = 0.0002   # a cell needs 0.02 % of the pixels (and 16 at least)
 SALIENT_SEPARATION = 10.0    # reference colours are this far apart (CIEDE2000)
 KEPT_WITHIN = 10.0           # a reference colour is kept when the result has one this close
+LOWPASS_SIGMA = 1.5          # pixels: the low-pass score's Gaussian
 
 
 @dataclass(frozen=True)
@@ -164,8 +168,19 @@ def salient_reference_colours(image: np.ndarray) -> np.ndarray:
     return np.array(kept).reshape(-1, 3)
 
 
+def lowpass(image: np.ndarray) -> np.ndarray:
+    """(N, 3) CIELAB of the image blurred by a Gaussian of LOWPASS_SIGMA in linear light
+    (how colours mix at a distance)."""
+    import cv2
+
+    linear = colour.srgb_to_linear(image[..., :3]).astype(np.float32)
+    blurred = cv2.GaussianBlur(linear, (0, 0), LOWPASS_SIGMA, borderType=cv2.BORDER_REFLECT_101)
+    return colour.srgb_to_cielab(colour.linear_to_srgb(blurred).reshape(-1, 3))
+
+
 def score(original: np.ndarray, result: np.ndarray, references: np.ndarray) -> dict[str, Any]:
-    """Mean CIEDE2000 of the pixels, and how many reference colours the result keeps."""
+    """Mean CIEDE2000 of the pixels and of the low-pass images, and how many reference
+    colours the result keeps."""
     lab_a = colour.srgb_to_cielab(original[..., :3].reshape(-1, 3))
     lab_b = colour.srgb_to_cielab(result[..., :3].reshape(-1, 3))
     used = colour.srgb_to_cielab(np.unique(result[..., :3].reshape(-1, 3), axis=0))
@@ -174,6 +189,8 @@ def score(original: np.ndarray, result: np.ndarray, references: np.ndarray) -> d
         if colour.delta_e_2000(used, ref).min() <= KEPT_WITHIN:
             kept += 1
     return {"mean_de2000": float(colour.delta_e_2000(lab_a, lab_b).mean()),
+            "lowpass_de2000": float(colour.delta_e_2000(lowpass(original),
+                                                         lowpass(result)).mean()),
             "salient_kept": kept, "salient_total": int(len(references)),
             "colours_used": int(len(used))}
 
@@ -276,6 +293,8 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     continue
                 entry[side] = {
                     "mean_de2000": statistics.fmean(r[side]["mean_de2000"] for r in group),
+                    "lowpass_de2000": statistics.fmean(r[side]["lowpass_de2000"]
+                                                       for r in group),
                     "salient_kept": sum(r[side]["salient_kept"] for r in group),
                     "salient_total": sum(r[side]["salient_total"] for r in group),
                     "ms": statistics.fmean(r[side]["ms"] for r in group),
@@ -289,24 +308,25 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def format_table(report: dict[str, Any]) -> str:
     """Markdown tables: the summary, then every image."""
-    def side(entry: dict[str, Any], name: str) -> tuple[str, str, str]:
+    def side(entry: dict[str, Any], name: str) -> tuple[str, str, str, str]:
         s = entry.get(name)
         if not s:
-            return "absent", "-", "-"
+            return "absent", "-", "-", "-"
         return (f"{s['mean_de2000']:.2f}", f"{s['salient_kept']}/{s['salient_total']}",
-                f"{s['ms']:.1f}")
+                f"{s['ms']:.1f}", f"{s['lowpass_de2000']:.2f}")
 
     lines = [f"images: {', '.join(report['images'])}; peer: {report['peer']}; "
              f"numba threads {report['threads']}; best of {report['repeat']} calls",
              "",
-             "| colours | dither | ΔE2000 Pixelfleet | ΔE2000 libimagequant | ratio | salient kept "
+             "| colours | dither | ΔE2000 Pixelfleet | ΔE2000 libimagequant | ratio | "
+             "low-pass ΔE2000 Pixelfleet | low-pass ΔE2000 libimagequant | salient kept "
              "Pixelfleet | salient kept libimagequant | ms Pixelfleet | ms libimagequant |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for entry in report["summary"]:
         pf, lq = side(entry, "pixelfleet"), side(entry, "libimagequant")
         ratio = f"{entry['de_ratio']:.3f}" if "de_ratio" in entry else "-"
         lines.append(f"| {entry['colours']} | {entry['dither']} | {pf[0]} | {lq[0]} | {ratio} | "
-                     f"{pf[1]} | {lq[1]} | {pf[2]} | {lq[2]} |")
+                     f"{pf[3]} | {lq[3]} | {pf[1]} | {lq[1]} | {pf[2]} | {lq[2]} |")
     lines += ["", "| image | colours | dither | ΔE2000 Pixelfleet | ΔE2000 libimagequant | "
               "salient Pixelfleet | salient libimagequant | ms Pixelfleet | ms libimagequant |",
               "|---|---|---|---|---|---|---|---|---|"]

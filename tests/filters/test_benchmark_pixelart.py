@@ -18,6 +18,7 @@ def test_smoke_mode_scores_every_case():
     for row in report["rows"]:
         pf = row["pixelfleet"]
         assert 0 < pf["mean_de2000"] < 30 and pf["ms"] > 0
+        assert 0 < pf["lowpass_de2000"] < pf["mean_de2000"]   # blurring hides error
         assert pf["colours_used"] <= row["colours"]
         assert 0 <= pf["salient_kept"] <= pf["salient_total"]
         assert ("libimagequant" in row) == peer
@@ -26,9 +27,12 @@ def test_smoke_mode_scores_every_case():
             assert row["libimagequant"]["colours_used"] <= row["colours"]
     summary = {(e["colours"], e["dither"]): e for e in report["summary"]}
     assert set(summary) == {(k, d) for k in bench.COLOURS for d in bench.DITHERING}
-    # More colours, less error.
+    # More colours, less error; dithering trades error per pixel for less from a distance.
     assert summary[(16, "none")]["pixelfleet"]["mean_de2000"] < \
         summary[(8, "none")]["pixelfleet"]["mean_de2000"]
+    for k in bench.COLOURS:
+        assert summary[(k, "dithered")]["pixelfleet"]["lowpass_de2000"] < \
+            summary[(k, "none")]["pixelfleet"]["lowpass_de2000"]
     table = bench.format_table(report)
     assert "| 8 | none |" in table and ("absent" in table) != peer
 
