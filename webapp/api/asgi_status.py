@@ -31,7 +31,8 @@ from django.http.request import split_domain_port, validate_host
 from api.auth import ReadPermission
 from api.exceptions import InvalidInput, error_body, to_response_parts
 from api.middleware import REQUESTS_KEY
-from api.views_wait import WAIT_PARAM, live_workers, wait_for_task, wait_seconds
+from api import fleet_cache
+from api.views_wait import WAIT_PARAM, wait_for_task, wait_seconds
 from api.views_tasks import check_task_id, task_not_found
 from workers import settings
 from workers import status as task_state
@@ -135,7 +136,7 @@ class FastStatus:
                 pipe.incr(REQUESTS_KEY)   # the request count rides along: one round trip in all
                 fields, results, _ = await pipe.execute()
             counted.append(True)
-            fleet = await live_workers() if fields and fields[0] == b"queued" else ([], frozenset())
+            fleet = await fleet_cache.afleet() if fields and fields[0] == b"queued" else ([], frozenset())
             info = task_state.status_from_reads(task_id, fields, results, lambda: fleet)
             if info is None:
                 raise task_not_found(task_id)

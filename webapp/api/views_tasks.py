@@ -17,7 +17,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from api import inputs
+from api import fleet_cache, inputs
 from api.exceptions import Conflict, InvalidInput, InvalidTaskId, NotFound
 from api.serializers import (TASK_STATUSES, DistributedBatchSerializer, ErrorSerializer, TaskAcceptedSerializer,
                              TaskBatchAcceptedSerializer, TaskListSerializer, TaskStatusSerializer,
@@ -26,8 +26,6 @@ from api.throttling import SubmitThrottle
 from filters import registry
 from workers import routing, settings, status as task_state, storage, storage_budget
 from workers.logs import get_logger, log_event
-from workers.queues import paused_queues
-from workers.registry import read_workers
 
 log = get_logger("webapp.tasks")
 TASK_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")     # RQ's job id alphabet (rq.job.JOB_ID_PATTERN)
@@ -84,13 +82,15 @@ def submit(request: Request, *, default_sample: str | None = None, source: str =
                            "without wait, or one per request", {"field": "wait", "images": len(images)},
                            code="invalid_wait")
     # Above the storage high-water mark: 503 + Retry-After, nothing stored (samples are already).
-    storage_budget.check_capacity(conn, sum(len(i.data) for i in images if not i.digest))
+    reserves = [storage_budget.bound_for_size(i.info.width, i.info.height, steps, options["format"]) for i in images]
+    storage_budget.check_capacity(conn, sum(len(i.data) for i in images if not i.digest), sum(reserves))
     caps = registry.required_capabilities(steps, options["device"])
     # One look at the registry for the whole request: the same answer for every image.
-    waiting = task_state.waiting_reason(caps, read_workers(conn), paused_queues(conn))
+    waiting = task_state.waiting_reason(caps, *fleet_cache.fleet())
     accepted = []
-    for image in images:
-        task_id = routing.enqueue_task(conn, image.digest, steps, {**options, "source": source}, data=image.data)
+    for image, reserve in zip(images, reserves):
+        task_id = routing.enqueue_task(conn, image.digest, steps, {**options, "source": source}, data=image.data,
+                                       reserve_bytes=reserve)
         entry: dict[str, Any] = {
             "task_id": task_id, "status": "queued", "queue": routing.queue_name(caps),
             "capabilities": sorted(caps), "image": _image_summary(image), **task_urls(task_id),
