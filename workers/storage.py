@@ -391,10 +391,22 @@ def load_output(conn: redis.Redis, task_id: str) -> tuple[bytes, str] | None:
     found = current_store().get_output(conn, task_id)
     if found is None:
         return None
-    # Served as is by the API: only our own image types, never a type planted in Redis
-    # (text/html there would be stored script on the API's origin).
-    data, content_type = found
-    return data, content_type if content_type in _CONTENT_TYPES.values() else "application/octet-stream"
+    return found[0], _served_type(found[1])
+
+
+def _served_type(content_type: str) -> str:
+    """Served as is by the API: only our own image types, never a type planted in Redis
+    (text/html there would be stored script on the API's origin)."""
+    return content_type if content_type in _CONTENT_TYPES.values() else "application/octet-stream"
+
+
+async def aload_output_shortened(aconn: Any, task_id: str, ttl: int) -> tuple[bytes, str] | None:
+    """load_output then shorten_output, from an event loop; results in Redis only
+    (current_store().in_redis), in one round trip."""
+    if not isinstance(task_id, str) or not _TASK_ID.match(task_id):
+        return None
+    found = await current_store().aget_output_shortened(aconn, task_id, int(ttl))
+    return None if found is None else (found[0], _served_type(found[1]))
 
 
 def shorten_output(conn: redis.Redis, task_id: str, ttl: int) -> None:

@@ -170,14 +170,22 @@ async def task_result(request: HttpRequest, task_id: str) -> HttpResponse:
     return await _result(request, task_id=task_id)
 
 
-def _load_delivered(task_id: str) -> tuple[bytes, str] | None:
-    """The result bytes for a submit that waited, whose TTL then drops to DELIVERED_TTL:
-    the client has them; a lost response can still be fetched again for a while."""
+def _load_delivered_sync(task_id: str, ttl: int) -> tuple[bytes, str] | None:
     conn = settings.get_redis()
     found = storage.load_output(conn, task_id)
     if found is not None:
-        storage.shorten_output(conn, task_id, min(settings.DELIVERED_TTL, settings.OUTPUT_TTL))
+        storage.shorten_output(conn, task_id, ttl)
     return found
+
+
+async def _load_delivered(task_id: str) -> tuple[bytes, str] | None:
+    """The result bytes for a submit that waited, whose TTL then drops to DELIVERED_TTL:
+    the client has them; a lost response can still be fetched again for a while.
+    Results in Redis are read in the event loop; another store's in a thread."""
+    ttl = min(settings.DELIVERED_TTL, settings.OUTPUT_TTL)
+    if storage.current_store().in_redis:
+        return await storage.aload_output_shortened(settings.get_async_redis(), task_id, ttl)
+    return await sync_to_async(_load_delivered_sync)(task_id, ttl)
 
 
 async def task_list(request: HttpRequest) -> HttpResponse:
@@ -198,7 +206,7 @@ async def task_list(request: HttpRequest) -> HttpResponse:
         return accepted
     state = await notify.ended_status(settings.get_async_redis(), task_id)
     if state == "finished":
-        found = await sync_to_async(_load_delivered)(task_id)
+        found = await _load_delivered(task_id)
         if found is not None:
             body, content_type = found
             response = HttpResponse(body, content_type=content_type)
