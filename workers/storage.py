@@ -409,6 +409,17 @@ async def aload_output_shortened(aconn: Any, task_id: str, ttl: int) -> tuple[by
     return None if found is None else (found[0], _served_type(found[1]))
 
 
+def queue_output_read(pipe: Any, task_id: str) -> None:
+    """Add a result's read to `pipe`, to ride along another read (results in Redis only,
+    current_store().in_redis; `task_id` checked by the caller); output_from_read decodes it."""
+    current_store().queue_output_read(pipe, task_id)
+
+
+def output_from_read(reply: Any) -> tuple[bytes, str] | None:
+    found = current_store().output_from_read(reply)
+    return None if found is None else (found[0], _served_type(found[1]))
+
+
 def shorten_output(conn: redis.Redis, task_id: str, ttl: int) -> None:
     """Keep a result at most `ttl` s more (one already handed out, e.g. by submit?wait)."""
     if isinstance(task_id, str) and _TASK_ID.match(task_id):

@@ -59,7 +59,16 @@ class RedisBlobStore(BlobStore):
             pipe.execute()
 
     def get_output(self, conn: redis.Redis, task_id: str) -> tuple[bytes, str] | None:
-        data, content_type = conn.hmget(output_key(task_id), ["data", "content_type"])
+        return self.output_from_read(conn.hmget(output_key(task_id), ["data", "content_type"]))
+
+    @staticmethod
+    def queue_output_read(pipe: Any, task_id: str) -> None:
+        """Add the result's read to `pipe` (sync or asyncio): joins another read's round trip."""
+        pipe.hmget(output_key(task_id), ["data", "content_type"])
+
+    @staticmethod
+    def output_from_read(reply: list[Any]) -> tuple[bytes, str] | None:
+        data, content_type = reply
         if data is None:
             return None
         return data, (content_type or b"application/octet-stream").decode("ascii", "replace")
@@ -69,12 +78,10 @@ class RedisBlobStore(BlobStore):
         (a submit that waited hands the result out at once: no thread, no second trip)."""
         key = output_key(task_id)
         async with aconn.pipeline(transaction=False) as pipe:
-            pipe.hmget(key, ["data", "content_type"])
+            self.queue_output_read(pipe, task_id)
             pipe.eval(_SHORTEN, 1, key, ttl)
-            (data, content_type), _ = await pipe.execute()
-        if data is None:
-            return None
-        return data, (content_type or b"application/octet-stream").decode("ascii", "replace")
+            reply, _ = await pipe.execute()
+        return self.output_from_read(reply)
 
     def shorten_output(self, conn: redis.Redis, task_id: str, ttl: int) -> None:
         left = conn.ttl(output_key(task_id))   # EXPIRE … LT needs Redis 7; the fleet runs on 6.2 too
