@@ -225,8 +225,12 @@ def acquire_input(conn: redis.Redis, holder: str, digest: str | None = None, dat
     digest = check_digest(digest)
     store = current_store()
     if store.in_redis:
-        args = [holder, ttl] + ([data] if data is not None else [])
-        if not _script(conn, _ACQUIRE_IN_REDIS)(keys=[refs_key(digest), input_key(digest)], args=args):
+        keys = [refs_key(digest), input_key(digest)]
+        # Content-addressed: bytes already stored (the same upload again, another size of
+        # it, a retry) need only a reference, so they are not sent unless missing.
+        if _script(conn, _ACQUIRE_IN_REDIS)(keys=keys, args=[holder, ttl]):
+            return digest
+        if data is None or not _script(conn, _ACQUIRE_IN_REDIS)(keys=keys, args=[holder, ttl, data]):
             raise _missing(digest)
         return digest
     deadline = time.monotonic() + LOCK_WAIT_S
