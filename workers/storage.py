@@ -268,10 +268,8 @@ def release_input(conn: redis.Redis, digest: str, holder: str, job_key: str | No
     store = current_store()
     token = "redis" if store.in_redis else uuid.uuid4().hex
     window = settings.retry_window_s()
-    keys = [refs_key(digest), input_key(digest) if store.in_redis else lock_key(digest), job_key or refs_key(digest),
-            settings.STORAGE_RESERVED_KEY, settings.STORAGE_STATS_KEY]
-    outcome = _script(conn, _RELEASE)(keys=keys, args=[holder, "1" if job_key else "0", token,
-                                                       settings.STORAGE_LOCK_MS, window])
+    keys, args = _release_call(digest, holder, job_key, token)
+    outcome = _script(conn, _RELEASE)(keys=keys, args=args)
     if outcome == 2 and not store.in_redis:
         store.shorten_input(conn, digest, window)
     if outcome != 1:
@@ -281,6 +279,26 @@ def release_input(conn: redis.Redis, digest: str, holder: str, job_key: str | No
             store.delete_input(conn, digest)
         finally:
             _script(conn, _UNLOCK)(keys=[lock_key(digest)], args=[token])
+    return True
+
+
+def _release_call(digest: str, holder: str, job_key: str | None, token: str) -> tuple[list[str], list[Any]]:
+    """_RELEASE's keys and arguments (token "redis" for inputs in Redis, else a lock token)."""
+    keys = [refs_key(digest), input_key(digest) if token == "redis" else lock_key(digest), job_key or refs_key(digest),
+            settings.STORAGE_RESERVED_KEY, settings.STORAGE_STATS_KEY]
+    return keys, [holder, "1" if job_key else "0", token, settings.STORAGE_LOCK_MS, settings.retry_window_s()]
+
+
+def queue_task_input_release(pipe: Any, job: Any) -> bool:
+    """Add the release of an ended task's input to `pipe` — the MULTI that ends the task,
+    after its status: one round trip less per task. Inputs in Redis only (the file store
+    deletes a file on release, which a MULTI cannot do); False when nothing was added,
+    and then release_task_input() after the end does it."""
+    digest = task_digest(job)
+    if digest is None or not current_store().in_redis:
+        return False
+    keys, args = _release_call(digest, job.id, job.key, "redis")
+    pipe.eval(_RELEASE, len(keys), *keys, *args)   # EVAL: a pipeline's registered script costs a SCRIPT EXISTS
     return True
 
 
