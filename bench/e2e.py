@@ -12,8 +12,9 @@ machine load hits both alike. Pixelfleet is asked through its public HTTP API in
 call (`POST /api/tasks/?wait=60`); `poll 10 ms` is the same clients without `wait`,
 polling the status every 10 ms, to show that polling does not collapse the fleet.
 
-Prints images/s, p50/p95/p99 per system and size and the ratios Pixelfleet/thumbor and
-poll/wait. `--smoke`: two small images, 1.5 s runs, one round, 2 clients and one worker, and
+Prints images/s, p50/p95/p99 per system and size, the ratios Pixelfleet/thumbor and
+poll/wait, and the CPU time each image cost each kind of process (bench/cpu.py: API,
+workers, Redis, thumbor, and the clients themselves). `--smoke`: two small images, 1.5 s runs, one round, 2 clients and one worker, and
 thumbor only if installed (it is part of `make test`).
 """
 from __future__ import annotations
@@ -24,10 +25,11 @@ import os
 import platform
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from bench import load, photos, servers
+from bench import cpu, load, photos, servers
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "var" / "bench"
@@ -57,15 +59,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             if peer is not None:
                 systems["thumbor"] = load.thumbor(peer.url, path.name, BOX)
             totals: dict[str, load.RunResult] = {}
+            cpu_s: dict[str, Counter] = {system: Counter() for system in systems}
             for round_no in range(args.rounds):
                 for system, fetch in systems.items():
+                    root = (peer if system == "thumbor" else fleet).proc.pid
+                    before = cpu.snapshot(root)
                     outcome = load.closed_loop(fetch, args.clients, args.seconds)
+                    cpu_s[system] += cpu.spent(before, cpu.snapshot(root))
                     totals[system] = totals[system].merged(outcome) if system in totals else outcome
                     print(f"  {name} round {round_no + 1} {system}: {outcome.summary()['images_per_s']} images/s",
                           file=sys.stderr, flush=True)
             width, height = sizes[name]
             entry: dict[str, Any] = {"input": f"{width}x{height} JPEG q{photos.QUALITY}, {len(data)} bytes",
-                                     **{system: result.summary() for system, result in totals.items()}}
+                                     **{system: {**result.summary(), "cpu_ms_per_image":
+                                                 cpu.per_image(cpu_s[system], len(result.latencies))}
+                                        for system, result in totals.items()}}
             entry["ratio_pixelfleet_thumbor"] = _ratio(entry, "pixelfleet", "thumbor")
             entry["ratio_poll_wait"] = _ratio(entry, "pixelfleet_poll_10ms", "pixelfleet")
             results[name] = entry
@@ -107,6 +115,13 @@ def render(report: dict[str, Any]) -> str:
     for name, entry in report["results"].items():
         lines.append(f"{name}: Pixelfleet/thumbor = {entry['ratio_pixelfleet_thumbor']}, "
                      f"poll 10 ms / wait = {entry['ratio_poll_wait']}")
+    lines += ["", "CPU ms per image (process CPU time over the runs; `server` is all but the client):"]
+    for entry in report["results"].values():
+        for system in ("pixelfleet", "pixelfleet_poll_10ms", "thumbor"):
+            costs = (entry.get(system) or {}).get("cpu_ms_per_image")
+            if costs:
+                lines.append(f"  {entry['input'].split(' ')[0]} {system}: "
+                             + ", ".join(f"{kind} {ms}" for kind, ms in costs.items()))
     return "\n".join(lines)
 
 

@@ -9,12 +9,14 @@ import sys
 from pathlib import Path
 
 
+NAMES = {"pixelfleet": "Pixelfleet (`?wait`, one call)", "pixelfleet_poll_10ms": "Pixelfleet (polling every 10 ms)",
+         "thumbor": "thumbor 7.8"}
+
+
 def table(report: dict) -> str:
     lines = ["| input | system | images/s | p50 ms | p95 ms | p99 ms |", "|---|---|---|---|---|---|"]
-    names = {"pixelfleet": "Pixelfleet (`?wait`, one call)", "pixelfleet_poll_10ms": "Pixelfleet (polling every 10 ms)",
-             "thumbor": "thumbor 7.8"}
     for entry in report["results"].values():
-        for system, label in names.items():
+        for system, label in NAMES.items():
             row = entry.get(system)
             if row:
                 lines.append(f"| {entry['input']} | {label} | {row['images_per_s']} | {row['p50_ms']} | "
@@ -26,5 +28,24 @@ def table(report: dict) -> str:
     return "\n".join(lines)
 
 
+def cpu_table(report: dict) -> str:
+    """CPU ms per image by kind of process (bench/cpu.py), one row per input and system."""
+    kinds = ("api", "worker", "redis", "supervisor", "thumbor")
+    lines = ["| input | system | server CPU ms/image | API | workers | Redis | supervisor | thumbor | client |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for entry in report["results"].values():
+        for system, label in NAMES.items():
+            costs = (entry.get(system) or {}).get("cpu_ms_per_image")
+            if costs:
+                cells = " | ".join(str(costs.get(kind, "-")) for kind in kinds)
+                lines.append(f"| {entry['input'].split(' ')[0]} | {label} | **{costs['server']}** | {cells} | "
+                             f"{costs.get('client', '-')} |")
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":
-    print(table(json.loads(Path(sys.argv[1]).read_text())))
+    report = json.loads(Path(sys.argv[1]).read_text())
+    print(table(report))
+    if any("cpu_ms_per_image" in (entry.get("pixelfleet") or {}) for entry in report["results"].values()):
+        print()
+        print(cpu_table(report))

@@ -16,7 +16,10 @@ The budget is PIXELFLEET_STORAGE_MAX_MB; unset, the Redis server's own `maxmemor
 """
 from __future__ import annotations
 
+import math
 import shutil
+import threading
+import time
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from typing import Any
@@ -85,7 +88,12 @@ def output_bound(data: bytes | None, steps: Any, fmt: str) -> int:
         info = probe_image(data)
     except Exception:   # noqa: BLE001 - the worker will refuse it; reserve the default
         return UNKNOWN_OUTPUT_BYTES
-    w, h = output_size(info.width, info.height, steps)
+    return bound_for_size(info.width, info.height, steps, fmt)
+
+
+def bound_for_size(width: int, height: int, steps: Any, fmt: str) -> int:
+    """output_bound for an input already probed (width x height)."""
+    w, h = output_size(width, height, steps)
     return int(w * h * _BYTES_PER_PIXEL.get(str(fmt).lower(), 4.0)) + 4096
 
 
@@ -175,9 +183,51 @@ def measure(conn: redis.Redis, incoming_bytes: int = 0) -> StorageUsage:
                         redis_used, redis_max, policy, reason is not None, reason)
 
 
-def check_capacity(conn: redis.Redis, incoming_bytes: int = 0) -> StorageUsage:
-    """The usage, or StorageFull (503 + Retry-After) when new work would cross the mark."""
+# A submit far below the mark reuses this process's last measurement for a moment:
+# measuring is INFO memory plus a look at every queue, per request otherwise. Only a
+# caller that says what the new work reserves may reuse it, and only while that
+# measurement plus everything this process accepted since (inputs and reservations) plus
+# the new work stays under REUSE_BELOW of the mark; what other processes accepted
+# meanwhile (at most REUSE_S worth) is absorbed by that margin and by the gap between
+# the mark and the budget.
+REUSE_S = 0.5
+REUSE_BELOW = 0.75
+_recent_lock = threading.Lock()
+_recent: list[Any] = [-math.inf, None, 0]   # [measured at (monotonic), StorageUsage, bytes accepted since]
+
+
+def forget_recent() -> None:
+    """Measure afresh on the next check (tests that change the budget between requests)."""
+    with _recent_lock:
+        _recent[:] = [-math.inf, None, 0]
+
+
+def _reuse(incoming_bytes: int) -> StorageUsage | None:
+    """The recent measurement when the new work (`incoming_bytes`, reservations included)
+    still leaves it far below the mark; None: measure."""
+    with _recent_lock:
+        at, usage, since = _recent
+        if usage is None or time.monotonic() - at > REUSE_S:
+            return None
+        if usage.used_bytes + usage.reserved_bytes + since + incoming_bytes > usage.high_water_bytes * REUSE_BELOW:
+            return None
+        _recent[2] = since + incoming_bytes
+        return usage
+
+
+def check_capacity(conn: redis.Redis, incoming_bytes: int = 0, reserving_bytes: int | None = None) -> StorageUsage:
+    """The usage, or StorageFull (503 + Retry-After) when new work would cross the mark.
+
+    `reserving_bytes`: what the new tasks will reserve for their results; given, a recent
+    measurement far below the mark may answer without asking Redis (REUSE_S)."""
+    if reserving_bytes is not None:
+        usage = _reuse(incoming_bytes + reserving_bytes)
+        if usage is not None:
+            return usage
     usage = measure(conn, incoming_bytes)
+    if not usage.full and reserving_bytes is not None:
+        with _recent_lock:
+            _recent[:] = [time.monotonic(), usage, incoming_bytes + reserving_bytes]
     if usage.full:
         raise StorageFull(f"{usage.reason}. Tasks already accepted still complete and their results can be "
                           f"fetched; fetch and DELETE finished results to free space sooner, and retry in "

@@ -114,7 +114,7 @@ def _run(job: Job, task: dict[str, Any], data: bytes, started: float, worker: st
                 pass   # progress is best effort: an outage must not fail the task
 
     # Decoded as small as the first geometric step allows (filters.shrink): a 24 MP JPEG
-    # headed for a thumbnail is decoded at 1/4 or 1/8 scale by libjpeg.
+    # headed for a 512-pixel thumbnail is decoded at 1/8 scale by libjpeg.
     decoded, applied = decode_for(data, steps)
     job.meta["decode"] = decoded.label   # the worker's "done" line shows it
     deadline = time.monotonic() + (job.timeout or settings.TASK_TIMEOUT)

@@ -69,6 +69,7 @@ SUSPENSION_CHECK_S = 1.0
 # tasks then cost no extra beats, and the periodic beat catches up within the interval.
 START_BEAT_MIN_S = 0.5
 EXPECTED_FAILURES = (EngineError, JobTimeoutException, TimeoutError, DeserializationError)
+_ATTR_ENDED_IN_COMMIT = "_pixelfleet_ended_in_commit"   # what _end_writes put in the ending commit
 
 
 class ForcedStop(BaseException):
@@ -238,14 +239,17 @@ class PixelfleetWorker(SimpleWorker):
             self._check_memory()
             return
         status = job.get_status(refresh=False)
-        self._wake_waiters(job, status)
+        in_commit = getattr(job, _ATTR_ENDED_IN_COMMIT, None) or {}
+        if not in_commit.get("woken"):
+            self._wake_waiters(job, status)
         ok = status == JobStatus.FINISHED
         if ok:
             self.health.done += 1
         else:
             self.health.failed += 1
         self._task_beat()   # idle, without the task, counted: now rather than a period later
-        storage.release_task_input(self.connection, job)   # no-op unless the task has ended
+        if not in_commit.get("released"):
+            storage.release_task_input(self.connection, job)   # no-op unless the task has ended
         log_event(log, "done" if ok else "failed", logging.INFO if ok else logging.WARNING,
                   worker=self.name, task=job.id, queue=queue.name, status=str(getattr(status, "value", status)),
                   ms=round((time.monotonic() - self._task_started) * 1000, 1),
@@ -343,6 +347,7 @@ class PixelfleetWorker(SimpleWorker):
                                     execution_started_at=execution.created_at, execution_ended_at=job.ended_at)
             job.cleanup(result_ttl, pipeline=pipe, remove_from_queue=False)
             self.cleanup_execution(job, pipeline=pipe, execution=execution)
+            self._end_writes(job, "finished", pipe)
 
         self._commit(job, queue, execution, "finished", writes)
 
@@ -364,8 +369,18 @@ class PixelfleetWorker(SimpleWorker):
             self.increment_failed_job_count(pipe)
             if job.started_at and job.ended_at:
                 self.increment_total_working_time(job.ended_at - job.started_at, pipe)
+            self._end_writes(job, "failed", pipe)
 
         self._commit(job, queue, execution, "failed", writes)
+
+    def _end_writes(self, job: Job, status: str, pipe) -> None:
+        """In the commit that ends the task, after its status: the `?wait` wake-up
+        (workers.notify) and, for inputs in Redis, the input's release — two round trips
+        less per task than after it, and atomic with the end. Marked on the job so
+        execute_job does not do them again."""
+        notify.push_done(self.connection, job.id, status, pipeline=pipe)
+        released = storage.queue_task_input_release(pipe, job)
+        setattr(job, _ATTR_ENDED_IN_COMMIT, {"woken": True, "released": released})
 
     def handle_execution_ended(self, job: Job, queue: Queue, heartbeat_ttl: int) -> None:
         """RQ stamps the end and a last heartbeat, the heartbeat in a round trip of its own;

@@ -28,6 +28,11 @@ def api(redis_conn, monkeypatch) -> APIClient:
     """A DRF test client against the real, freshly flushed Redis, with auth and throttling off."""
     for name in API_ENV:
         monkeypatch.delenv(name, raising=False)
+    from api import fleet_cache
+    from workers import storage_budget
+
+    fleet_cache.forget()            # per-process caches must not carry one test's fleet into the next
+    storage_budget.forget_recent()
     return APIClient()
 
 

@@ -44,7 +44,7 @@ def test_photo_is_not_decoded_at_submit_and_the_worker_decodes_it_small(api, bur
     assert burst_worker() == 1
     status = api.get(response.json()["status_url"]).json()
     assert status["status"] == "finished", status
-    assert status["result"]["decode"]["method"] == "dct" and status["result"]["decode"]["scale"] == "1/2"
+    assert status["result"]["decode"]["method"] == "dct" and status["result"]["decode"]["scale"] == "1/4"   # 510 >= 1.25 * 300
 
 
 def test_small_images_are_still_decoded_at_submit(api, small_png):

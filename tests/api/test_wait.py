@@ -255,6 +255,33 @@ def test_status_polls_are_answered_in_front_of_django_with_the_same_answers(flee
     assert f"path=/api/tasks/{task_id}/ status=200" in access
 
 
+def test_results_are_served_in_front_of_django_with_the_same_answers(fleet, conn):
+    """A plain GET of a result in Redis is served by api/asgi_status.py (one round trip):
+    the image with its headers, and the Django view's refusals, codes and bodies alike."""
+    task_id = submit(fleet, wait="60").headers["X-Task-Id"]
+    before = int(conn.get(settings.API_REQUESTS_KEY) or 0)
+    response = requests.get(f"{fleet.url}/api/tasks/{task_id}/result/", timeout=10)
+    assert response.status_code == 200 and response.headers["Content-Type"] == "image/png"
+    assert Image.open(io.BytesIO(response.content)).size == (32, 24)
+    assert response.headers["Content-Disposition"] == f'inline; filename="{task_id}.png"'
+    assert response.headers["Cache-Control"] == "private, max-age=3600"
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert "Allow" not in response.headers                     # DRF adds Allow: not served by it
+    assert int(conn.get(settings.API_REQUESTS_KEY)) == before + 1
+    queued = submit(fleet, **NEVER_ENDS).json()["task_id"]
+    refused = requests.get(f"{fleet.url}/api/tasks/{queued}/result/", timeout=10)
+    assert refused.status_code == 409 and refused.json()["error"]["code"] == "not_finished"
+    assert "gpu" in refused.json()["error"]["message"]          # the waiting reason says why
+    unknown = requests.get(f"{fleet.url}/api/tasks/no-such-task/result/", timeout=10)
+    assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "task_not_found"
+    bad = requests.get(f"{fleet.url}/api/tasks/bad%20id/result/", timeout=10)
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_task_id"
+    assert requests.delete(f"{fleet.url}/api/tasks/{task_id}/result/", timeout=10).status_code == 204
+    gone = requests.get(f"{fleet.url}/api/tasks/{task_id}/result/", timeout=10)
+    assert gone.status_code == 404 and gone.json()["error"]["code"] == "result_expired"
+    requests.delete(f"{fleet.url}/api/tasks/{queued}/", timeout=10)
+
+
 def test_chunked_body_past_the_limit_gets_413(fleet):
     """No Content-Length to refuse by: the guard counts the chunks and answers 413 once past."""
     from django.conf import settings as django_settings

@@ -32,7 +32,11 @@ def test_smoke_run_measures_both_ways_of_asking(tmp_path):
     for entry in report["results"].values():
         for system in ("pixelfleet", "pixelfleet_poll_10ms") + (("thumbor",) if servers.thumbor_installed() else ()):
             assert entry[system]["images"] > 0 and entry[system]["errors"] == 0, (system, entry)
+            costs = entry[system]["cpu_ms_per_image"]   # where the time went, by kind of process
+            assert costs["server"] > 0 and costs["client"] > 0, (system, costs)
+            if system.startswith("pixelfleet"):
+                assert {"api", "worker", "redis"} <= set(costs), costs
         assert entry["ratio_poll_wait"] is not None
-    assert "| input | system | images/s |" in done.stdout
+    assert "| input | system | images/s |" in done.stdout and "CPU ms per image" in done.stdout
     # The fleet and thumbor were stopped: their logs end, no process of theirs is left.
     assert "pixelfleet.log" in {p.name for p in tmp_path.iterdir()}

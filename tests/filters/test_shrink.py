@@ -58,8 +58,8 @@ def test_resize_down_with_a_low_pass_interpolation_is_planned():
     for interpolation in ("auto", "area", "lanczos"):
         plan = _plan([{"filter": "resize", "params": {"width": 512, "interpolation": interpolation}}])
         assert plan is not None and plan.index == 0
-        # 6000/k >= 1.8*512 and 4000/k >= 1.8*341 -> k <= 6
-        assert plan.max_factor == 6 and plan.factor_from((8, 4, 2)) == 4
+        # 6000/k >= 1.25*512 and 4000/k >= 1.25*341 -> k <= 9
+        assert plan.max_factor == 9 and plan.factor_from((8, 4, 2)) == 8
 
 
 @pytest.mark.parametrize("raw", [
@@ -111,12 +111,12 @@ def test_apply_scales_pixelate_blocks_back():
 
 # --- Fidelity on photo-like JPEGs ---------------------------------------------------------
 @pytest.mark.parametrize("raw, label", [
-    ([{"filter": "resize", "params": {"width": 300}}], "dct:1/2"),
+    ([{"filter": "resize", "params": {"width": 300}}], "dct:1/4"),   # 510 >= 1.25 * 300
     ([{"filter": "resize", "params": {"height": 40}}], "dct:1/4"),     # 1356 % 8 != 0
     ([{"filter": "resize", "params": {"scale": 0.1, "interpolation": "lanczos"}}], "dct:1/4"),
     (["grayscale", {"filter": "resize", "params": {"width": 200, "interpolation": "area"}}], "dct:1/4"),
-    ([{"filter": "resize", "params": {"width": 512}}], "dct:1/2"),   # 1020 >= 1.8 * 512
-    ([{"filter": "resize", "params": {"width": 1200}}], "full"),     # 1020 < 1.8 * 1200
+    ([{"filter": "resize", "params": {"width": 512}}], "dct:1/2"),   # 510 < 512 <= 1020
+    ([{"filter": "resize", "params": {"width": 900}}], "full"),      # 1020 < 1.25 * 900
 ])
 def test_resize_2k_photo_stays_faithful(photo_2k, raw, label):
     reference, out, decoded = both_paths(photo_2k, raw)
@@ -124,11 +124,11 @@ def test_resize_2k_photo_stays_faithful(photo_2k, raw, label):
     assert psnr(out, reference) >= RESIZE_PSNR
 
 
-def test_thumbnail_of_24mp_photo_decodes_at_a_quarter(photo_24mp):
-    before = image_io.DECODE_COUNTS["dct:1/4"]
+def test_thumbnail_of_24mp_photo_decodes_at_an_eighth(photo_24mp):
+    before = image_io.DECODE_COUNTS["dct:1/8"]
     reference, out, decoded = both_paths(photo_24mp, [{"filter": "resize", "params": {"width": 512}}])
-    assert decoded.describe()["decoded"] == "1500x1000" and decoded.describe()["source"] == "6000x4000"
-    assert image_io.DECODE_COUNTS["dct:1/4"] == before + 1
+    assert decoded.describe()["decoded"] == "750x500" and decoded.describe()["source"] == "6000x4000"
+    assert image_io.DECODE_COUNTS["dct:1/8"] == before + 1
     assert out.shape == (341, 512, 3) and psnr(out, reference) >= RESIZE_PSNR
 
 
@@ -181,7 +181,7 @@ def photo_2k_array(photo_2k) -> np.ndarray:
 def test_png_is_box_reduced(photo_2k_array):
     reference, out, decoded = both_paths(_save(photo_2k_array, "PNG", compress_level=1),
                                          [{"filter": "resize", "params": {"width": 200}}])
-    assert decoded.label == "reduce:1/4"      # the largest integer dividing 2040 and 1356 with 510 >= 1.8 * 200
+    assert decoded.label == "reduce:1/6"      # the largest integer dividing 2040 and 1356 with 340 >= 1.25 * 200
     assert psnr(out, reference) >= RESIZE_PSNR
 
 
@@ -197,7 +197,7 @@ def test_cmyk_jpeg_is_converted_before_it_is_reduced(photo_2k_array):
     Image.fromarray(photo_2k_array).convert("CMYK").save(out, "JPEG", quality=90)
     cmyk = out.getvalue()
     reference, out, decoded = both_paths(cmyk, [{"filter": "resize", "params": {"width": 200}}])
-    assert decoded.label == "reduce:1/4"
+    assert decoded.label == "reduce:1/6"
     assert psnr(out, reference) >= RESIZE_PSNR
 
 

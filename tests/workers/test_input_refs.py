@@ -217,3 +217,21 @@ def test_housekeeping_drops_reservations_a_lost_task_left(redis_conn):
     assert reserved(redis_conn) == before - 12345
     assert redis_conn.hexists(settings.STORAGE_RESERVED_KEY, task_id)            # the queued one stays
     assert storage.housekeeping(redis_conn) == 0                                 # once per sweep period fleet-wide
+
+
+def test_bytes_already_stored_are_not_sent_again(redis_conn, backend):
+    """The same upload while an earlier task holds it takes a reference only: the bytes
+    travel to Redis once (INFO's total_net_input_bytes); different bytes travel."""
+    if backend != "redis":
+        pytest.skip("the file store writes its own files; this is about Redis traffic")
+    data = png(5, side=256) + b"\0" * 200_000          # trailing bytes: a 200 KB upload that still decodes
+
+    def sent(image: bytes) -> int:
+        before = redis_conn.info("stats")["total_net_input_bytes"]
+        routing.enqueue_task(redis_conn, None, STEPS, {}, data=image)
+        return redis_conn.info("stats")["total_net_input_bytes"] - before
+
+    assert sent(data) > len(data)                        # first: stored
+    assert sent(data) < len(data) // 20                  # again: a reference
+    assert sent(png(6, side=256) + b"\0" * 200_000) > len(data)
+    assert stored_inputs(redis_conn) == 2

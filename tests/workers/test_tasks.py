@@ -248,9 +248,9 @@ def test_thumbnail_of_a_photo_is_decoded_small_and_says_so(redis_conn, caplog):
     with caplog.at_level("INFO"):
         assert run_burst(redis_conn, ("io",), name="burst-shrink") == 2
     result = task_status(redis_conn, photo)["result"]
-    assert result["decode"]["method"] == "dct" and result["decode"]["scale"] == "1/2"
-    assert result["decode"]["source"] == "2040x1356" and result["decode"]["decoded"] == "1020x678"
+    assert result["decode"]["method"] == "dct" and result["decode"]["scale"] == "1/4"   # 510 >= 1.25 * 300
+    assert result["decode"]["source"] == "2040x1356" and result["decode"]["decoded"] == "510x339"
     assert (result["width"], result["height"]) == (300, 199)
     assert task_status(redis_conn, small)["result"]["decode"]["method"] == "full"
     done = [r for r in caplog.records if getattr(r, "event", None) == "done"]
-    assert [r.fields.get("decode") for r in done] == ["full", "dct:1/2"]
+    assert [r.fields.get("decode") for r in done] == ["full", "dct:1/4"]

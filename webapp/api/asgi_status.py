@@ -1,4 +1,4 @@
-"""The task status, answered at the ASGI layer: what polling clients hit, kept cheap.
+"""The task status and result, answered at the ASGI layer: what polling clients hit, kept cheap.
 
 Why in front of Django: a status poll is the API's most frequent request (a client
 without `?wait` asks every few ms), and through Django's ASGI handler each one paid
@@ -7,6 +7,11 @@ request's sync work in a thread it creates) — milliseconds of CPU taken from t
 workers on the same machine. Here a JSON status request costs one pipelined Redis read
 (workers.status: HMGET of the job's fields and its latest result) and, for `?wait=S`,
 a BLPOP in the event loop (api.views_wait.wait_for_task), with no thread at all.
+
+A poller's last request, the plain GET of a result kept in Redis, is answered here too:
+the status reads and the result's bytes in one round trip, the same refusals as the
+Django view (views_tasks.deliverable_result). With `?wait`, or with another store, the
+result goes to Django (api.views_wait).
 
 Same answers as the Django views: the same body (workers.status builds it), the same
 error shape and codes, the same access line and request counter, the same host check
@@ -31,9 +36,10 @@ from django.http.request import split_domain_port, validate_host
 from api.auth import ReadPermission
 from api.exceptions import InvalidInput, error_body, to_response_parts
 from api.middleware import REQUESTS_KEY
-from api.views_wait import WAIT_PARAM, live_workers, wait_for_task, wait_seconds
-from api.views_tasks import check_task_id, task_not_found
-from workers import settings
+from api import fleet_cache
+from api.views_wait import WAIT_PARAM, wait_for_task, wait_seconds
+from api.views_tasks import check_task_id, deliverable_result, result_headers, task_not_found
+from workers import settings, storage
 from workers import status as task_state
 from workers.logs import get_logger, log_event
 
@@ -43,6 +49,7 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 STATUS_PATHS = (re.compile(r"^/api/tasks/(?P<task_id>[^/]+)/?$"),
                 re.compile(r"^/api/task/(?P<task_id>[^/]+)/status/?$"))
+RESULT_PATH = re.compile(r"^/api/tasks/(?P<task_id>[^/]+)/result/?$")
 log = get_logger("webapp.access")
 
 
@@ -75,7 +82,11 @@ class FastStatus:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         task_id = self._match(scope)
         if task_id is None:
-            await self.app(scope, receive, send)
+            result_id = self._match_result(scope)
+            if result_id is None:
+                await self.app(scope, receive, send)
+            else:
+                await self._serve_result(result_id, scope, send)
             return
         started = time.perf_counter()
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers") or []}
@@ -114,19 +125,87 @@ class FastStatus:
                 return None if b"text/html" in accept else found["task_id"]
         return None
 
+    @staticmethod
+    def _match_result(scope: Scope) -> str | None:
+        """A plain GET of a result kept in Redis (a poller's last request); `?wait` and other
+        stores go to Django (api.views_wait)."""
+        if scope["type"] != "http" or scope["method"] != "GET" or WAIT_PARAM.encode() in scope.get("query_string", b""):
+            return None
+        found = RESULT_PATH.match(scope["path"])
+        return found["task_id"] if found and storage.current_store().in_redis else None
+
+    async def _serve_result(self, task_id: str, scope: Scope, send: Send) -> None:
+        """GET /api/tasks/<id>/result/: the image, or the same refusals as the Django view
+        (views_tasks.deliverable_result), from one round trip: status reads + the result."""
+        started = time.perf_counter()
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers") or []}
+        counted: list[bool] = []
+        try:
+            self._check_request(task_id, headers)
+            aconn = settings.get_async_redis()
+            async with aconn.pipeline(transaction=False) as pipe:
+                task_state.queue_status_reads(pipe, task_id)
+                storage.queue_output_read(pipe, task_id)
+                pipe.incr(REQUESTS_KEY)
+                fields, results, output, _ = await pipe.execute()
+            counted.append(True)
+            info = await self._status_from(task_id, fields, results)
+            data, content_type = deliverable_result(task_id, info, storage.output_from_read(output))
+            status, body, extra = 200, data, {"content-type": content_type, **result_headers(task_id, content_type)}
+        except Exception as exc:  # noqa: BLE001 - ours → 4xx/503; anything else is a bug, logged
+            status, body, extra = self._refusal(exc)
+        if isinstance(body, bytes):
+            payload, content_type = body, extra.pop("content-type")
+        else:
+            payload, content_type = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode(), "application/json"
+        response_headers = [(b"content-type", content_type.encode()), (b"content-length", str(len(payload)).encode()),
+                            *self.extra_headers, *((k.lower().encode(), str(v).encode()) for k, v in extra.items())]
+        await send({"type": "http.response.start", "status": status, "headers": response_headers})
+        await send({"type": "http.response.body", "body": payload})
+        await self._account(scope, status, body, len(payload), started, counted=bool(counted))
+
+    def _check_request(self, task_id: str, headers: dict[str, str]) -> None:
+        """The host, the task id and the read permission, as Django and DRF check them."""
+        self._check_host(headers)
+        self._check_task(task_id, headers)
+
+    def _check_host(self, headers: dict[str, str]) -> None:
+        host = headers.get("host", "")
+        domain, _port = split_domain_port(host)
+        if not domain or not validate_host(domain, self.allowed_hosts):
+            raise InvalidInput(f"Invalid HTTP_HOST header: {host!r:.80}", code="bad_request")
+
+    @staticmethod
+    def _check_task(task_id: str, headers: dict[str, str]) -> None:
+        check_task_id(task_id)
+        ReadPermission().has_permission(SimpleNamespace(method="GET", META={
+            "HTTP_AUTHORIZATION": headers.get("authorization", "")}), None)
+
+    @staticmethod
+    async def _status_from(task_id: str, fields: list[Any], results: list[Any]) -> dict[str, Any]:
+        """The status from queue_status_reads' answers; NotFound for an unknown task."""
+        fleet = await fleet_cache.afleet() if fields and fields[0] == b"queued" else ([], frozenset())
+        info = task_state.status_from_reads(task_id, fields, results, lambda: fleet)
+        if info is None:
+            raise task_not_found(task_id)
+        return info
+
+    @staticmethod
+    def _refusal(exc: Exception) -> tuple[int, Any, dict[str, str]]:
+        parts = to_response_parts(exc)
+        if parts is not None:
+            return parts
+        log_event(log, "unhandled_error", logging.ERROR, exc_info=exc, view="FastStatus")
+        return 500, error_body("internal_error", "The server failed to handle this request; "
+                               "it has been logged."), {}
+
     async def _answer(self, task_id: str, scope: Scope, headers: dict[str, str],
                       counted: list[bool]) -> tuple[int, Any, dict[str, str]]:
         try:
-            host = headers.get("host", "")
-            domain, _port = split_domain_port(host)
-            if not domain or not validate_host(domain, self.allowed_hosts):
-                raise InvalidInput(f"Invalid HTTP_HOST header: {host!r:.80}", code="bad_request")
+            self._check_host(headers)
             query = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
-            raw_wait = query.get(WAIT_PARAM, [None])[-1]
-            seconds = wait_seconds(raw_wait)
-            check_task_id(task_id)
-            ReadPermission().has_permission(SimpleNamespace(method="GET", META={
-                "HTTP_AUTHORIZATION": headers.get("authorization", "")}), None)
+            seconds = wait_seconds(query.get(WAIT_PARAM, [None])[-1])
+            self._check_task(task_id, headers)
             if seconds is not None:
                 await wait_for_task(task_id, seconds)
             aconn = settings.get_async_redis()
@@ -135,18 +214,9 @@ class FastStatus:
                 pipe.incr(REQUESTS_KEY)   # the request count rides along: one round trip in all
                 fields, results, _ = await pipe.execute()
             counted.append(True)
-            fleet = await live_workers() if fields and fields[0] == b"queued" else ([], frozenset())
-            info = task_state.status_from_reads(task_id, fields, results, lambda: fleet)
-            if info is None:
-                raise task_not_found(task_id)
-            return 200, info, {}
+            return 200, await self._status_from(task_id, fields, results), {}
         except Exception as exc:  # noqa: BLE001 - ours → 4xx/503; anything else is a bug, logged
-            parts = to_response_parts(exc)
-            if parts is not None:
-                return parts
-            log_event(log, "unhandled_error", logging.ERROR, exc_info=exc, view="FastStatus")
-            return 500, error_body("internal_error", "The server failed to handle this request; "
-                                   "it has been logged."), {}
+            return self._refusal(exc)
 
     @staticmethod
     async def _account(scope: Scope, status: int, body: Any, length: int, started: float, counted: bool) -> None:

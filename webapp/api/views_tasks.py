@@ -17,7 +17,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from api import inputs
+from api import fleet_cache, inputs
 from api.exceptions import Conflict, InvalidInput, InvalidTaskId, NotFound
 from api.serializers import (TASK_STATUSES, DistributedBatchSerializer, ErrorSerializer, TaskAcceptedSerializer,
                              TaskBatchAcceptedSerializer, TaskListSerializer, TaskStatusSerializer,
@@ -26,8 +26,6 @@ from api.throttling import SubmitThrottle
 from filters import registry
 from workers import routing, settings, status as task_state, storage, storage_budget
 from workers.logs import get_logger, log_event
-from workers.queues import paused_queues
-from workers.registry import read_workers
 
 log = get_logger("webapp.tasks")
 TASK_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")     # RQ's job id alphabet (rq.job.JOB_ID_PATTERN)
@@ -84,13 +82,15 @@ def submit(request: Request, *, default_sample: str | None = None, source: str =
                            "without wait, or one per request", {"field": "wait", "images": len(images)},
                            code="invalid_wait")
     # Above the storage high-water mark: 503 + Retry-After, nothing stored (samples are already).
-    storage_budget.check_capacity(conn, sum(len(i.data) for i in images if not i.digest))
+    reserves = [storage_budget.bound_for_size(i.info.width, i.info.height, steps, options["format"]) for i in images]
+    storage_budget.check_capacity(conn, sum(len(i.data) for i in images if not i.digest), sum(reserves))
     caps = registry.required_capabilities(steps, options["device"])
     # One look at the registry for the whole request: the same answer for every image.
-    waiting = task_state.waiting_reason(caps, read_workers(conn), paused_queues(conn))
+    waiting = task_state.waiting_reason(caps, *fleet_cache.fleet())
     accepted = []
-    for image in images:
-        task_id = routing.enqueue_task(conn, image.digest, steps, {**options, "source": source}, data=image.data)
+    for image, reserve in zip(images, reserves):
+        task_id = routing.enqueue_task(conn, image.digest, steps, {**options, "source": source}, data=image.data,
+                                       reserve_bytes=reserve)
         entry: dict[str, Any] = {
             "task_id": task_id, "status": "queued", "queue": routing.queue_name(caps),
             "capabilities": sorted(caps), "image": _image_summary(image), **task_urls(task_id),
@@ -193,6 +193,27 @@ class TaskRetryView(APIView):
         return Response(task_state.retry_task(settings.get_redis(), task_id), status=http.HTTP_202_ACCEPTED)
 
 
+def deliverable_result(task_id: str, state: dict[str, Any], found: tuple[bytes, str] | None) -> tuple[bytes, str]:
+    """The stored result of a finished task, or the refusal: 409 not_finished (with why),
+    404 result_expired. Shared by this view and the ASGI fast path (api.asgi_status)."""
+    if state["status"] != "finished":
+        reason = state.get("failure_reason") or state.get("error") or state.get("waiting_reason")
+        message = f"task {task_id} is {state['status']}, not finished"
+        raise Conflict(f"{message}: {reason}" if reason else message,
+                       {"status": state["status"], "status_url": task_urls(task_id)["status_url"]},
+                       code="not_finished")
+    if found is None:
+        raise NotFound(f"task {task_id} finished but its result is gone: deleted on request or expired "
+                       f"(results are kept {settings.OUTPUT_TTL} s); submit the image again",
+                       code="result_expired")
+    return found
+
+
+def result_headers(task_id: str, content_type: str) -> dict[str, str]:
+    extension = content_type.rpartition("/")[2].replace("jpeg", "jpg")
+    return {"Content-Disposition": f'inline; filename="{task_id}.{extension}"', "Cache-Control": "private, max-age=3600"}
+
+
 class TaskResultView(APIView):
     """GET: the result image with its content type; 404 unknown/expired, 409 not finished.
     DELETE: drop the stored result now (204); 404 when there is none (unknown task, expired,
@@ -205,22 +226,11 @@ class TaskResultView(APIView):
                               202: TaskStatusSerializer, **ERRORS})
     def get(self, request: Request, task_id: str) -> HttpResponse:
         state = load_status(task_id)
-        if state["status"] != "finished":
-            reason = state.get("failure_reason") or state.get("error") or state.get("waiting_reason")
-            message = f"task {task_id} is {state['status']}, not finished"
-            raise Conflict(f"{message}: {reason}" if reason else message,
-                           {"status": state["status"], "status_url": task_urls(task_id)["status_url"]},
-                           code="not_finished")
-        found = storage.load_output(settings.get_redis(), task_id)
-        if found is None:
-            raise NotFound(f"task {task_id} finished but its result is gone: deleted on request or expired "
-                           f"(results are kept {settings.OUTPUT_TTL} s); submit the image again",
-                           code="result_expired")
-        data, content_type = found
-        extension = content_type.rpartition("/")[2].replace("jpeg", "jpg")
+        found = storage.load_output(settings.get_redis(), task_id) if state["status"] == "finished" else None
+        data, content_type = deliverable_result(task_id, state, found)
         response = HttpResponse(data, content_type=content_type)
-        response["Content-Disposition"] = f'inline; filename="{task_id}.{extension}"'
-        response["Cache-Control"] = "private, max-age=3600"
+        for name, value in result_headers(task_id, content_type).items():
+            response[name] = value
         return response
 
     @extend_schema(summary="Delete the result image", operation_id="tasks_result_delete",

@@ -20,25 +20,21 @@ from __future__ import annotations
 import functools
 import logging
 import math
-import time
 from typing import Any, Callable
 
 from asgiref.sync import sync_to_async
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
-from api import views_tasks
+from api import fleet_cache, views_tasks
 from api.auth import ReadPermission
 from api.exceptions import InvalidInput, error_body, to_response_parts
 from workers import notify, settings, storage
 from workers import status as task_state
-from workers.queues import paused_queues
-from workers.registry import read_workers
 from workers.logs import get_logger, log_event
 
 log = get_logger("webapp.wait")
 
 WAIT_PARAM = "wait"
-WORKERS_CACHE_S = 1.0                   # s the fast status path reuses the worker registry
 ONE_TASK_ATTR = "pixelfleet_wait_one"   # set on a submit that waits: one image only (views_tasks.submit)
 _active_waiters = 0                     # this process's waiting requests (one event loop)
 
@@ -116,26 +112,6 @@ async def _checked_wait(request: HttpRequest, task_id: str,
         return None, _error_response(exc)
 
 
-_fleet_cache: tuple[float, tuple[list[dict[str, Any]], frozenset[str]]] = (-math.inf, ([], frozenset()))
-
-
-def _read_fleet() -> tuple[list[dict[str, Any]], frozenset[str]]:
-    conn = settings.get_redis()
-    return read_workers(conn), paused_queues(conn)
-
-
-async def live_workers() -> tuple[list[dict[str, Any]], frozenset[str]]:
-    """(live worker records, paused queue names) for waiting reasons, read at most once a
-    second per process: a fleet polled hundreds of times a second must not SCAN the
-    registry each time (a pause reaches the workers within PAUSE_CHECK_S = 1 s too)."""
-    global _fleet_cache
-    seen_at, fleet = _fleet_cache
-    if time.monotonic() - seen_at > WORKERS_CACHE_S:
-        fleet = await sync_to_async(_read_fleet)()
-        _fleet_cache = (time.monotonic(), fleet)
-    return fleet
-
-
 async def fast_status(task_id: str) -> HttpResponse:
     """The status JSON in the event loop: one pipelined round trip (the job's fields and
     its latest result, workers.status), no thread, no DRF. What pollers hit."""
@@ -143,7 +119,7 @@ async def fast_status(task_id: str) -> HttpResponse:
     async with aconn.pipeline(transaction=False) as pipe:
         task_state.queue_status_reads(pipe, task_id)
         fields, results = await pipe.execute()
-    fleet = await live_workers() if fields and fields[0] == b"queued" else ([], frozenset())
+    fleet = await fleet_cache.afleet() if fields and fields[0] == b"queued" else ([], frozenset())
     info = task_state.status_from_reads(task_id, fields, results, lambda: fleet)
     if info is None:
         return _error_response(views_tasks.task_not_found(task_id))
@@ -194,14 +170,22 @@ async def task_result(request: HttpRequest, task_id: str) -> HttpResponse:
     return await _result(request, task_id=task_id)
 
 
-def _load_delivered(task_id: str) -> tuple[bytes, str] | None:
-    """The result bytes for a submit that waited, whose TTL then drops to DELIVERED_TTL:
-    the client has them; a lost response can still be fetched again for a while."""
+def _load_delivered_sync(task_id: str, ttl: int) -> tuple[bytes, str] | None:
     conn = settings.get_redis()
     found = storage.load_output(conn, task_id)
     if found is not None:
-        storage.shorten_output(conn, task_id, min(settings.DELIVERED_TTL, settings.OUTPUT_TTL))
+        storage.shorten_output(conn, task_id, ttl)
     return found
+
+
+async def _load_delivered(task_id: str) -> tuple[bytes, str] | None:
+    """The result bytes for a submit that waited, whose TTL then drops to DELIVERED_TTL:
+    the client has them; a lost response can still be fetched again for a while.
+    Results in Redis are read in the event loop; another store's in a thread."""
+    ttl = min(settings.DELIVERED_TTL, settings.OUTPUT_TTL)
+    if storage.current_store().in_redis:
+        return await storage.aload_output_shortened(settings.get_async_redis(), task_id, ttl)
+    return await sync_to_async(_load_delivered_sync)(task_id, ttl)
 
 
 async def task_list(request: HttpRequest) -> HttpResponse:
@@ -222,7 +206,7 @@ async def task_list(request: HttpRequest) -> HttpResponse:
         return accepted
     state = await notify.ended_status(settings.get_async_redis(), task_id)
     if state == "finished":
-        found = await sync_to_async(_load_delivered)(task_id)
+        found = await _load_delivered(task_id)
         if found is not None:
             body, content_type = found
             response = HttpResponse(body, content_type=content_type)
