@@ -50,6 +50,7 @@ EDGE_LOW, EDGE_HIGH = 0.04, 0.20   # local contrast where diffusion starts/stops
 EDGE_GAIN = 0.35               # diffusion kept on the strongest edges
 MAX_DIFFUSED_ERROR = 0.15      # error passed on per pixel is capped (no streaks/bleeding)
 L_MIN, L_MAX, AB_LIMIT = 0.0, 1.0, 0.4   # diffused values are clamped to this box
+SORTED_SEARCH_MIN = 48         # palettes this large: the flat check searches in L order
 
 
 def nearest_colour(pal_lab, ok_l, ok_a, ok_b):
@@ -96,6 +97,46 @@ def _second(dist, best):
         if j != best:
             second_d = min(second_d, dist[j])
     return second_d
+
+
+@njit(inline="always", cache=True)
+def _search_sorted(pal_sorted, order, ok_l, ok_a, ok_b):
+    """(index, squared distance, second smallest squared distance) of the nearest palette
+    colour - _search's answer, lowest palette index on ties - for a LARGE palette without
+    computing every distance: `pal_sorted` is the palette's OKLab sorted by L, `order`
+    each row's palette index. Entries are visited outwards from the pixel's L, each way
+    until the L difference alone exceeds the second-best distance: no entry further out
+    can beat or tie either. The flat check of adaptive diffusion needs both distances;
+    for 256 colours this is ~3x faster than computing all of them."""
+    k = pal_sorted.shape[0]
+    lo, hi = 0, k
+    while lo < hi:  # the first row with L >= ok_l
+        mid = (lo + hi) // 2
+        if pal_sorted[mid, 0] < ok_l:
+            lo = mid + 1
+        else:
+            hi = mid
+    best = k
+    best_d = np.float32(np.inf)
+    second_d = np.float32(np.inf)
+    for step in (1, -1):
+        j = lo if step == 1 else lo - 1
+        while 0 <= j < k:
+            dl = ok_l - pal_sorted[j, 0]
+            if dl * dl > second_d:
+                break
+            da = ok_a - pal_sorted[j, 1]
+            db = ok_b - pal_sorted[j, 2]
+            d = dl * dl + da * da + db * db
+            index = order[j]
+            if d < best_d or (d == best_d and index < best):
+                second_d = best_d
+                best_d = d
+                best = index
+            elif d < second_d:
+                second_d = d
+            j += step
+    return best, best_d, second_d
 
 
 @njit(**NJIT_CONVERT)
@@ -198,7 +239,7 @@ def _spread(row, x, e0, e1, e2, weight):
 
 
 @njit(**NJIT_SERIAL)
-def _diffuse(small, own, palette, pal_lab, gain, flat_error, flat_ratio, ratio_cap,
+def _diffuse(small, own, palette, pal_lab, pruned, gain, flat_error, flat_ratio, ratio_cap,
              max_error, out, labels):
     """Floyd-Steinberg in OKLab (`own` = the pixels' OKLab, raster order), with per-pixel
     control:
@@ -210,11 +251,14 @@ def _diffuse(small, own, palette, pal_lab, gain, flat_error, flat_ratio, ratio_c
       banding shows);
     - the error passed on is scaled by gain[y % gh, x % gw] and capped at max_error.
     Plain Floyd-Steinberg is gain 1 everywhere, flat_error and flat_ratio 0, max_error
-    infinite. labels[y, x] = the palette index taken."""
+    infinite. labels[y, x] = the palette index taken. pruned: the flat check searches in
+    L order (_search_sorted, for large palettes; the same answers as _search)."""
     h, w, channels = small.shape
     gh, gw = gain.shape
     pal_t = np.ascontiguousarray(pal_lab.T)
     dist = np.empty(pal_lab.shape[0], np.float32)
+    order = np.argsort(pal_lab[:, 0], kind="mergesort")
+    pal_sorted = np.ascontiguousarray(pal_lab[order])
     buf = np.zeros((2, w + 2, 3), np.float32)   # this row's and the next row's error
     lo = (np.float32(L_MIN), np.float32(-AB_LIMIT), np.float32(-AB_LIMIT))
     hi = (np.float32(L_MAX), np.float32(AB_LIMIT), np.float32(AB_LIMIT))
@@ -235,8 +279,11 @@ def _diffuse(small, own, palette, pal_lab, gain, flat_error, flat_ratio, ratio_c
                 gx = 0
             o_l, o_a, o_b = own[y, x, 0], own[y, x, 1], own[y, x, 2]
             if flat_error > 0 or flat_ratio > 0:
-                k, d1 = _search(pal_t, o_l, o_a, o_b, dist)
-                d2 = _second(dist, k)
+                if pruned:
+                    k, d1, d2 = _search_sorted(pal_sorted, order, o_l, o_a, o_b)
+                else:
+                    k, d1 = _search(pal_t, o_l, o_a, o_b, dist)
+                    d2 = _second(dist, k)
                 if d1 <= flat2 or (d1 <= ratio2 * d2 and d1 <= cap2):
                     labels[y, x] = k
                     for c in range(3):
@@ -296,7 +343,8 @@ def error_diffusion(small: np.ndarray, palette: np.ndarray, adaptive: bool,
     for step in range(refits + 1):
         if step:
             palette = refit_to_labels(lab, labels, palette)
-        _diffuse(small, lab, palette, palette_oklab(palette), gain, flat_error, flat_ratio,
+        _diffuse(small, lab, palette, palette_oklab(palette),
+                 len(palette) >= SORTED_SEARCH_MIN, gain, flat_error, flat_ratio,
                  np.float32(FLAT_RATIO_CAP), max_error, out, labels)
     return out, palette
 

@@ -187,3 +187,37 @@ def test_cpu_search_gives_nearest_colours_answer_ties_included():
         got, d = search(pal_t, ok[0], ok[1], ok[2], dist)
         assert got == want and want < 12
         assert d == dist.min()
+
+
+def test_sorted_search_gives_the_full_searchs_answer_ties_included():
+    """palettes_map._search_sorted (L order, pruned: the flat check for large palettes)
+    returns what every distance gives: the nearest index (lowest on exact ties) and the
+    two smallest distances."""
+    from numba import njit
+    from filters import colour, palettes_map
+    rng = np.random.default_rng(8)
+    pal = rng.integers(0, 256, (80, 3), dtype=np.uint8)
+    pal[40:] = pal[:40]                               # every colour twice: exact ties
+    pal[5] = pal[6][::-1]                             # and some other structure
+    pal_lab = colour.palette_oklab(pal)
+    order = np.argsort(pal_lab[:, 0], kind="mergesort")
+    pal_sorted = np.ascontiguousarray(pal_lab[order])
+    sorted_search = njit(lambda p, o, l, a, b: palettes_map._search_sorted(p, o, l, a, b))
+    pixels = colour.image_to_oklab(rng.integers(0, 256, (1, 500, 3), dtype=np.uint8))[0]
+    for ok in np.concatenate([pixels, pal_lab]):
+        d = ((pal_lab - ok) ** 2).sum(axis=1, dtype=np.float32)
+        best, best_d, second_d = sorted_search(pal_sorted, order, ok[0], ok[1], ok[2])
+        assert best == palettes_map.nearest_colour(pal_lab, *ok)
+        assert best_d == pytest.approx(float(d.min()), abs=1e-7)
+        assert second_d == pytest.approx(float(np.sort(d)[1]), abs=1e-7)
+
+
+def test_adaptive_diffusion_is_the_same_with_the_sorted_search(monkeypatch):
+    from filters import palettes_map
+    small = random_small((30, 40, 3), seed=12)
+    pal = palettes.kmeans(small, 64)
+    assert len(pal) >= palettes_map.SORTED_SEARCH_MIN
+    sorted_out, sorted_pal = palettes.error_diffusion(small, pal, True, refits=1)
+    monkeypatch.setattr(palettes_map, "SORTED_SEARCH_MIN", 10**6)
+    full_out, full_pal = palettes.error_diffusion(small, pal, True, refits=1)
+    assert np.array_equal(sorted_out, full_out) and np.array_equal(sorted_pal, full_pal)
