@@ -7,10 +7,12 @@ as CIEDE2000 for this job but is a 3x3 matrix, a cube root and another 3x3 matri
 kernels can afford it per pixel. CIEDE2000 (CIELAB, D65) is used where the answer is a
 judgement rather than a hot loop: the quality benchmark and the tests.
 
-`oklab_from_srgb8` is plain Python compiled twice, like filters.palettes_map's
-nearest_colour: for the CPU with numba.njit and as a CUDA device function, so both
-backends convert with the same float32 arithmetic. The vectorised numpy functions work in
-float64 and are the reference the kernels are tested against.
+`oklab_from_srgb8` is plain Python, compiled as a CUDA device function (and with
+numba.njit for the few CPU kernels that convert one pixel at a time); the CPU converts
+whole rows and images with `oklab_span`, the same float32 arithmetic in batches (tested
+bit for bit against the per-pixel function), so both backends get the same values. The
+vectorised numpy functions work in float64 and are the reference the kernels are tested
+against.
 """
 from __future__ import annotations
 
@@ -144,7 +146,7 @@ def delta_e_2000(lab1: np.ndarray, lab2: np.ndarray) -> np.ndarray:
 
 
 # --- The kernels' conversion (float32, compiled for the CPU and as a CUDA device function)
-CBRT_MAGIC = 709921077   # 0x2A51_67CD: bits(x) / 3 + this ~ bits(cbrt(x)) for float32
+CBRT_MAGIC = 709921077   # 0x2A50_8935: bits(x) / 3 + this ~ bits(cbrt(x)) for float32
 
 
 def oklab_from_srgb8(lut, r, g, b):
