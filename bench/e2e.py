@@ -1,7 +1,7 @@
 """`make bench-e2e`: Pixelfleet against thumbor, end to end, on photo-like JPEGs.
 
 Usage: python -m bench.e2e [--seconds 15] [--rounds 2] [--clients 8] [--json out.json]
-                           [--smoke] [--no-thumbor] [--no-poll]
+                           [--smoke] [--no-thumbor] [--no-poll] [--distinct]
 
 The workload is the most common image-service job (the one imgproxy's published
 benchmark uses): a JPEG fitted into 512 px, JPEG out (quality 80, thumbor's default).
@@ -11,6 +11,10 @@ take turns: for each size, round after round, Pixelfleet then thumbor, so drifti
 machine load hits both alike. Pixelfleet is asked through its public HTTP API in one
 call (`POST /api/tasks/?wait=60`); `poll 10 ms` is the same clients without `wait`,
 polling the status every 10 ms, to show that polling does not collapse the fleet.
+
+Every client sends the same JPEG, as imgproxy's benchmark does; the fleet stores inputs by
+content, so an upload that an earlier task still holds is not sent to Redis again.
+`--distinct` makes every upload differ (a random JPEG comment) to measure without that.
 
 Prints images/s, p50/p95/p99 per system and size, the ratios Pixelfleet/thumbor and
 poll/wait, and the CPU time each image cost each kind of process (bench/cpu.py: API,
@@ -53,7 +57,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         results: dict[str, Any] = {}
         for name, path in sorted(images.items(), key=lambda item: sizes[item[0]][0] * sizes[item[0]][1]):
             data = path.read_bytes()
-            systems = {"pixelfleet": load.pixelfleet_wait(fleet.url, data, BOX, QUALITY)}
+            systems = {"pixelfleet": load.pixelfleet_wait(fleet.url, data, BOX, QUALITY, distinct=args.distinct)}
             if not args.no_poll:
                 systems["pixelfleet_poll_10ms"] = load.pixelfleet_poll(fleet.url, data, BOX, QUALITY, POLL_INTERVAL_S)
             if peer is not None:
@@ -84,6 +88,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "benchmark": "bench-e2e", "workload": f"fit into {BOX} px, JPEG q{QUALITY} out",
         "clients": args.clients, "seconds_per_run": args.seconds, "rounds": args.rounds,
+        "distinct_uploads": args.distinct,
         "fleet_workers": args.fleet_workers or "make run default (worker-1 io, worker-2 cpu, worker-3 all)",
         "thumbor": "7.8.0, file loader, 2 processes, no storage" if use_thumbor else "not run (not installed)",
         "machine": {"cpus": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2),
@@ -134,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--smoke", action="store_true", help="tiny and quick: what `make test` runs")
     parser.add_argument("--no-thumbor", action="store_true", help="Pixelfleet only")
     parser.add_argument("--no-poll", action="store_true", help="skip the polling clients")
+    parser.add_argument("--distinct", action="store_true",
+                        help="every `wait` upload differs (a random JPEG comment): nothing is already stored")
     parser.add_argument("--fleet-workers", default=None, help='the fleet\'s --workers (default: make run\'s)')
     parser.add_argument("--work", default=str(WORK), help="folder for images, logs and Redis data")
     args = parser.parse_args(argv)

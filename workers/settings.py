@@ -188,7 +188,7 @@ PAUSE_CHECK_S = 1                                              # s a pause takes
 
 
 # --- Storage (workers/storage.py; read at call time so a test or the fleet can set them) --
-DEFAULT_STORAGE_URL = "redis://"                               # images in the fleet's Redis
+DEFAULT_STORAGE_URL = "redis://"   # images in the fleet's Redis (`make run` with its embedded Redis: files, workers.fleet)
 STORAGE_LOCK_MS = 30_000                                       # a freed input's deletion, at most
 
 

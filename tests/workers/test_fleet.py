@@ -14,7 +14,8 @@ import pytest
 import redis
 import requests
 
-from tests.fleet_helpers import ROOT, process_tree_alive, wait_for_worker, wait_until, worker_record
+from tests.fleet_helpers import (ROOT, png_bytes, process_tree_alive, submit, wait_for_status, wait_for_worker,
+                                 wait_until, worker_record)
 from workers import settings
 from workers.embedded_redis import free_port
 from workers.fleet import parse_worker_specs
@@ -47,7 +48,7 @@ def test_worker_specs_parse_and_typos_are_refused():
         raise AssertionError(f"{bad!r} was accepted")
 
 
-def test_fleet_embedded_redis_restarts_dead_worker_and_stops_clean(tmp_path):
+def test_fleet_embedded_redis_restarts_dead_worker_and_stops_clean(tmp_path, monkeypatch):
     port = free_port()
     proc, out = _start_fleet(tmp_path, "--no-api", "--workers", "fl-1:io,fl-2:cpu",
                              "--redis-port", str(port), "--data-dir", str(tmp_path / "redis"))
@@ -74,6 +75,13 @@ def test_fleet_embedded_redis_restarts_dead_worker_and_stops_clean(tmp_path):
         first = worker_record(conn, "fl-1")
         assert first["state"] in ("idle", "busy") and worker_record(conn, "fl-2")["state"] in ("idle", "busy")
         assert conn.config_get("appendonly")["appendonly"] == "yes"   # queued tasks survive a restart
+        # The images of the local fleet are files beside its Redis, not in it (its AOF).
+        images = (tmp_path / "redis" / "images").resolve()
+        assert f"Images   file://{images}  (files beside the embedded Redis" in banner
+        monkeypatch.setenv("PIXELFLEET_STORAGE_URL", f"file://{images}")   # this test submits like the API
+        task = submit(conn, [{"filter": "grayscale"}], png_bytes(24, 16))
+        assert wait_for_status(conn, task) == "finished"
+        assert (images / "outputs" / task).is_file() and conn.exists(settings.OUTPUT_KEY.format(task_id=task)) == 0
         # A worker that dies is restarted under the same name.
         os.kill(first["pid"], signal.SIGKILL)
         wait_until(lambda: (r := worker_record(conn, "fl-1")) and r["pid"] != first["pid"] and r["state"] == "idle",
