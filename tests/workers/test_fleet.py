@@ -49,9 +49,12 @@ def test_worker_specs_parse_and_typos_are_refused():
 
 
 def test_fleet_embedded_redis_restarts_dead_worker_and_stops_clean(tmp_path, monkeypatch):
-    port = free_port()
-    proc, out = _start_fleet(tmp_path, "--no-api", "--workers", "fl-1:io,fl-2:cpu",
-                             "--redis-port", str(port), "--data-dir", str(tmp_path / "redis"))
+    """make run's shape: embedded Redis (private, AOF), images as files beside it, served by the
+    API in front of Django; a dead worker restarted; Ctrl-C leaves nothing behind."""
+    port, bind = free_port(), f"127.0.0.1:{free_port()}"
+    proc, out = _start_fleet(tmp_path, "--api-bind", bind, "--workers", "fl-1:io,fl-2:cpu",
+                             "--redis-port", str(port), "--data-dir", str(tmp_path / "redis"),
+                             env={"PIXELFLEET_API_WORKERS": "1"})
     try:
         wait_until(lambda: "Pixelfleet is up (ready in" in out.read_text(), 120, what="the banner")
         # A private Redis by default: a random password, kept 0600 in the data folder,
@@ -82,6 +85,13 @@ def test_fleet_embedded_redis_restarts_dead_worker_and_stops_clean(tmp_path, mon
         task = submit(conn, [{"filter": "grayscale"}], png_bytes(24, 16))
         assert wait_for_status(conn, task) == "finished"
         assert (images / "outputs" / task).is_file() and conn.exists(settings.OUTPUT_KEY.format(task_id=task)) == 0
+        result = requests.get(f"http://{bind}/api/tasks/{task}/result/", timeout=10)   # in front of Django
+        assert result.status_code == 200 and result.headers["Content-Type"] == "image/png"
+        assert result.content == (images / "outputs" / task).read_bytes() and "Allow" not in result.headers
+        waited = requests.post(f"http://{bind}/api/tasks/?wait=30", timeout=60, data={"filters": "grayscale"},
+                               files={"image": ("small.png", png_bytes(20, 10, seed=3), "image/png")})
+        assert waited.status_code == 200 and waited.headers["Content-Type"] == "image/png", waited.text
+        assert (images / "outputs" / waited.headers["X-Task-Id"]).is_file()
         # A worker that dies is restarted under the same name.
         os.kill(first["pid"], signal.SIGKILL)
         wait_until(lambda: (r := worker_record(conn, "fl-1")) and r["pid"] != first["pid"] and r["state"] == "idle",

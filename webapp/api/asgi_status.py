@@ -8,10 +8,10 @@ workers on the same machine. Here a JSON status request costs one pipelined Redi
 (workers.status: HMGET of the job's fields and its latest result) and, for `?wait=S`,
 a BLPOP in the event loop (api.views_wait.wait_for_task), with no thread at all.
 
-A poller's last request, the plain GET of a result kept in Redis, is answered here too:
-the status reads and the result's bytes in one round trip, the same refusals as the
-Django view (views_tasks.deliverable_result). With `?wait`, or with another store, the
-result goes to Django (api.views_wait).
+A poller's last request, the plain GET of a result, is answered here too: the status
+reads and (in Redis) the result's bytes in one round trip, or the file store's file read
+in a thread; the same refusals as the Django view (views_tasks.deliverable_result). With
+`?wait` the result goes to Django (api.views_wait).
 
 Same answers as the Django views: the same body (workers.status builds it), the same
 error shape and codes, the same access line and request counter, the same host check
@@ -127,30 +127,38 @@ class FastStatus:
 
     @staticmethod
     def _match_result(scope: Scope) -> str | None:
-        """A plain GET of a result kept in Redis (a poller's last request); `?wait` and other
-        stores go to Django (api.views_wait)."""
+        """A plain GET of a result (a poller's last request); `?wait` goes to Django (api.views_wait)."""
         if scope["type"] != "http" or scope["method"] != "GET" or WAIT_PARAM.encode() in scope.get("query_string", b""):
             return None
         found = RESULT_PATH.match(scope["path"])
-        return found["task_id"] if found and storage.current_store().in_redis else None
+        return found["task_id"] if found else None
 
     async def _serve_result(self, task_id: str, scope: Scope, send: Send) -> None:
         """GET /api/tasks/<id>/result/: the image, or the same refusals as the Django view
-        (views_tasks.deliverable_result), from one round trip: status reads + the result."""
+        (views_tasks.deliverable_result). A result in Redis comes in the status reads' round
+        trip; a file store's is read in a thread (a large PNG must not stall the loop)."""
         started = time.perf_counter()
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers") or []}
         counted: list[bool] = []
         try:
             self._check_request(task_id, headers)
+            in_redis = storage.current_store().in_redis
             aconn = settings.get_async_redis()
             async with aconn.pipeline(transaction=False) as pipe:
                 task_state.queue_status_reads(pipe, task_id)
-                storage.queue_output_read(pipe, task_id)
+                if in_redis:
+                    storage.queue_output_read(pipe, task_id)
                 pipe.incr(REQUESTS_KEY)
-                fields, results, output, _ = await pipe.execute()
+                replies = await pipe.execute()
             counted.append(True)
-            info = await self._status_from(task_id, fields, results)
-            data, content_type = deliverable_result(task_id, info, storage.output_from_read(output))
+            info = await self._status_from(task_id, replies[0], replies[1])
+            if in_redis:
+                found = storage.output_from_read(replies[2])
+            elif info["status"] == "finished":
+                found = await asyncio.to_thread(storage.load_output, settings.get_redis(), task_id)
+            else:
+                found = None
+            data, content_type = deliverable_result(task_id, info, found)
             status, body, extra = 200, data, {"content-type": content_type, **result_headers(task_id, content_type)}
         except Exception as exc:  # noqa: BLE001 - ours → 4xx/503; anything else is a bug, logged
             status, body, extra = self._refusal(exc)
