@@ -17,7 +17,7 @@ from numba import njit, prange
 
 from filters.colour import image_to_oklab, oklab_to_srgb8, palette_oklab
 from filters.cpu_common import NJIT_PARALLEL, NJIT_SERIAL, PARALLEL_MIN_WORK
-from filters.cpu_search import smallest
+from filters.cpu_search import nearest_two
 from filters.errors import FilterFailed
 from filters.palettes_salience import reserve_salient, salience, sample_weights
 
@@ -269,20 +269,7 @@ def _assign_range(points, centres, labels, nearest, lower, shifts, bounded, star
                 continue
         # Every distance first (a loop the compiler vectorises), then the first index
         # of the minimum (lowest index on ties) and the second smallest.
-        p0, p1, p2 = points[i, 0], points[i, 1], points[i, 2]
-        for j in range(k):
-            d0 = p0 - c0[j]
-            d1 = p1 - c1[j]
-            d2 = p2 - c2[j]
-            dist[j] = d0 * d0 + d1 * d1 + d2 * d2
-        best_d = smallest(dist)
-        best = 0
-        while dist[best] != best_d:
-            best += 1
-        second_d = np.inf
-        for j in range(k):
-            if j != best:
-                second_d = min(second_d, dist[j])
+        best, best_d, second_d = nearest_two(points[i, 0], points[i, 1], points[i, 2], c0, c1, c2, dist)
         labels[i] = best
         nearest[i] = best_d
         lower[i] = np.sqrt(second_d)

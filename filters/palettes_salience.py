@@ -26,7 +26,7 @@ from numba import njit
 
 from filters.colour import LINEAR_LUT, NJIT_CONVERT, image_to_oklab, oklab_from_srgb8_cpu
 from filters.cpu_common import NJIT_SERIAL
-from filters.cpu_search import smallest
+from filters.cpu_search import nearest_two
 
 SALIENCE_GAIN = 20.0
 CHROMA_LOW, CHROMA_HIGH = 0.05, 0.15     # OKLab chroma
@@ -108,20 +108,7 @@ def _costs(points, weights, centres, nearest, removal):
     for i in range(points.shape[0]):
         # Every distance first (vectorised), then the first index of the minimum (lowest
         # index on ties) and the second smallest.
-        p0, p1, p2 = points[i, 0], points[i, 1], points[i, 2]
-        for j in range(k):
-            d0 = p0 - c0[j]
-            d1 = p1 - c1[j]
-            d2 = p2 - c2[j]
-            dist[j] = d0 * d0 + d1 * d1 + d2 * d2
-        best = smallest(dist)
-        arg = 0
-        while dist[arg] != best:
-            arg += 1
-        second = np.inf
-        for j in range(k):
-            if j != arg:
-                second = min(second, dist[j])
+        arg, best, second = nearest_two(points[i, 0], points[i, 1], points[i, 2], c0, c1, c2, dist)
         nearest[i] = best
         total += weights[i] * np.sqrt(best)
         if k > 1:
