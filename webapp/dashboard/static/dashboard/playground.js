@@ -220,10 +220,12 @@
     addSel.value = pixelate ? "pixelate" : addSel.value;
     describe();
     form.addEventListener("submit", run);
-    form.sample.addEventListener("change", () => { form.querySelector('input[value="sample"]').checked = true; preview(); });
-    document.getElementById("upload").addEventListener("change", () => { form.querySelector('input[value="upload"]').checked = true; preview(); });
-    form.querySelectorAll('input[name="source"]').forEach((r) => r.addEventListener("change", preview));
   }
 
+  // At once, not after the registry arrives: a file chosen while the page is still
+  // loading must switch the source to it (it used to run the sample instead).
+  form.sample.addEventListener("change", () => { form.querySelector('input[value="sample"]').checked = true; preview(); });
+  document.getElementById("upload").addEventListener("change", () => { form.querySelector('input[value="upload"]').checked = true; preview(); });
+  form.querySelectorAll('input[name="source"]').forEach((r) => r.addEventListener("change", preview));
   start();
 })();
