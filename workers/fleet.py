@@ -220,10 +220,9 @@ class Fleet:
         lines = ["", head,
                  f"  Redis    {shown}" + (f"  (embedded, AOF in {self.data_dir}, maxmemory {self.redis.maxmemory_mb} MB)"
                                              if self.redis else "  (REDIS_URL)"),
-                 f"  Images   {settings.redacted_url(self.storage_url)}  "
-                 + ("(PIXELFLEET_STORAGE_URL)" if os.environ.get("PIXELFLEET_STORAGE_URL", "").strip()
-                    else "(files beside the embedded Redis; PIXELFLEET_STORAGE_URL)" if self.storage_url.startswith("file:")
-                    else "(PIXELFLEET_STORAGE_URL)")]
+                 f"  Images   {settings.redacted_url(self.storage_url)}  ("
+                 + ("files beside the embedded Redis; " if self.storage_url != settings.storage_url() else "")
+                 + "PIXELFLEET_STORAGE_URL)"]
         if self.api:
             base = f"http://{self.api_bind.split(',')[0]}"
             lines += [f"  API      {base}/api/", f"  Docs     {base}/api/docs/", f"  Web      {base}/dashboard/"]

@@ -275,7 +275,7 @@ def release_input(conn: redis.Redis, digest: str, holder: str, job_key: str | No
     store = current_store()
     token = "redis" if store.in_redis else uuid.uuid4().hex
     window = settings.retry_window_s()
-    keys, args = _release_call(digest, holder, job_key, token)
+    keys, args = _release_call(digest, holder, job_key, token, window)
     outcome = _script(conn, _RELEASE)(keys=keys, args=args)
     if outcome == 2 and not store.in_redis:
         store.shorten_input(conn, digest, window)
@@ -289,11 +289,12 @@ def release_input(conn: redis.Redis, digest: str, holder: str, job_key: str | No
     return True
 
 
-def _release_call(digest: str, holder: str, job_key: str | None, token: str) -> tuple[list[str], list[Any]]:
+def _release_call(digest: str, holder: str, job_key: str | None, token: str,
+                  window: int) -> tuple[list[str], list[Any]]:
     """_RELEASE's keys and arguments (token "redis" for inputs in Redis, else a lock token)."""
     keys = [refs_key(digest), input_key(digest) if token == "redis" else lock_key(digest), job_key or refs_key(digest),
             settings.STORAGE_RESERVED_KEY, settings.STORAGE_STATS_KEY]
-    return keys, [holder, "1" if job_key else "0", token, settings.STORAGE_LOCK_MS, settings.retry_window_s()]
+    return keys, [holder, "1" if job_key else "0", token, settings.STORAGE_LOCK_MS, window]
 
 
 def queue_task_input_release(pipe: Any, job: Any) -> bool:
@@ -304,7 +305,7 @@ def queue_task_input_release(pipe: Any, job: Any) -> bool:
     digest = task_digest(job)
     if digest is None or not current_store().in_redis:
         return False
-    keys, args = _release_call(digest, job.id, job.key, "redis")
+    keys, args = _release_call(digest, job.id, job.key, "redis", settings.retry_window_s())
     pipe.eval(_RELEASE, len(keys), *keys, *args)   # EVAL: a pipeline's registered script costs a SCRIPT EXISTS
     return True
 

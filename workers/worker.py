@@ -69,7 +69,7 @@ SUSPENSION_CHECK_S = 1.0
 # tasks then cost no extra beats, and the periodic beat catches up within the interval.
 START_BEAT_MIN_S = 0.5
 EXPECTED_FAILURES = (EngineError, JobTimeoutException, TimeoutError, DeserializationError)
-_ATTR_ENDED_IN_COMMIT = "_pixelfleet_ended_in_commit"   # what _end_writes put in the ending commit
+_ATTR_ENDED_IN_COMMIT = "_pixelfleet_ended_in_commit"   # set by _end_writes: whether it released the input too
 
 
 class ForcedStop(BaseException):
@@ -239,8 +239,8 @@ class PixelfleetWorker(SimpleWorker):
             self._check_memory()
             return
         status = job.get_status(refresh=False)
-        in_commit = getattr(job, _ATTR_ENDED_IN_COMMIT, None) or {}
-        if not in_commit.get("woken"):
+        released_in_commit = getattr(job, _ATTR_ENDED_IN_COMMIT, None)   # None: the commit did neither
+        if released_in_commit is None:
             self._wake_waiters(job, status)
         ok = status == JobStatus.FINISHED
         if ok:
@@ -248,7 +248,7 @@ class PixelfleetWorker(SimpleWorker):
         else:
             self.health.failed += 1
         self._task_beat()   # idle, without the task, counted: now rather than a period later
-        if not in_commit.get("released"):
+        if not released_in_commit:
             storage.release_task_input(self.connection, job)   # no-op unless the task has ended
         log_event(log, "done" if ok else "failed", logging.INFO if ok else logging.WARNING,
                   worker=self.name, task=job.id, queue=queue.name, status=str(getattr(status, "value", status)),
@@ -379,8 +379,7 @@ class PixelfleetWorker(SimpleWorker):
         less per task than after it, and atomic with the end. Marked on the job so
         execute_job does not do them again."""
         notify.push_done(self.connection, job.id, status, pipeline=pipe)
-        released = storage.queue_task_input_release(pipe, job)
-        setattr(job, _ATTR_ENDED_IN_COMMIT, {"woken": True, "released": released})
+        setattr(job, _ATTR_ENDED_IN_COMMIT, storage.queue_task_input_release(pipe, job))
 
     def handle_execution_ended(self, job: Job, queue: Queue, heartbeat_ttl: int) -> None:
         """RQ stamps the end and a last heartbeat, the heartbeat in a round trip of its own;

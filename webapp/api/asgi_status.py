@@ -106,13 +106,22 @@ class FastStatus:
                 return
             gone.cancel()
             status, body, extra = answer.result()
-        payload = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
-        response_headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()),
-                            (b"vary", b"Accept"), *self.extra_headers,
-                            *((k.lower().encode(), str(v).encode()) for k, v in extra.items())]
+        await self._respond(scope, send, status, body, {"vary": "Accept", **extra}, started, bool(counted))
+
+    async def _respond(self, scope: Scope, send: Send, status: int, body: Any, extra: dict[str, str],
+                       started: float, counted: bool) -> None:
+        """Send `body` (bytes with extra["content-type"], else JSON) with the security
+        headers and `extra`, then count and log the request as Django's middleware would."""
+        extra = dict(extra)
+        if isinstance(body, bytes):
+            payload, content_type = body, extra.pop("content-type")
+        else:
+            payload, content_type = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode(), "application/json"
+        response_headers = [(b"content-type", content_type.encode()), (b"content-length", str(len(payload)).encode()),
+                            *self.extra_headers, *((k.lower().encode(), str(v).encode()) for k, v in extra.items())]
         await send({"type": "http.response.start", "status": status, "headers": response_headers})
         await send({"type": "http.response.body", "body": payload})
-        await self._account(scope, status, body, len(payload), started, counted=bool(counted))
+        await self._account(scope, status, body, len(payload), started, counted=counted)
 
     @staticmethod
     def _match(scope: Scope) -> str | None:
@@ -162,15 +171,7 @@ class FastStatus:
             status, body, extra = 200, data, {"content-type": content_type, **result_headers(task_id, content_type)}
         except Exception as exc:  # noqa: BLE001 - ours → 4xx/503; anything else is a bug, logged
             status, body, extra = self._refusal(exc)
-        if isinstance(body, bytes):
-            payload, content_type = body, extra.pop("content-type")
-        else:
-            payload, content_type = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode(), "application/json"
-        response_headers = [(b"content-type", content_type.encode()), (b"content-length", str(len(payload)).encode()),
-                            *self.extra_headers, *((k.lower().encode(), str(v).encode()) for k, v in extra.items())]
-        await send({"type": "http.response.start", "status": status, "headers": response_headers})
-        await send({"type": "http.response.body", "body": payload})
-        await self._account(scope, status, body, len(payload), started, counted=bool(counted))
+        await self._respond(scope, send, status, body, extra, started, bool(counted))
 
     def _check_request(self, task_id: str, headers: dict[str, str]) -> None:
         """The host, the task id and the read permission, as Django and DRF check them."""

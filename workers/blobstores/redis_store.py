@@ -84,9 +84,7 @@ class RedisBlobStore(BlobStore):
         return self.output_from_read(reply)
 
     def shorten_output(self, conn: redis.Redis, task_id: str, ttl: int) -> None:
-        left = conn.ttl(output_key(task_id))   # EXPIRE … LT needs Redis 7; the fleet runs on 6.2 too
-        if left > ttl:
-            conn.expire(output_key(task_id), ttl)
+        conn.eval(_SHORTEN, 1, output_key(task_id), ttl)
 
     def delete_output(self, conn: redis.Redis, task_id: str) -> bool:
         return bool(conn.delete(output_key(task_id)))
