@@ -344,11 +344,8 @@ def _turbo_decode(data: bytes, opened: Image.Image, factor: int) -> np.ndarray |
     """
     if opened.mode != "RGB" or not data.endswith(b"\xff\xd9") or _icc_source(opened) is not None:
         return None
-    try:
-        orientation = opened.getexif().get(ORIENTATION_TAG, 1)
-    except Exception:
-        orientation = 1
     width, height = opened.size   # after _draft: the scaled size
+    check_pixel_limit(width, height)
     try:
         array = simplejpeg.decode_jpeg(data, "RGB", min_factor=factor, min_width=width, min_height=height,
                                        strict=True)
@@ -356,8 +353,7 @@ def _turbo_decode(data: bytes, opened: Image.Image, factor: int) -> np.ndarray |
         return None
     if array.shape != (height, width, 3):
         return None
-    check_pixel_limit(width, height)
-    turn = _ORIENT.get(orientation)
+    turn = _ORIENT.get(_orientation(opened))
     return np.ascontiguousarray(turn(array)) if turn is not None else array
 
 
@@ -379,11 +375,16 @@ def _upright_size(im: Image.Image) -> tuple[int, int]:
     """(height, width) once EXIF orientation is applied (5..8 swap the sides). Only for
     JPEG before loading: other formats' getexif may load (and hide a decode error)."""
     width, height = im.size
+    return (width, height) if _orientation(im) in (5, 6, 7, 8) else (height, width)
+
+
+def _orientation(im: Image.Image) -> Any:
+    """The EXIF orientation tag, 1 when there is none or the EXIF cannot be read (the
+    pixels are then taken as stored: broken metadata must not lose a good picture)."""
     try:
-        orientation = im.getexif().get(ORIENTATION_TAG, 1)
+        return im.getexif().get(ORIENTATION_TAG, 1)
     except Exception:
-        orientation = 1
-    return (width, height) if orientation in (5, 6, 7, 8) else (height, width)
+        return 1
 
 
 def _draft(im: Image.Image, factor: int) -> int:
@@ -399,9 +400,9 @@ def _draft(im: Image.Image, factor: int) -> int:
 def _upright(im: Image.Image) -> Image.Image:
     """EXIF orientation applied. Unreadable EXIF leaves the pixels as stored: losing a
     good picture over broken metadata would be worse than showing it unrotated."""
+    if _orientation(im) in (None, 0, 1):
+        return im   # upright already: exif_transpose would copy every pixel for nothing
     try:
-        if im.getexif().get(ORIENTATION_TAG, 1) in (None, 0, 1):
-            return im   # upright already: exif_transpose would copy every pixel for nothing
         return ImageOps.exif_transpose(im)
     except Exception:
         return im
