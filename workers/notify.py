@@ -1,15 +1,16 @@
-"""End-of-task wake-ups: whoever ends a task pushes a token, `?wait=` requests BLPOP it.
+"""End-of-task wake-ups: whoever ends a task pushes a token, `?wait=` requests wait on it (BLMOVE).
 
-Why a list per task (BLPOP) and not a sleep loop or pub/sub: a waiting request costs
+Why a list per task (a blocking list pop) and not a sleep loop or pub/sub: a waiting request costs
 nothing until Redis answers it, and a token pushed before the waiter arrives is not
 lost (a pub/sub message would be). The protocol, free of lost wake-ups:
 
 - the ender (worker after RQ has persisted the final status, the reaper in the same
   MULTI as the failure, a cancel) RPUSHes the task's final status to DONE_KEY, with a
   TTL of DONE_TTL;
-- a waiter reads the job's status first; only if it has not ended does it BLPOP the key,
-  then reads the status again. A token whose task has ended is pushed back for the next
-  waiter of the same task (a baton); a stale one (the task was retried since) is dropped.
+- a waiter reads the job's status first; only if it has not ended does it wait on the
+  key (BLMOVE of the list onto itself: the token stays for every other waiter of the
+  same task), then reads the status again; a stale token (the task was retried since)
+  is removed.
 """
 from __future__ import annotations
 
@@ -65,16 +66,16 @@ async def wait_until_ended(aconn: Any, task_id: str, timeout: float) -> bool:
         if status is None or status in ENDED:
             return True
         remaining = deadline - loop.time()
-        if remaining < 0.01:   # BLPOP's timeout 0 would mean "for ever"
+        if remaining < 0.01:   # BLMOVE's timeout 0 would mean "for ever"
             return False
-        popped = await aconn.blpop([key], timeout=remaining)
-        if popped is None:
+        # BLMOVE from the list onto itself: the token wakes this waiter and stays for the
+        # next one, in the same command (a BLPOP then pushed it back: one round trip more,
+        # an fsync under `appendfsync always`). Redis serves every blocked waiter in turn.
+        token = await aconn.blmove(key, key, remaining, "LEFT", "RIGHT")
+        if token is None:
             return False
         status = await ended_status(aconn, task_id)
         if status is None or status in ENDED:
-            async with aconn.pipeline(transaction=False) as pipe:   # the baton: next waiter wakes
-                pipe.rpush(key, popped[1])
-                pipe.expire(key, settings.DONE_TTL)
-                await pipe.execute()
             return True
         # A stale token (an earlier end of a task retried since): dropped; keep waiting.
+        await aconn.lrem(key, 1, token)

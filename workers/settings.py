@@ -113,7 +113,7 @@ _async_clients: "weakref.WeakKeyDictionary[Any, dict[str, Any]]" = weakref.WeakK
 
 def get_async_redis(url: str | None = None) -> "redis.asyncio.Redis":
     """A redis.asyncio client for `url` or REDIS_URL, one per event loop (pools are bound
-    to the loop that made them). For the API's waiting paths, where a BLPOP may block
+    to the loop that made them). For the API's waiting paths, where a BLMOVE may block
     for up to MAX_WAIT seconds."""
     import asyncio
 
@@ -124,9 +124,9 @@ def get_async_redis(url: str | None = None) -> "redis.asyncio.Redis":
     clients = _async_clients.setdefault(loop, {})
     client = clients.get(url)
     if client is None:
-        # One connection per waiting request (its BLPOP holds it): room for MAX_WAITERS
+        # One connection per waiting request (its BLMOVE holds it): room for MAX_WAITERS
         # of them plus the quick calls; past that a caller waits up to 5 s for one.
-        # redis-py's default read timeout (5 s) would cut a longer BLPOP: allow MAX_WAIT + 5.
+        # redis-py's default read timeout (5 s) would cut a longer BLMOVE: allow MAX_WAIT + 5.
         pool = redis.asyncio.BlockingConnectionPool.from_url(
             url, max_connections=MAX_WAITERS + 64, timeout=5, socket_connect_timeout=5,
             socket_timeout=MAX_WAIT + 5)

@@ -114,6 +114,7 @@ class PixelfleetWorker(SimpleWorker):
         self._suspension_checked = 0.0
         self._outcome: str | None = None   # how the current task ended: committed / fenced
         self._paused = PausedQueues(connection)
+        self._prepared_job: str | None = None   # prepare_execution did RQ's job preparation too
 
     # --- state ------------------------------------------------------------------------
     def _beat(self) -> None:
@@ -322,16 +323,35 @@ class PixelfleetWorker(SimpleWorker):
 
     # --- fencing ----------------------------------------------------------------------
     def prepare_execution(self, job: Job) -> Execution:
-        """RQ's prepare_execution, plus: this execution takes the task's fence, in the same MULTI."""
+        """RQ's prepare_execution and its prepare_job_execution in one MULTI, in which this
+        execution also takes the task's fence and drops it from the claim list.
+
+        RQ writes the two (execution record; then started status and heartbeats) in two
+        round trips back to back; one is enough, and each write round trip is an fsync
+        under `appendfsync always`. RQ's LREM of the intermediate queue is left out: our
+        pop claims into the worker's own list (workers/claims.py), never into that one.
+        """
+        heartbeat_ttl = self.get_heartbeat_ttl(job)
         with self.connection.pipeline() as pipe:
-            execution = Execution.create(job, self.get_heartbeat_ttl(job), pipeline=pipe, worker_name=self.name)
+            execution = Execution.create(job, heartbeat_ttl, pipeline=pipe, worker_name=self.name)
             fencing.take(pipe, job.id, execution.id)
             claims.forget(pipe, self.name, job.id)
             self.executions[execution.id] = execution
             self.set_state(WorkerStatus.BUSY, pipeline=pipe)
+            self.heartbeat(heartbeat_ttl, pipeline=pipe)
+            job.prepare_for_execution(self.name, pipeline=pipe)   # status started, last_heartbeat
+            pipe.persist(job.key)
             pipe.execute()
         fencing.bind(job, execution.id)
+        self._prepared_job = job.id
         return execution
+
+    def prepare_job_execution(self, job: Job, remove_from_intermediate_queue: bool = False) -> None:
+        """Done by prepare_execution already, in its MULTI; RQ's own for any other caller."""
+        if self._prepared_job == job.id:
+            self._prepared_job = None
+            return
+        super().prepare_job_execution(job, remove_from_intermediate_queue)
 
     def handle_job_success(self, job: Job, queue: Queue, started_job_registry, execution: Execution) -> None:
         """RQ's success writes (status, result, counts, execution cleanup) and the task's
@@ -390,11 +410,16 @@ class PixelfleetWorker(SimpleWorker):
         job.last_heartbeat = job.ended_at
 
     def _commit(self, job: Job, queue: Queue, execution: Execution, status: str, writes) -> None:
-        outcome = fencing.commit(self.connection, job, execution.id, status, writes, worker=self.name)
+        def writes_and_idle(pipe) -> None:
+            writes(pipe)
+            pipe.hset(self.key, "state", WorkerStatus.IDLE)   # RQ's HSET after the task, one trip less
+
+        outcome = fencing.commit(self.connection, job, execution.id, status, writes_and_idle, worker=self.name)
         if outcome == fencing.FENCED:
             self._fenced(job, queue, execution, status, "another execution owns the task")
         else:
             self._outcome = outcome
+            self._state = WorkerStatus.IDLE   # so set_state(IDLE) after the task writes nothing
 
     def _fenced(self, job: Job, queue: Queue, execution: Execution, status: str, why: str) -> None:
         """A superseded execution ends: nothing of it is written, nothing counted."""

@@ -191,8 +191,8 @@ def test_two_hundred_waiters_do_not_block_submits_or_health(fleet):
         for _ in range(200):
             waiting.acquire(timeout=30)
         conn = redis.Redis.from_url(fleet.redis_url)
-        wait_until(lambda: sum(c.get("cmd") == "blpop" for c in conn.client_list()) >= 200, 60,
-                   what="200 waiting requests parked in BLPOP")
+        wait_until(lambda: sum(c.get("cmd") == "blmove" for c in conn.client_list()) >= 200, 60,
+                   what="200 waiting requests parked in BLMOVE")
         # Twice at most: a spike from another process on a shared machine is not a waiter
         # blocking a thread; that would show in both measurements (each ~24 s of waiting).
         for attempt in (1, 2):
@@ -300,20 +300,20 @@ def test_chunked_body_past_the_limit_gets_413(fleet):
 
 
 def test_a_waiter_that_hangs_up_stops_waiting(fleet):
-    """The client's disconnect ends its wait: its BLPOP (a Redis connection) is released."""
+    """The client's disconnect ends its wait: its BLMOVE (a Redis connection) is released."""
     import socket
 
     parked = submit(fleet, **NEVER_ENDS).json()["task_id"]
     conn = redis.Redis.from_url(fleet.redis_url)
 
-    def blpops() -> int:
-        return sum(c.get("cmd") == "blpop" for c in conn.client_list())
+    def parked_waits() -> int:
+        return sum(c.get("cmd") == "blmove" for c in conn.client_list())
 
-    before = blpops()
+    before = parked_waits()
     host, port = fleet.url.removeprefix("http://").split(":")
     sock = socket.create_connection((host, int(port)), timeout=10)
     sock.sendall(f"GET /api/tasks/{parked}/?wait=50 HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
-    wait_until(lambda: blpops() > before, 30, what="the request to park in BLPOP")
+    wait_until(lambda: parked_waits() > before, 30, what="the request to park in BLMOVE")
     sock.close()
-    wait_until(lambda: blpops() == before, 30, what="the BLPOP to end once the client left")
+    wait_until(lambda: parked_waits() == before, 30, what="the BLMOVE to end once the client left")
     requests.delete(f"{fleet.url}/api/tasks/{parked}/", timeout=10)

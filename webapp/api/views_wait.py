@@ -3,7 +3,7 @@
 Why async views in front of the DRF ones: under ASGI (docs/api.md, "Server model") a
 sync view runs in a thread of its own, and a request that waited in one for a minute
 would hold it; 200 waiting clients would hold 200. Here the wait happens in the event
-loop (redis.asyncio BLPOP on the task's end token, workers.notify) and everything else
+loop (redis.asyncio BLMOVE on the task's end token, workers.notify) and everything else
 — auth, throttling, parsing, the answer's body — stays in the DRF views of views_tasks,
 called once before or after the wait. A JSON status is built here from one pipelined
 read (fast_status; under the real server api.asgi_status answers it even before Django);
