@@ -1,7 +1,7 @@
 """workers.storage against the real redis-server: stored once, TTLs, clear errors."""
 from __future__ import annotations
 
-import hashlib
+from blake3 import blake3
 
 import pytest
 
@@ -11,7 +11,7 @@ from workers import settings, storage
 def test_same_image_submitted_1000_times_is_stored_once(redis_conn):
     data = b"\x89PNG fake but bytes are bytes" * 10
     digests = {storage.store_input(redis_conn, data) for _ in range(1000)}
-    assert digests == {hashlib.sha256(data).hexdigest()}
+    assert digests == {blake3(data).hexdigest()}
     keys = list(redis_conn.scan_iter(match=settings.INPUT_KEY.format(digest="*")))
     assert len(keys) == 1
     assert redis_conn.get(keys[0]) == data
@@ -35,7 +35,7 @@ def test_touch_input_reports_presence(redis_conn):
 
 
 def test_load_input_of_expired_image_says_so(redis_conn):
-    digest = hashlib.sha256(b"never stored").hexdigest()
+    digest = blake3(b"never stored").hexdigest()
     with pytest.raises(storage.InputMissing) as info:
         storage.load_input(redis_conn, digest)
     assert "expired" in info.value.message and info.value.code == "input_missing"
@@ -46,7 +46,7 @@ def test_load_input_of_expired_image_says_so(redis_conn):
 def test_malformed_digest_is_refused(redis_conn, bad):
     with pytest.raises(storage.InvalidDigest) as info:
         storage.load_input(redis_conn, bad)
-    assert "sha256" in info.value.message and info.value.http_status == 400
+    assert "BLAKE3" in info.value.message and info.value.http_status == 400
 
 
 def test_empty_input_is_refused(redis_conn):
