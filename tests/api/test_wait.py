@@ -46,6 +46,14 @@ def submit(fleet: LiveFleet, steps: str = RESIZE, wait: str | None = None, **fie
                          data={"steps": steps, **fields})
 
 
+def settled_request_count(conn: redis.Redis) -> int:
+    """The fleet-wide request count once earlier requests' batches are flushed (api/request_counter.py)."""
+    from api.request_counter import FLUSH_S
+
+    time.sleep(2 * FLUSH_S)
+    return int(conn.get(settings.API_REQUESTS_KEY) or 0)
+
+
 def timed_get(fleet: LiveFleet, path: str, timeout: float = 90) -> tuple[requests.Response, float]:
     started = time.monotonic()
     response = requests.get(f"{fleet.url}{path}", timeout=timeout)
@@ -236,7 +244,7 @@ def test_oversized_body_is_refused_before_it_is_read(fleet):
 def test_status_polls_are_answered_in_front_of_django_with_the_same_answers(fleet, conn):
     """GET status as JSON is served by api/asgi_status.py; a browser's HTML still by DRF."""
     task_id = submit(fleet, wait="60").headers["X-Task-Id"]
-    before = int(conn.get(settings.API_REQUESTS_KEY) or 0)
+    before = settled_request_count(conn)
     response = requests.get(f"{fleet.url}/api/tasks/{task_id}/", timeout=10)
     assert response.status_code == 200 and response.headers["Content-Type"] == "application/json"
     body = response.json()
@@ -244,7 +252,8 @@ def test_status_polls_are_answered_in_front_of_django_with_the_same_answers(flee
     assert {"task_id", "status", "progress", "worker", "queue", "submitted_at", "ended_at"} <= set(body)
     assert response.headers["X-Frame-Options"] == "DENY"
     assert response.headers["X-Content-Type-Options"] == "nosniff"
-    assert int(conn.get(settings.API_REQUESTS_KEY)) == before + 1          # counted like any request
+    wait_until(lambda: int(conn.get(settings.API_REQUESTS_KEY)) == before + 1, 5,   # counted like any request
+               what="the status request to be counted")
     assert requests.get(f"{fleet.url}/api/task/{task_id}/status/", timeout=10).json() == body
     missing = requests.get(f"{fleet.url}/api/tasks/no-such-task/", timeout=10)
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "task_not_found"
@@ -259,7 +268,7 @@ def test_results_are_served_in_front_of_django_with_the_same_answers(fleet, conn
     """A plain GET of a result in Redis is served by api/asgi_status.py (one round trip):
     the image with its headers, and the Django view's refusals, codes and bodies alike."""
     task_id = submit(fleet, wait="60").headers["X-Task-Id"]
-    before = int(conn.get(settings.API_REQUESTS_KEY) or 0)
+    before = settled_request_count(conn)
     response = requests.get(f"{fleet.url}/api/tasks/{task_id}/result/", timeout=10)
     assert response.status_code == 200 and response.headers["Content-Type"] == "image/png"
     assert Image.open(io.BytesIO(response.content)).size == (32, 24)
@@ -267,7 +276,8 @@ def test_results_are_served_in_front_of_django_with_the_same_answers(fleet, conn
     assert response.headers["Cache-Control"] == "private, max-age=3600"
     assert response.headers["X-Content-Type-Options"] == "nosniff"
     assert "Allow" not in response.headers                     # DRF adds Allow: not served by it
-    assert int(conn.get(settings.API_REQUESTS_KEY)) == before + 1
+    wait_until(lambda: int(conn.get(settings.API_REQUESTS_KEY)) == before + 1, 5,
+               what="the result request to be counted")
     queued = submit(fleet, **NEVER_ENDS).json()["task_id"]
     refused = requests.get(f"{fleet.url}/api/tasks/{queued}/result/", timeout=10)
     assert refused.status_code == 409 and refused.json()["error"]["code"] == "not_finished"
@@ -317,3 +327,28 @@ def test_a_waiter_that_hangs_up_stops_waiting(fleet):
     sock.close()
     wait_until(lambda: parked_waits() == before, 30, what="the BLMOVE to end once the client left")
     requests.delete(f"{fleet.url}/api/tasks/{parked}/", timeout=10)
+
+
+def test_requests_are_counted_in_batches(fleet, conn):
+    """Every request is counted fleet-wide, but with one INCRBY per API process per
+    FLUSH_S, not one Redis write per request (a write is an fsync under `always`)."""
+    from api.request_counter import FLUSH_S
+
+    task_id = submit(fleet).json()["task_id"]
+
+    def writes() -> int:
+        stats = conn.info("commandstats")
+        return sum(stats.get(f"cmdstat_{name}", {}).get("calls", 0) for name in ("incr", "incrby"))
+
+    before, writes_before = settled_request_count(conn), writes()
+    started = time.monotonic()
+    with ThreadPoolExecutor(8) as pool:   # status polls (answered before Django) and health (Django)
+        codes = list(pool.map(lambda i: requests.get(
+            f"{fleet.url}/api/tasks/{task_id}/" if i % 8 else f"{fleet.url}/api/health/", timeout=30).status_code,
+            range(80)))
+    elapsed = time.monotonic() - started
+    assert codes.count(200) == 80
+    wait_until(lambda: int(conn.get(settings.API_REQUESTS_KEY) or 0) == before + 80, 10,
+               what="the 80 requests to be counted")
+    # Two API processes, each flushing at most once per FLUSH_S (plus one trailing flush).
+    assert writes() - writes_before <= 2 * (elapsed / FLUSH_S + 2) < 80

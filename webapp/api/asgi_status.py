@@ -29,13 +29,12 @@ from types import SimpleNamespace
 from typing import Any, Awaitable, Callable
 from urllib.parse import parse_qs
 
-import redis
 from django.conf import settings as django_settings
 from django.http.request import split_domain_port, validate_host
 
 from api.auth import ReadPermission
 from api.exceptions import InvalidInput, error_body, to_response_parts
-from api.middleware import REQUESTS_KEY
+from api import request_counter
 from api import fleet_cache
 from api.views_wait import WAIT_PARAM, wait_for_task, wait_seconds
 from api.views_tasks import check_task_id, deliverable_result, result_headers, task_not_found
@@ -90,14 +89,13 @@ class FastStatus:
             return
         started = time.perf_counter()
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers") or []}
-        counted: list[bool] = []
         if WAIT_PARAM.encode() not in scope.get("query_string", b""):   # a plain poll: answered at once
-            status, body, extra = await self._answer(task_id, scope, headers, counted)
+            status, body, extra = await self._answer(task_id, scope, headers)
         else:
-            answer = asyncio.ensure_future(self._answer(task_id, scope, headers, counted))
+            answer = asyncio.ensure_future(self._answer(task_id, scope, headers))
             gone = asyncio.ensure_future(_client_gone(receive))
             await asyncio.wait({answer, gone}, return_when=asyncio.FIRST_COMPLETED)
-            if not answer.done():   # the client left while waiting: stop waiting (frees the BLPOP)
+            if not answer.done():   # the client left while waiting: stop waiting (frees the BLMOVE)
                 answer.cancel()
                 await asyncio.gather(answer, return_exceptions=True)
                 log_event(log, "request", method="GET", path=scope["path"], status=499,
@@ -106,10 +104,10 @@ class FastStatus:
                 return
             gone.cancel()
             status, body, extra = answer.result()
-        await self._respond(scope, send, status, body, {"vary": "Accept", **extra}, started, bool(counted))
+        await self._respond(scope, send, status, body, {"vary": "Accept", **extra}, started)
 
     async def _respond(self, scope: Scope, send: Send, status: int, body: Any, extra: dict[str, str],
-                       started: float, counted: bool) -> None:
+                       started: float) -> None:
         """Send `body` (bytes with extra["content-type"], else JSON) with the security
         headers and `extra`, then count and log the request as Django's middleware would."""
         extra = dict(extra)
@@ -121,7 +119,7 @@ class FastStatus:
                             *self.extra_headers, *((k.lower().encode(), str(v).encode()) for k, v in extra.items())]
         await send({"type": "http.response.start", "status": status, "headers": response_headers})
         await send({"type": "http.response.body", "body": payload})
-        await self._account(scope, status, body, len(payload), started, counted=counted)
+        self._account(scope, status, body, len(payload), started)
 
     @staticmethod
     def _match(scope: Scope) -> str | None:
@@ -148,7 +146,6 @@ class FastStatus:
         trip; a file store's is read in a thread (a large PNG must not stall the loop)."""
         started = time.perf_counter()
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers") or []}
-        counted: list[bool] = []
         try:
             self._check_request(task_id, headers)
             in_redis = storage.current_store().in_redis
@@ -157,9 +154,7 @@ class FastStatus:
                 task_state.queue_status_reads(pipe, task_id)
                 if in_redis:
                     storage.queue_output_read(pipe, task_id)
-                pipe.incr(REQUESTS_KEY)
                 replies = await pipe.execute()
-            counted.append(True)
             info = await self._status_from(task_id, replies[0], replies[1])
             if in_redis:
                 found = storage.output_from_read(replies[2])
@@ -171,7 +166,7 @@ class FastStatus:
             status, body, extra = 200, data, {"content-type": content_type, **result_headers(task_id, content_type)}
         except Exception as exc:  # noqa: BLE001 - ours → 4xx/503; anything else is a bug, logged
             status, body, extra = self._refusal(exc)
-        await self._respond(scope, send, status, body, extra, started, bool(counted))
+        await self._respond(scope, send, status, body, extra, started)
 
     def _check_request(self, task_id: str, headers: dict[str, str]) -> None:
         """The host, the task id and the read permission, as Django and DRF check them."""
@@ -208,8 +203,7 @@ class FastStatus:
         return 500, error_body("internal_error", "The server failed to handle this request; "
                                "it has been logged."), {}
 
-    async def _answer(self, task_id: str, scope: Scope, headers: dict[str, str],
-                      counted: list[bool]) -> tuple[int, Any, dict[str, str]]:
+    async def _answer(self, task_id: str, scope: Scope, headers: dict[str, str]) -> tuple[int, Any, dict[str, str]]:
         try:
             self._check_host(headers)
             query = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
@@ -220,21 +214,15 @@ class FastStatus:
             aconn = settings.get_async_redis()
             async with aconn.pipeline(transaction=False) as pipe:
                 task_state.queue_status_reads(pipe, task_id)
-                pipe.incr(REQUESTS_KEY)   # the request count rides along: one round trip in all
-                fields, results, _ = await pipe.execute()
-            counted.append(True)
+                fields, results = await pipe.execute()
             return 200, await self._status_from(task_id, fields, results), {}
         except Exception as exc:  # noqa: BLE001 - ours → 4xx/503; anything else is a bug, logged
             return self._refusal(exc)
 
     @staticmethod
-    async def _account(scope: Scope, status: int, body: Any, length: int, started: float, counted: bool) -> None:
+    def _account(scope: Scope, status: int, body: Any, length: int, started: float) -> None:
         """The same request count and access line as api.middleware.RequestLogMiddleware."""
-        try:
-            if not counted:
-                await settings.get_async_redis().incr(REQUESTS_KEY)
-        except (redis.RedisError, OSError):
-            pass
+        request_counter.count()
         fields = {"method": "GET", "path": scope["path"], "status": status,
                   "ms": round((time.perf_counter() - started) * 1000, 1),
                   "client": (scope.get("client") or ("-",))[0], "bytes": length}

@@ -1,7 +1,7 @@
 """Request counting, one access-log line per request, and the request-size guard.
 
-The count lives in Redis (INCR), so /api/stats/ reports requests served by the whole
-API fleet, not by one gunicorn worker. Counting or logging must never fail a request:
+The count lives in Redis (api/request_counter.py: batched from the event loop), so
+/api/stats/ reports requests served by the whole API fleet, not by one gunicorn worker. Counting or logging must never fail a request:
 a Redis error there is swallowed (the view itself reports Redis trouble properly).
 """
 from __future__ import annotations
@@ -10,7 +10,6 @@ import logging
 import time
 from collections.abc import Callable
 
-import redis
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.conf import settings as django_settings
 from django.http import HttpRequest, HttpResponse
@@ -19,11 +18,10 @@ from django.middleware.clickjacking import XFrameOptionsMiddleware as DjangoXFra
 from django.middleware.common import CommonMiddleware as DjangoCommonMiddleware
 from django.middleware.security import SecurityMiddleware as DjangoSecurityMiddleware
 
+from api import request_counter
 from api.exceptions import json_error
-from workers import settings
 from workers.logs import get_logger, log_event
 
-REQUESTS_KEY = settings.API_REQUESTS_KEY                  # fleet-wide requests served
 log = get_logger("webapp.access")
 
 
@@ -48,20 +46,14 @@ class RequestLogMiddleware:
             return self.__acall__(request)
         started = time.perf_counter()
         response = self.get_response(request)
-        try:
-            settings.get_redis().incr(REQUESTS_KEY)
-        except redis.RedisError:
-            pass
+        request_counter.count_sync()
         self._log(request, response, started)
         return response
 
     async def __acall__(self, request: HttpRequest) -> HttpResponse:
         started = time.perf_counter()
         response = await self.get_response(request)
-        try:
-            await settings.get_async_redis().incr(REQUESTS_KEY)
-        except (redis.RedisError, OSError):
-            pass
+        request_counter.count()
         self._log(request, response, started)
         return response
 

@@ -18,7 +18,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from api.middleware import REQUESTS_KEY
+from api.request_counter import REQUESTS_KEY
 from api.serializers import StatsSerializer
 from workers import settings, stats
 from workers.logs import utc_timestamp
