@@ -44,6 +44,7 @@ COMMIT_PATIENCE_S = settings.env_float("PIXELFLEET_COMMIT_PATIENCE_S", 600.0)
 
 _ATTR_EXECUTION = "_pixelfleet_execution_id"
 _ATTR_DEFERRED = "_pixelfleet_deferred"
+_ATTR_REPLIES = "_pixelfleet_commit_replies"
 
 
 class Superseded(Exception):
@@ -81,6 +82,11 @@ def defer(job: Job, status: str, writes: Writes) -> None:
             pipe.execute()
         return
     deferred.append((status, writes))
+
+
+def commit_replies(job: Job) -> list | None:
+    """The replies of the MULTI that committed the task (None unless this process just did)."""
+    return getattr(job, _ATTR_REPLIES, None)
 
 
 def discard_deferred(job: Job) -> None:
@@ -185,7 +191,7 @@ def _commit_once(conn: redis.Redis, job: Job, key: str, execution_id: str, write
                 for write in deferred:
                     write(pipe)
                 pipe.set(key, f"done:{execution_id}", ex=settings.FENCE_TTL)
-                pipe.execute()
+                setattr(job, _ATTR_REPLIES, pipe.execute())
                 return COMMITTED
             except redis.WatchError:
                 continue

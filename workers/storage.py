@@ -25,6 +25,7 @@ import logging
 import re
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -280,6 +281,12 @@ def release_input(conn: redis.Redis, digest: str, holder: str, job_key: str | No
     window = settings.retry_window_s()
     keys, args = _release_call(digest, holder, job_key, token, window)
     outcome = _script(conn, _RELEASE)(keys=keys, args=args)
+    return _after_release(conn, store, digest, token, window, outcome)
+
+
+def _after_release(conn: redis.Redis, store: BlobStore, digest: str, token: str, window: int, outcome: Any) -> bool:
+    """What _RELEASE leaves to a store outside Redis: shorten the kept input, or delete
+    the freed one and drop the lock that kept new holders off it meanwhile."""
     if outcome == 2 and not store.in_redis:
         store.shorten_input(conn, digest, window)
     if outcome != 1:
@@ -300,17 +307,41 @@ def _release_call(digest: str, holder: str, job_key: str | None, token: str,
     return keys, [holder, "1" if job_key else "0", token, settings.STORAGE_LOCK_MS, window]
 
 
-def queue_task_input_release(pipe: Any, job: Any) -> bool:
+@dataclass(frozen=True)
+class PendingRelease:
+    """A release queued in the MULTI that ends a task, for a store outside Redis: the
+    script's reply (at `index` among the MULTI's replies) says whether the file must now
+    be deleted (the script took its lock) or kept for the retry window."""
+
+    digest: str
+    token: str
+    window: int
+    index: int
+
+    def finish(self, conn: redis.Redis, replies: list[Any] | None) -> bool:
+        """Do the file's part; True when the input was freed. Without the replies (the
+        commit was answered by a retry) the lock, if taken, expires and the sweeper
+        deletes the file when its TTL ends."""
+        if replies is None or len(replies) <= self.index:
+            return False
+        return _after_release(conn, current_store(), self.digest, self.token, self.window, replies[self.index])
+
+
+def queue_task_input_release(pipe: Any, job: Any) -> bool | PendingRelease:
     """Add the release of an ended task's input to `pipe` — the MULTI that ends the task,
-    after its status: one round trip less per task. Inputs in Redis only (the file store
-    deletes a file on release, which a MULTI cannot do); False when nothing was added,
-    and then release_task_input() after the end does it."""
+    after its status: one write round trip less per task. In Redis that is all (True);
+    a file store gets a PendingRelease to finish() with the MULTI's replies (a MULTI
+    cannot delete a file). False when nothing was added (the task names no input)."""
     digest = task_digest(job)
-    if digest is None or not current_store().in_redis:
+    if digest is None:
         return False
-    keys, args = _release_call(digest, job.id, job.key, "redis", settings.retry_window_s())
+    in_redis = current_store().in_redis
+    token = "redis" if in_redis else uuid.uuid4().hex
+    window = settings.retry_window_s()
+    keys, args = _release_call(digest, job.id, job.key, token, window)
+    index = len(pipe.command_stack)
     pipe.eval(_RELEASE, len(keys), *keys, *args)   # EVAL: a pipeline's registered script costs a SCRIPT EXISTS
-    return True
+    return True if in_redis else PendingRelease(digest, token, window, index)
 
 
 def task_digest(job: Any) -> str | None:

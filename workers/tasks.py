@@ -3,7 +3,8 @@
 Why it re-validates: the payload came out of Redis, which anything on the network may
 have written; the registry checks the steps again exactly as the API did. Why it counts
 round trips: the fleet's overhead over bare RQ is mostly Redis round trips, so the
-input read and the "started" meta share one, each later step saves progress once, and
+"started" meta joins the worker's start MULTI (queue_started_meta; with plain RQ it
+shares the input read's round trip), each later step saves progress once, and
 the output, the final meta and the completion statistics join the worker's fenced commit
 (workers/fencing.py), so only the execution that still owns the task writes them.
 """
@@ -22,6 +23,7 @@ from workers.logs import get_logger, log_context, log_event
 from workers.routing import capabilities_of_queue, normalise_options
 
 log = get_logger(__name__)
+STARTED_META_SAVED = "_pixelfleet_started_meta_saved"   # set on the job by queue_started_meta
 
 
 class InvalidPayload(EngineError):
@@ -81,17 +83,39 @@ def process_image(payload: dict[str, Any]) -> dict[str, Any]:
     with log_context(task=job.id):
         task = check_payload(payload)
         check_queue(job.origin, task)
-        steps = task["steps"]
-        total = len(steps)
-        job.meta.update({"worker": worker, "started_at": started,
-                         "progress": {"step": 1, "total": total, "filter": steps[0].name}})
-        with conn.pipeline(transaction=False) as pipe:
-            fencing.save_meta(job, pipe)
-            (saved,), data = storage.load_input_with(pipe, conn, task["digest"])   # one round trip
-        fencing.check_saved(job, saved)
-        if data is None:
-            storage.load_input(conn, task["digest"])   # raises InputMissing with the full story
+        if getattr(job, STARTED_META_SAVED, False):   # our worker wrote it with the task's start
+            data = storage.load_input(conn, task["digest"])
+        else:
+            job.meta.update(started_meta(task, worker, started))
+            with conn.pipeline(transaction=False) as pipe:
+                fencing.save_meta(job, pipe)
+                (saved,), data = storage.load_input_with(pipe, conn, task["digest"])   # one round trip
+            fencing.check_saved(job, saved)
+            if data is None:
+                storage.load_input(conn, task["digest"])   # raises InputMissing with the full story
         return _run(job, task, data, started, worker)
+
+
+def started_meta(task: dict[str, Any], worker: str, started: float) -> dict[str, Any]:
+    """What a running task shows (worker, start, step 1 of N) from the moment it starts."""
+    steps = task["steps"]
+    return {"worker": worker, "started_at": started,
+            "progress": {"step": 1, "total": len(steps), "filter": steps[0].name}}
+
+
+def queue_started_meta(job: Job, worker: str, pipe: Any) -> None:
+    """Add the started meta to `pipe`, the MULTI in which the worker's execution takes the
+    task's fence (so no fence check is needed), and mark the job so process_image does
+    not write it again: one write round trip less per task. A payload that does not
+    check out is left to process_image, which fails the task saying why."""
+    try:
+        task = check_payload(job.args[0] if job.args else None)
+    except Exception:   # noqa: BLE001 - process_image raises it again, as the task's failure
+        return
+    started = job.started_at.timestamp() if job.started_at else time.time()
+    job.meta.update(started_meta(task, worker, started))
+    pipe.hset(job.key, "meta", job.serializer.dumps(job.meta))
+    setattr(job, STARTED_META_SAVED, True)
 
 
 def _run(job: Job, task: dict[str, Any], data: bytes, started: float, worker: str) -> dict[str, Any]:

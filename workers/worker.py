@@ -48,7 +48,7 @@ from rq.worker import SimpleWorker
 from rq.worker.base import WorkerStatus
 
 from filters.errors import EngineError
-from workers import claims, fencing, notify, settings, storage
+from workers import claims, fencing, notify, settings, storage, tasks
 from workers.failures import exception_handler
 from workers.heartbeat import HeartbeatThread, WorkerHealth
 from workers.jobs import FleetJob
@@ -69,7 +69,7 @@ SUSPENSION_CHECK_S = 1.0
 # tasks then cost no extra beats, and the periodic beat catches up within the interval.
 START_BEAT_MIN_S = 0.5
 EXPECTED_FAILURES = (EngineError, JobTimeoutException, TimeoutError, DeserializationError)
-_ATTR_ENDED_IN_COMMIT = "_pixelfleet_ended_in_commit"   # set by _end_writes: whether it released the input too
+_ATTR_ENDED_IN_COMMIT = "_pixelfleet_ended_in_commit"   # set by _end_writes: how it released the input
 
 
 class ForcedStop(BaseException):
@@ -249,7 +249,12 @@ class PixelfleetWorker(SimpleWorker):
         else:
             self.health.failed += 1
         self._task_beat()   # idle, without the task, counted: now rather than a period later
-        if not released_in_commit:
+        if isinstance(released_in_commit, storage.PendingRelease):   # a file store: the file's part
+            try:
+                released_in_commit.finish(self.connection, fencing.commit_replies(job))
+            except Exception as exc:  # noqa: BLE001 - the input's TTL still frees it
+                log_event(log, "input_release_failed", logging.WARNING, worker=self.name, task=job.id, error=str(exc))
+        elif not released_in_commit:
             storage.release_task_input(self.connection, job)   # no-op unless the task has ended
         log_event(log, "done" if ok else "failed", logging.INFO if ok else logging.WARNING,
                   worker=self.name, task=job.id, queue=queue.name, status=str(getattr(status, "value", status)),
@@ -341,6 +346,7 @@ class PixelfleetWorker(SimpleWorker):
             self.heartbeat(heartbeat_ttl, pipeline=pipe)
             job.prepare_for_execution(self.name, pipeline=pipe)   # status started, last_heartbeat
             pipe.persist(job.key)
+            tasks.queue_started_meta(job, self.name, pipe)         # worker, start, step 1 of N
             pipe.execute()
         fencing.bind(job, execution.id)
         self._prepared_job = job.id
@@ -395,9 +401,9 @@ class PixelfleetWorker(SimpleWorker):
 
     def _end_writes(self, job: Job, status: str, pipe) -> None:
         """In the commit that ends the task, after its status: the `?wait` wake-up
-        (workers.notify) and, for inputs in Redis, the input's release — two round trips
-        less per task than after it, and atomic with the end. Marked on the job so
-        execute_job does not do them again."""
+        (workers.notify) and the input's release — two round trips less per task than
+        after it, and atomic with the end (a file store deletes a freed file after it,
+        storage.PendingRelease). Marked on the job so execute_job does not do them again."""
         notify.push_done(self.connection, job.id, status, pipeline=pipe)
         setattr(job, _ATTR_ENDED_IN_COMMIT, storage.queue_task_input_release(pipe, job))
 
