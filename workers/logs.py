@@ -26,6 +26,7 @@ import contextlib
 import contextvars
 import json
 import logging
+import math
 import sys
 from datetime import datetime, timezone
 from typing import Any, Iterator, TextIO
@@ -44,10 +45,22 @@ _RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
 }
 
 
+_second_prefix: tuple[int, str] = (-1, "")   # the last whole second formatted, and its text
+
+
 def utc_timestamp(epoch: float) -> str:
-    """ISO-8601 UTC with milliseconds and a Z, e.g. 2026-11-23T19:04:05.123Z."""
-    moment = datetime.fromtimestamp(epoch, tz=timezone.utc)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    """ISO-8601 UTC with milliseconds and a Z, e.g. 2026-11-23T19:04:05.123Z.
+
+    Every log line has one, and a status poll's access line made strftime a visible part
+    of its cost: the text up to the second is formatted once per second and reused.
+    """
+    global _second_prefix
+    second = math.floor(epoch)
+    cached_second, prefix = _second_prefix
+    if second != cached_second:
+        prefix = datetime.fromtimestamp(second, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.")
+        _second_prefix = (second, prefix)
+    return f"{prefix}{min(999, int((epoch - second) * 1000)):03d}Z"
 
 
 def format_value(value: Any) -> str:
