@@ -10,6 +10,15 @@ from stress.photos import photo_jpeg  # noqa: F401  (the tests' uploads)
 from workers import settings
 
 
+def use_store(kind: str, tmp_path: Path, monkeypatch) -> str:
+    """Point the store at `kind`: "file" (a directory under tmp_path) or "redis"; returns it."""
+    if kind == "file":
+        monkeypatch.setenv("PIXELFLEET_STORAGE_URL", f"file://{tmp_path / 'images'}")
+    else:
+        monkeypatch.delenv("PIXELFLEET_STORAGE_URL", raising=False)
+    return kind
+
+
 def redis_image_bytes(conn: redis.Redis) -> dict[str, int]:
     """Bytes of input and output images stored in Redis (the values themselves)."""
     inputs = sum(conn.strlen(k) for k in conn.scan_iter(settings.INPUT_KEY.format(digest="*"), count=1000))

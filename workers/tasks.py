@@ -23,7 +23,7 @@ from workers.logs import get_logger, log_context, log_event
 from workers.routing import capabilities_of_queue, normalise_options
 
 log = get_logger(__name__)
-STARTED_META_SAVED = "_pixelfleet_started_meta_saved"   # set on the job by queue_started_meta
+CHECKED_TASK = "_pixelfleet_checked_task"   # set on the job by queue_started_meta: the checked payload
 
 
 class InvalidPayload(EngineError):
@@ -81,9 +81,10 @@ def process_image(payload: dict[str, Any]) -> dict[str, Any]:
     rt = runtime.current()
     worker = rt.name or job.worker_name or "unnamed"
     with log_context(task=job.id):
-        task = check_payload(payload)
+        checked = getattr(job, CHECKED_TASK, None)   # our worker checked it and wrote the meta at the start
+        task = checked if checked is not None and job.args and payload is job.args[0] else check_payload(payload)
         check_queue(job.origin, task)
-        if getattr(job, STARTED_META_SAVED, False):   # our worker wrote it with the task's start
+        if checked is not None:
             data = storage.load_input(conn, task["digest"])
         else:
             job.meta.update(started_meta(task, worker, started))
@@ -105,9 +106,10 @@ def started_meta(task: dict[str, Any], worker: str, started: float) -> dict[str,
 
 def queue_started_meta(job: Job, worker: str, pipe: Any) -> None:
     """Add the started meta to `pipe`, the MULTI in which the worker's execution takes the
-    task's fence (so no fence check is needed), and mark the job so process_image does
-    not write it again: one write round trip less per task. A payload that does not
-    check out is left to process_image, which fails the task saying why."""
+    task's fence (so no fence check is needed), and keep the checked payload on the job
+    so process_image neither checks it nor writes the meta again: one write round trip
+    less per task. A payload that does not check out is left to process_image, which
+    fails the task saying why."""
     try:
         task = check_payload(job.args[0] if job.args else None)
     except Exception:   # noqa: BLE001 - process_image raises it again, as the task's failure
@@ -115,7 +117,7 @@ def queue_started_meta(job: Job, worker: str, pipe: Any) -> None:
     started = job.started_at.timestamp() if job.started_at else time.time()
     job.meta.update(started_meta(task, worker, started))
     pipe.hset(job.key, "meta", job.serializer.dumps(job.meta))
-    setattr(job, STARTED_META_SAVED, True)
+    setattr(job, CHECKED_TASK, task)
 
 
 def _run(job: Job, task: dict[str, Any], data: bytes, started: float, worker: str) -> dict[str, Any]:

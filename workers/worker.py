@@ -16,8 +16,9 @@ Hooks overridden, each for one reason:
 - heartbeat / check_for_suspension: our heartbeat thread keeps RQ's keys alive, so
   RQ's loop stops spending 9 of its 20 Redis round trips per task on them;
 - request_stop / request_force_stop: "stopping" state; the second signal requeues;
-- prepare_execution / handle_job_success / handle_job_failure: fencing (workers/fencing.py):
-  the execution takes the task's fence when it starts, and finishes it only while it
+- prepare_execution / prepare_job_execution / handle_job_success / handle_job_failure:
+  fencing (workers/fencing.py), and RQ's two start MULTIs as one: the execution takes the
+  task's fence when it starts, and finishes it only while it
   still owns it, in one WATCH/MULTI; a superseded execution's result is discarded;
 - _finalize_failure: let the forced-stop exception through instead of failing the task,
   and end a superseded execution without recording anything;

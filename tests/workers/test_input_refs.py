@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 from workers.jobs import fetch_job
 
+from tests.storage_helpers import use_store
 from workers import failures, routing, settings, status, storage
 from workers.worker import run_burst
 
@@ -21,11 +22,7 @@ STEPS = [{"filter": "grayscale"}]
 @pytest.fixture(autouse=True, params=["redis", "file"])
 def backend(request, tmp_path, monkeypatch) -> str:
     """Every test here runs on both stores: the fleet's Redis and a shared directory."""
-    if request.param == "file":
-        monkeypatch.setenv("PIXELFLEET_STORAGE_URL", f"file://{tmp_path / 'images'}")
-    else:
-        monkeypatch.delenv("PIXELFLEET_STORAGE_URL", raising=False)
-    return request.param
+    return use_store(request.param, tmp_path, monkeypatch)
 
 
 def png(seed: int = 0, side: int = 16) -> bytes:

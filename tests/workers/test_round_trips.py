@@ -11,6 +11,7 @@ from __future__ import annotations
 import pytest
 import redis
 
+from tests.storage_helpers import use_store
 from tests.workers.test_routing import CountingConnection, png
 from workers import routing
 from workers.heartbeat import HeartbeatThread, WorkerHealth
@@ -41,11 +42,7 @@ def _burst_round_trips(conn: redis.Redis, tasks: int) -> int:
 
 @pytest.fixture(params=["redis", "file"])
 def store(request, tmp_path, monkeypatch) -> str:
-    if request.param == "file":
-        monkeypatch.setenv("PIXELFLEET_STORAGE_URL", f"file://{tmp_path / 'images'}")
-    else:
-        monkeypatch.delenv("PIXELFLEET_STORAGE_URL", raising=False)
-    return request.param
+    return use_store(request.param, tmp_path, monkeypatch)
 
 
 def test_a_task_costs_the_worker_six_or_seven_round_trips(redis_server, store):

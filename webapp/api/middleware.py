@@ -1,8 +1,9 @@
 """Request counting, one access-log line per request, and the request-size guard.
 
 The count lives in Redis (api/request_counter.py: batched from the event loop), so
-/api/stats/ reports requests served by the whole API fleet, not by one gunicorn worker. Counting or logging must never fail a request:
-a Redis error there is swallowed (the view itself reports Redis trouble properly).
+/api/stats/ reports requests served by the whole API fleet, not by one gunicorn worker.
+Counting or logging must never fail a request: a Redis error there is swallowed (the
+view itself reports Redis trouble properly).
 """
 from __future__ import annotations
 

@@ -33,8 +33,13 @@ def count_sync() -> None:
 
 def count() -> None:
     """One request served in the event loop: counted within FLUSH_S."""
-    global _pending, _scheduled
+    global _pending
     _pending += 1
+    _schedule_flush()
+
+
+def _schedule_flush() -> None:
+    global _scheduled
     if not _scheduled:
         _scheduled = True
         asyncio.get_running_loop().call_later(FLUSH_S, lambda: asyncio.ensure_future(flush()))
@@ -50,6 +55,4 @@ async def flush() -> None:
         await settings.get_async_redis().incrby(REQUESTS_KEY, taken)
     except (redis.RedisError, OSError):
         _pending += taken
-        if not _scheduled:
-            _scheduled = True
-            asyncio.get_running_loop().call_later(FLUSH_S, lambda: asyncio.ensure_future(flush()))
+        _schedule_flush()

@@ -8,7 +8,6 @@ JPEG by default, as the original system served them (its scripts save `sample_4k
 from __future__ import annotations
 
 import hashlib
-
 import time
 
 from django.http import HttpResponse
