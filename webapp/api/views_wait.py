@@ -201,29 +201,48 @@ async def task_list(request: HttpRequest) -> HttpResponse:
     data = getattr(accepted, "data", None)
     if accepted.status_code != 202 or not isinstance(data, dict) or "task_id" not in data:
         return accepted
-    task_id = data["task_id"]
-    if not await wait_for_task(task_id, seconds or 0.0):
+    answer = await waited_submit(data, seconds or 0.0)
+    if answer is None:
         return accepted
+    status, body, headers = answer
+    if isinstance(body, bytes):
+        headers = dict(headers)
+        response = HttpResponse(body, content_type=headers.pop("content-type"), status=status)
+        for name, value in headers.items():
+            response[name] = value
+        return response
+    return JsonResponse(body, status=status, headers=headers)
+
+
+async def waited_submit(accepted: dict[str, Any], seconds: float) -> tuple[int, Any, dict[str, str]] | None:
+    """What a submit with `?wait=S` answers once its task was accepted: (200, the image,
+    headers) when it finished within S s, (422 task_failed or 404 result_expired, the
+    error body, headers); None when S s passed first (the caller answers its 202).
+    Shared by this view and the ASGI fast path (api.asgi_submit)."""
+    task_id = accepted["task_id"]
+    if not await wait_for_task(task_id, seconds):
+        return None
     state = await notify.ended_status(settings.get_async_redis(), task_id)
     if state == "finished":
         found = await _load_delivered(task_id)
         if found is not None:
             body, content_type = found
-            response = HttpResponse(body, content_type=content_type)
             extension = content_type.rpartition("/")[2].replace("jpeg", "jpg")
-            response["Content-Disposition"] = f'inline; filename="{task_id}.{extension}"'
-            response["X-Task-Id"] = task_id
-            response["Location"] = data["status_url"]
-            return response
-        return JsonResponse(error_body("result_expired", f"task {task_id} finished but its result is gone "
-                                       "from Redis; submit again", {"task_id": task_id}), status=404)
+            return 200, body, {"content-type": content_type,
+                               "Content-Disposition": f'inline; filename="{task_id}.{extension}"',
+                               "X-Task-Id": task_id, "Location": accepted["status_url"]}
+        return 404, error_body("result_expired", f"task {task_id} finished but its result is gone "
+                               "from Redis; submit again", {"task_id": task_id}), {}
     try:
         body = await sync_to_async(views_tasks.load_status)(task_id)
     except Exception as exc:  # noqa: BLE001 - NotFound if it expired meanwhile; others re-raised
-        return _error_response(exc)
+        parts = to_response_parts(exc)
+        if parts is None:
+            raise
+        return parts
     reason = body.get("failure_reason") or body.get("error") or "no result was stored"
-    return JsonResponse(error_body("task_failed", f"task {task_id} is {body['status']}: {reason}", body),
-                        status=422, headers={"X-Task-Id": task_id, "Location": data["status_url"]})
+    return 422, error_body("task_failed", f"task {task_id} is {body['status']}: {reason}", body), \
+        {"X-Task-Id": task_id, "Location": accepted["status_url"]}
 
 
 def _front(view: Callable[..., Any], view_class: type) -> Callable[..., Any]:

@@ -2,7 +2,8 @@
 
 Why ASGI: `?wait=` requests wait in the event loop without holding a thread (api.views_wait);
 every other view is a sync DRF view that Django runs in a thread per request. Status
-polls are answered in front of Django (api.asgi_status), where they cost no thread.
+polls (api.asgi_status) and multipart image submits (api.asgi_submit) are answered in
+front of Django, where they cost no thread of their own.
 
 Django's ASGI handler reads the whole request body before any middleware runs, so the
 request-size limit (MAX_REQUEST_BYTES) is enforced here too, in front of it: a declared
@@ -80,7 +81,8 @@ django_application = get_asgi_application()
 from django.conf import settings as _settings  # noqa: E402  (configured by get_asgi_application)
 
 from api.asgi_status import FastStatus  # noqa: E402  (needs the apps loaded)
+from api.asgi_submit import FastSubmit  # noqa: E402
 
-# Outermost first: the size guard, then the status polls answered without Django's
-# thread hops (api/asgi_status.py), then Django.
-application = BodyLimit(FastStatus(django_application), _settings.MAX_REQUEST_BYTES)
+# Outermost first: the size guard, then the image submits and the status polls answered
+# without Django's thread hops (api/asgi_submit.py, api/asgi_status.py), then Django.
+application = BodyLimit(FastSubmit(FastStatus(django_application)), _settings.MAX_REQUEST_BYTES)
