@@ -80,3 +80,10 @@ def on_starting(server) -> None:
     if not has_key and not os.environ.get("PIXELFLEET_ENV") and _loopback_only(list(server.cfg.bind)):
         os.environ["PIXELFLEET_ENV"] = "development"
         server.log.info("no DJANGO_SECRET_KEY and bound to loopback only: development mode, throw-away key")
+
+
+def post_fork(server, worker) -> None:
+    """Each API process keeps upload-sized buffers for reuse (workers/malloc_tuning.py)."""
+    from workers.malloc_tuning import tune_malloc
+
+    tune_malloc()
