@@ -161,6 +161,19 @@ def queue_status_reads(pipe: Any, task_id: str) -> None:
     pipe.xrevrange(Result.get_key(task_id), "+", "-", count=1)
 
 
+ENDED_WITH_RESULT = (b"finished", b"failed")   # the states whose status includes the latest result
+
+
+async def aread_status(aconn: Any, task_id: str) -> tuple[list[bytes | None], list[Any]]:
+    """queue_status_reads' answers for a poller: the job's fields, then its latest result
+    only once the task has one. A poll of a queued or running task (nearly every poll)
+    is then one plain HMGET, not a two-command pipeline: less of the API's CPU per poll."""
+    fields = await aconn.hmget(Job.key_for(task_id), STATUS_FIELDS)
+    if not fields or fields[0] not in ENDED_WITH_RESULT:
+        return fields, []
+    return fields, await aconn.xrevrange(Result.get_key(task_id), "+", "-", count=1)
+
+
 def status_from_reads(task_id: str, fields: list[bytes | None], results: list[Any],
                       fleet: Callable[[], tuple[list[dict[str, Any]], frozenset[str]]]) -> dict[str, Any] | None:
     """The full status dict (docs/INTERFACES.md) from queue_status_reads' answers, or None

@@ -4,9 +4,10 @@ Why in front of Django: a status poll is the API's most frequent request (a clie
 without `?wait` asks every few ms), and through Django's ASGI handler each one paid
 thread hops (the handler closes every response through sync_to_async, and runs each
 request's sync work in a thread it creates) — milliseconds of CPU taken from the
-workers on the same machine. Here a JSON status request costs one pipelined Redis read
-(workers.status: HMGET of the job's fields and its latest result) and, for `?wait=S`,
-a BLPOP in the event loop (api.views_wait.wait_for_task), with no thread at all.
+workers on the same machine. Here a JSON status request costs one Redis read
+(workers.status.aread_status: HMGET of the job's fields, and its latest result only once
+it ended) and, for `?wait=S`, a BLMOVE in the event loop (api.views_wait.wait_for_task),
+with no thread at all.
 
 A poller's last request, the plain GET of a result, is answered here too: the status
 reads and (in Redis) the result's bytes in one round trip, or the file store's file read
@@ -146,10 +147,7 @@ class FastStatus(AsgiFront):
             self._check_task(task_id, headers)
             if seconds is not None:
                 await wait_for_task(task_id, seconds)
-            aconn = settings.get_async_redis()
-            async with aconn.pipeline(transaction=False) as pipe:
-                task_state.queue_status_reads(pipe, task_id)
-                fields, results = await pipe.execute()
+            fields, results = await task_state.aread_status(settings.get_async_redis(), task_id)
             return 200, await self._status_from(task_id, fields, results), {}
         except Exception as exc:  # noqa: BLE001 - ours → 4xx/503; anything else is a bug, logged
             return self._refusal(exc)
