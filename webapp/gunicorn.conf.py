@@ -83,7 +83,7 @@ def on_starting(server) -> None:
 
 
 def post_fork(server, worker) -> None:
-    """Each API process keeps upload-sized buffers for reuse (workers/malloc_tuning.py)."""
-    from workers.malloc_tuning import tune_malloc
+    """Each API process keeps upload-sized buffers for reuse (workers/allocator.py)."""
+    from workers.allocator import keep_freed_memory
 
-    tune_malloc()
+    keep_freed_memory()

@@ -107,9 +107,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     configure_logging("worker", args.log_level)
     set_context(worker=args.name)
-    from workers.malloc_tuning import tune_malloc
-
-    tune_malloc()   # input files and decoded images: buffers reused, not faulted in anew
 
     from workers.heartbeat import HeartbeatThread, WorkerHealth
     from workers.reaper import reap_once

@@ -1,4 +1,5 @@
-"""Keep freed memory in the worker's heap instead of handing it back to the kernel.
+"""Keep freed memory in the heap of a worker or an API process instead of handing it
+back to the kernel (workers/__main__.py and webapp/gunicorn.conf.py's post_fork call it).
 
 Why: every task allocates the same few large buffers (the decoded image, the resize
 rows, the encoded result) and frees them at its end. With glibc's defaults, buffers
@@ -8,6 +9,13 @@ faults (4 MB of zeroed pages) per 2040×1356 thumbnail. Measured with the `make 
 fleet, 8 clients: worker CPU 19.7 -> 17.7 ms per image and 57 -> 62 images/s, page
 faults 983 -> 0 per image. The cost: a worker's RSS stays at its largest recent task
 (WORKER_MAX_RSS_MB still stops one that grows past its ceiling).
+
+The API receives the same kind of buffers: an upload joined into one bytes object and
+the file sliced out of it. Without this each 6 MB upload was about 4,500 page faults,
+half of the API's CPU for receiving it (14 -> 6.5 ms per upload, measured;
+tests/api/test_asgi_submit.py counts the faults of the real API processes). An API
+process keeps at most its busiest moment's buffers: concurrent uploads, each within
+PIXELFLEET_MAX_REQUEST_BYTES.
 """
 from __future__ import annotations
 

@@ -187,7 +187,7 @@ def api_page_faults(fleet) -> int:
 
 
 def test_big_uploads_do_not_fault_their_buffers_in_each_time(fleet):
-    # workers/malloc_tuning.py, applied by gunicorn.conf.py's post_fork: a 6 MB upload's
+    # workers/allocator.py, applied by gunicorn.conf.py's post_fork: a 6 MB upload's
     # buffers (the joined body, the file's slice) are reused from one request to the
     # next; untuned, each is faulted in anew (~1,500 faults per copy, measured ~3,000).
     body, content_type = encoded({"steps": RESIZE, "filterx": "1"},          # refused once parsed
