@@ -110,7 +110,8 @@ def test_playground_runs_pixelate_and_explains_a_bad_parameter(dash_fleet, page,
     page.get_by_role("button", name="Run on the fleet").click()
     assert error.inner_text() == ""
     page.locator("#run-state.ok").wait_for(timeout=90_000)
-    page.wait_for_function("document.getElementById('after').naturalWidth > 0 && document.getElementById('before').naturalWidth > 0")
+    page.wait_for_function("document.getElementById('after').naturalWidth > 0 && document.getElementById('before').naturalWidth > 0",
+                           timeout=90_000)   # thumbnails are made on demand: slow under the full suite's load
     assert page.locator("#run-timings tbody tr").first.inner_text().split()[1] == "pixelate"
     assert "Finished" in page.locator("#run-state").inner_text()
     shoot(page, "playground")
